@@ -1,0 +1,234 @@
+"""Slow, obvious NumPy references of the native kernels: the truth the C++ and CUDA code are tested against.
+
+Every function here mirrors the contract and the arithmetic of the kernel of the same name
+(``cpp/include/handstream/decode_math.h``, ``cpp/include/handstream/triangulate_math.h``), written
+for reading rather than speed. Shapes use the legend of :mod:`handstream.ops`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+REFINE_CODES = {None: 0, "none": 0, "quadratic": 1, "dark": 2}
+MAX_DARK_RADIUS = 15
+
+
+# ---------------------------------------------------------------------------------------------------
+# decode_heatmaps
+# ---------------------------------------------------------------------------------------------------
+def dark_radius(sigma: float) -> int:
+    """Half-width of the DARK blur kernel: ceil(2.5 sigma), in [1, 15] (11x11 for sigma 2, as mmpose)."""
+    return int(min(max(math.ceil(2.5 * sigma), 1), MAX_DARK_RADIUS))
+
+
+def gaussian_blur_zero_pad(maps: np.ndarray, sigma: float) -> np.ndarray:
+    """Separable Gaussian blur of ``maps (M, h, w)`` in float64 with zero padding (as mmpose pads)."""
+    r = dark_radius(sigma)
+    g = np.exp(-np.arange(-r, r + 1, dtype=np.float64) ** 2 / (2.0 * sigma * sigma))
+    g /= g.sum()
+    m, h, w = maps.shape
+    padded = np.zeros((m, h + 2 * r, w + 2 * r))
+    padded[:, r : r + h, r : r + w] = maps
+    rows = sum(g[i] * padded[:, :, i : i + w] for i in range(2 * r + 1))
+    return sum(g[j] * rows[:, j : j + h, :] for j in range(2 * r + 1))
+
+
+def decode_heatmaps(heatmaps: np.ndarray, refine: str | None = "dark", sigma: float = 2.0):
+    """Reference of :func:`handstream.ops.decode_heatmaps`.
+
+    heatmaps (..., h, w) float -> coords (..., 2) float32 (x, y) heatmap pixels, conf (...) float32.
+    """
+    hm = np.asarray(heatmaps, dtype=np.float32)
+    lead, (h, w) = hm.shape[:-2], hm.shape[-2:]
+    maps = hm.reshape(-1, h, w)
+    m = maps.shape[0]
+    coords = np.full((m, 2), np.nan, dtype=np.float32)
+    conf = np.full(m, np.nan, dtype=np.float32)
+    mode = REFINE_CODES[refine]
+    blurred = None
+    if mode == 2 and m:
+        with np.errstate(invalid="ignore", over="ignore"):
+            blurred = np.log(np.maximum(gaussian_blur_zero_pad(maps.astype(np.float64), sigma), 1e-10))
+
+    for i in range(m):
+        hmap = maps[i]
+        if not np.isfinite(hmap).all():
+            continue  # NaN/inf anywhere: no answer
+        flat_index = int(np.argmax(hmap))  # first occurrence on ties, row-major
+        conf[i] = hmap.flat[flat_index]
+        if not hmap.max() > hmap.min():
+            continue  # flat map: no peak
+        y, x = divmod(flat_index, w)
+        ox = oy = 0.0
+        if mode == 1:
+            if 0 < x < w - 1:
+                ox = _parabola_offset(hmap[y, x - 1], hmap[y, x], hmap[y, x + 1])
+            if 0 < y < h - 1:
+                oy = _parabola_offset(hmap[y - 1, x], hmap[y, x], hmap[y + 1, x])
+        elif mode == 2 and 2 <= x <= w - 3 and 2 <= y <= h - 3:
+            L = blurred[i]
+            dx = 0.5 * (L[y, x + 1] - L[y, x - 1])
+            dy = 0.5 * (L[y + 1, x] - L[y - 1, x])
+            dxx = 0.25 * (L[y, x + 2] - 2 * L[y, x] + L[y, x - 2])
+            dyy = 0.25 * (L[y + 2, x] - 2 * L[y, x] + L[y - 2, x])
+            dxy = 0.25 * (L[y + 1, x + 1] - L[y - 1, x + 1] - L[y + 1, x - 1] + L[y - 1, x - 1])
+            hessian = np.array([[dxx, dxy], [dxy, dyy]])
+            if dxx < 0 and np.linalg.det(hessian) > 0:  # a maximum: take one Newton step
+                ox, oy = np.clip(-np.linalg.solve(hessian, [dx, dy]), -1.0, 1.0)
+        coords[i] = (x + ox, y + oy)
+    return coords.reshape(*lead, 2), conf.reshape(lead)
+
+
+def _parabola_offset(left: float, centre: float, right: float) -> float:
+    dd = float(left) - 2.0 * float(centre) + float(right)
+    if not dd < 0:
+        return 0.0
+    return float(np.clip(0.5 * (float(left) - float(right)) / dd, -0.5, 0.5))
+
+
+# ---------------------------------------------------------------------------------------------------
+# triangulate
+# ---------------------------------------------------------------------------------------------------
+FINAL_PASSES = 3  # 1 plain + 2 depth re-weightings
+HYPOTHESIS_PASSES = 2
+
+
+def _pixel_error(P: np.ndarray, X: np.ndarray, xy: np.ndarray) -> float:
+    c = P[2] @ np.append(X, 1.0)
+    if c == 0:
+        return math.nan
+    uv = (P[:2] @ np.append(X, 1.0)) / c
+    return float(np.hypot(*(uv - xy)))
+
+
+def _solve_dlt(xy, w, P, mask, passes):
+    """Weighted linear least squares in X (3,), re-weighted by 1/depth; None when singular."""
+    X = None
+    for _ in range(passes):
+        A = np.zeros((3, 3))
+        b = np.zeros(3)
+        for v in np.flatnonzero(mask):
+            s = abs(P[v, 2] @ np.append(X, 1.0)) if X is not None else np.linalg.norm(P[v, 2, :3])
+            s = s if s > 0 else 1.0
+            rows = np.stack([xy[v, 0] * P[v, 2] - P[v, 0], xy[v, 1] * P[v, 2] - P[v, 1]])
+            k = w[v] / (s * s)
+            A += k * rows[:, :3].T @ rows[:, :3]
+            b -= k * rows[:, :3].T @ rows[:, 3]
+        # Same rank test as the kernel's Cholesky: every pivot above 1e-13 x trace
+        try:
+            L = np.linalg.cholesky(A)
+        except np.linalg.LinAlgError:
+            return None
+        if not (np.diag(L) ** 2 > 1e-13 * np.trace(np.abs(A))).all():
+            return None
+        X = np.linalg.solve(A, b)
+        if not np.isfinite(X).all():
+            return None
+    return X
+
+
+def _refine_gn(xy, w, P, mask, iters, X):
+    def cost(Y):
+        return sum(w[v] * _pixel_error(P[v], Y, xy[v]) ** 2 for v in np.flatnonzero(mask))
+
+    current = cost(X)
+    for _ in range(iters):
+        A = np.zeros((3, 3))
+        g = np.zeros(3)
+        for v in np.flatnonzero(mask):
+            Xh = np.append(X, 1.0)
+            c = P[v, 2] @ Xh
+            if c == 0:
+                return X
+            uv = (P[v, :2] @ Xh) / c
+            J = (P[v, :2, :3] - uv[:, None] * P[v, 2, :3]) / c
+            A += w[v] * J.T @ J
+            g -= w[v] * J.T @ (uv - xy[v])
+        try:
+            step = np.linalg.solve(A, g)
+        except np.linalg.LinAlgError:
+            return X
+        candidate = X + step
+        new = cost(candidate)
+        if not new < current:
+            return X
+        X, current = candidate, new
+    return X
+
+
+def _score(xy, valid, P, X, thr):
+    inl = np.zeros(len(valid), dtype=bool)
+    cost = 0.0
+    for v in np.flatnonzero(valid):
+        e = _pixel_error(P[v], X, xy[v])
+        if e < thr:
+            inl[v] = True
+            cost += e * e
+        else:
+            cost += thr * thr
+    return inl, cost
+
+
+def triangulate_point(xy, w, P, method="dlt", threshold_px=10.0, min_views=2, refine_iters=0):
+    """Reference for one point: xy (V, 2), w (V,), P (V, 3, 4) -> (X (3,), err, used (V,), n_views)."""
+    V = len(xy)
+    valid = np.isfinite(xy).all(axis=1) & np.isfinite(w) & (w > 0)
+    n_valid = int(valid.sum())
+    nan_point = np.full(3, np.nan)
+    none_used = np.zeros(V, dtype=bool)
+    if n_valid < max(min_views, 2):
+        return nan_point, math.nan, none_used, n_valid
+
+    if method == "dlt":
+        used = valid.copy()
+        X = _solve_dlt(xy, w, P, used, FINAL_PASSES)
+    else:
+        best = None  # (n, cost, inliers)
+        for a in range(V):
+            for b in range(a + 1, V):
+                if not (valid[a] and valid[b]):
+                    continue
+                pair = np.zeros(V, dtype=bool)
+                pair[[a, b]] = True
+                H = _solve_dlt(xy, w, P, pair, HYPOTHESIS_PASSES)
+                if H is None or not (P[a, 2] @ np.append(H, 1) > 0 and P[b, 2] @ np.append(H, 1) > 0):
+                    continue
+                inl, cost = _score(xy, valid, P, H, threshold_px)
+                n = int(inl.sum())
+                if best is None or n > best[0] or (n == best[0] and cost < best[1]):
+                    best = (n, cost, inl)
+        if best is None or best[0] < max(min_views, 2):
+            return nan_point, math.nan, none_used, 0 if best is None else best[0]
+        used = best[2]
+        X = _solve_dlt(xy, w, P, used, FINAL_PASSES)
+        if X is not None:
+            inl, _ = _score(xy, valid, P, X, threshold_px)
+            if (inl != used).any() and inl.sum() >= max(min_views, 2):
+                X2 = _solve_dlt(xy, w, P, inl, FINAL_PASSES)
+                if X2 is not None:
+                    X, used = X2, inl
+    if X is None:
+        return nan_point, math.nan, none_used, 0
+    if refine_iters > 0:
+        X = _refine_gn(xy, w, P, used, refine_iters, X)
+    err = float(np.mean([_pixel_error(P[v], X, xy[v]) for v in np.flatnonzero(used)]))
+    return X, err, used, int(used.sum())
+
+
+def triangulate(points_2d, projections, conf=None, *, method="dlt", threshold_px=10.0, min_views=2, refine=False):
+    """Reference of :func:`handstream.ops.triangulate`; returns (points, reproj_error, inliers, n_views)."""
+    xy_all = np.asarray(points_2d, dtype=np.float64)
+    P = np.asarray(projections, dtype=np.float64)
+    V, n_points, _ = xy_all.shape
+    w_all = np.ones((V, n_points)) if conf is None else np.asarray(conf, dtype=np.float64)
+    iters = int(refine) if not isinstance(refine, bool) else (10 if refine else 0)
+    points = np.full((n_points, 3), np.nan)
+    errors = np.full(n_points, np.nan)
+    inliers = np.zeros((V, n_points), dtype=bool)
+    n_views = np.zeros(n_points, dtype=np.int32)
+    for p in range(n_points):
+        X, e, used, n = triangulate_point(xy_all[:, p], w_all[:, p], P, method, threshold_px, min_views, iters)
+        points[p], errors[p], inliers[:, p], n_views[p] = X, e, used, n
+    return points, errors, inliers, n_views
