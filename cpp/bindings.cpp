@@ -6,6 +6,9 @@
 // wrong call from reading out of bounds.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <optional>
 
 #include <stdexcept>
 #include <string>
@@ -55,7 +58,7 @@ py::tuple decode_heatmaps(f32 heatmaps, int refine, float sigma) {
   return py::make_tuple(coords, conf);
 }
 
-py::tuple triangulate(f64 points_2d, py::object conf, f64 projections, int method, double threshold_px,
+py::tuple triangulate(f64 points_2d, std::optional<f64> conf, f64 projections, int method, double threshold_px,
                       int min_views, int refine_iters) {
   require(points_2d.ndim() == 3 && points_2d.shape(2) == 2, "points_2d must be (V, P, 2)");
   const int V = (int)points_2d.shape(0);
@@ -64,12 +67,11 @@ py::tuple triangulate(f64 points_2d, py::object conf, f64 projections, int metho
   require(projections.ndim() == 3 && projections.shape(0) == V && projections.shape(1) == 3 &&
               projections.shape(2) == 4,
           "projections must be (V, 3, 4)");
-  f64 conf_arr;
+  for (int i = 0; i < V * 12; ++i) require(hs::is_finite(projections.data()[i]), "projections contain NaN or inf");
   const double* conf_ptr = nullptr;
-  if (!conf.is_none()) {
-    conf_arr = conf.cast<f64>();
-    require(conf_arr.ndim() == 2 && conf_arr.shape(0) == V && conf_arr.shape(1) == P, "conf must be (V, P)");
-    conf_ptr = conf_arr.data();
+  if (conf) {
+    require(conf->ndim() == 2 && conf->shape(0) == V && conf->shape(1) == P, "conf must be (V, P)");
+    conf_ptr = conf->data();
   }
   const hs::tri::Options opt = make_options(method, threshold_px, min_views, refine_iters);
   py::array_t<double> points({P, (int64_t)3});

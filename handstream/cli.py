@@ -73,7 +73,7 @@ def info() -> None:
 
 @calib_app.command("show")
 def calib_show(
-    path: Path = typer.Argument(..., help="Calibration file: aniposelib .toml, OpenCV .yaml/.yml/.xml, AssemblyHands .json"),
+    path: Path = typer.Argument(..., help="Calibration: aniposelib .toml, OpenCV .yaml/.yml/.xml, AssemblyHands .json"),
     unit_scale: float = typer.Option(None, help="Multiply lengths by this to get metres (e.g. 0.04 for 4 cm squares)."),
 ) -> None:
     """Load a calibration and print its cameras, baselines and fields of view.
@@ -95,7 +95,7 @@ def calib_show(
             cam.model,
             f"{cam.width}x{cam.height}",
             f"{cam.K[0, 0]:.1f}, {cam.K[1, 1]:.1f}",
-            np.array2string(cam.center, precision=3, suppress_small=True),
+            ", ".join(f"{v:+.3f}" for v in cam.center),
             f"{np.linalg.norm(cam.center - first):.3f}",
         )
     console.print(table)
@@ -104,7 +104,7 @@ def calib_show(
 @calib_app.command("convert")
 def calib_convert(
     source: Path = typer.Argument(..., help="Calibration to read (.toml, .yaml/.yml/.xml, .json)."),
-    target: Path = typer.Argument(..., help="File to write; the format follows the extension (.toml, .yaml, .yml, .xml)."),
+    target: Path = typer.Argument(..., help="File to write; the extension picks the format (.toml, .yaml/.yml, .xml)."),
     unit_scale: float = typer.Option(None, help="Multiply lengths by this on reading (to get metres)."),
 ) -> None:
     """Convert a calibration between formats (and units).

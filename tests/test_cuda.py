@@ -37,19 +37,11 @@ def test_cuda_tensor_without_the_module_is_a_user_error(monkeypatch):
         _native.require_cuda()
 
 
-def _torch_cuda():
-    torch = pytest.importorskip("torch", reason="torch is not installed")
-    if not torch.cuda.is_available():
-        pytest.skip("no CUDA GPU")
-    if not _native.cuda_available():
-        pytest.skip("handstream._cuda not built or sees no device")
-    return torch
-
-
 @pytest.mark.needs_cuda
 @pytest.mark.parametrize("mode", ["dark", "quadratic", None])
 def test_decode_cuda_matches_reference(mode):
-    torch = _torch_cuda()
+    import torch
+
     rng = np.random.default_rng()
     for shape in [(4, 42, 64, 64), (1, 1, 7, 5), (8, 42, 32, 48)]:
         centres = np.stack([rng.uniform(-1, shape[3], shape[:2]), rng.uniform(-1, shape[2], shape[:2])], -1)
@@ -67,7 +59,8 @@ def test_decode_cuda_matches_reference(mode):
 @pytest.mark.parametrize("method", ["dlt", "ransac"])
 @pytest.mark.parametrize("n_views", [2, 4, 8, 16])
 def test_triangulate_cuda_matches_reference(method, n_views):
-    torch = _torch_cuda()
+    import torch
+
     rng = np.random.default_rng()
     projections = random_rig(rng, n_views)
     points = hand_cloud(rng, 300)
@@ -76,12 +69,12 @@ def test_triangulate_cuda_matches_reference(method, n_views):
     pixels[rng.random((n_views, 300)) < 0.1] = np.nan
     conf = rng.uniform(0.1, 1.0, (n_views, 300))
     for refine in (False, 5):
-        result = triangulate(torch.from_numpy(pixels).cuda(), projections, torch.from_numpy(conf).cuda(),
-                             method=method, refine=refine)
+        result = triangulate(
+            torch.from_numpy(pixels).cuda(), projections, torch.from_numpy(conf).cuda(), method=method, refine=refine
+        )
         assert result.points.is_cuda
         expected = reference.triangulate(pixels, projections, conf, method=method, refine=refine)
         np.testing.assert_array_equal(result.n_views.cpu().numpy(), expected[3])
         np.testing.assert_array_equal(result.inliers.cpu().numpy(), expected[2])
         np.testing.assert_allclose(result.points.cpu().numpy(), expected[0], rtol=1e-6, atol=1e-9, equal_nan=True)
-        np.testing.assert_allclose(result.reproj_error.cpu().numpy(), expected[1], rtol=1e-6, atol=1e-7,
-                                   equal_nan=True)
+        np.testing.assert_allclose(result.reproj_error.cpu().numpy(), expected[1], rtol=1e-6, atol=1e-7, equal_nan=True)

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from handstream import HandstreamError
 from handstream.ops import MAX_VIEWS, Triangulation, reference, triangulate
-from tests.scenes import hand_cloud, project, random_rig
+from tests.scenes import hand_cloud, look_at, project, random_rig
 
 
 def noisy_scene(seed, n_views, n_points, noise_px=1.0, missing=0.0, outliers=0.0):
@@ -94,8 +94,17 @@ def test_refinement_lowers_the_weighted_pixel_error():
 
 
 def test_low_confidence_views_count_less():
-    projections, points, pixels, _ = noisy_scene(np.random.default_rng().integers(2**32), 3, 42, 0.0)
-    pixels[2] += 15.0  # a biased view
+    # Three cameras 120 degrees apart (well conditioned), one of them biased by 15 px.
+    rng = np.random.default_rng()
+    K = np.array([[500.0, 0, 320], [0, 500, 240], [0, 0, 1]])
+    angles = np.deg2rad([0, 120, 240]) + rng.uniform(0, 2 * np.pi)
+    centres = 0.5 * np.stack([np.cos(angles), np.sin(angles), rng.uniform(-0.3, 0.3, 3)], -1)
+    projections = np.array(
+        [K @ np.hstack([R, (-R @ c)[:, None]]) for c in centres for R in [look_at(c, np.zeros(3), rng)]]
+    )
+    points = hand_cloud(rng, 42)
+    pixels = project(projections, points)
+    pixels[2] += 15.0
     conf = np.ones((3, 42))
     trusted = triangulate(pixels, projections, conf).points
     conf[2] = 0.01

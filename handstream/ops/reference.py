@@ -26,7 +26,7 @@ def dark_radius(sigma: float) -> int:
 def gaussian_blur_zero_pad(maps: np.ndarray, sigma: float) -> np.ndarray:
     """Separable Gaussian blur of ``maps (M, h, w)`` in float64 with zero padding (as mmpose pads)."""
     r = dark_radius(sigma)
-    g = np.exp(-np.arange(-r, r + 1, dtype=np.float64) ** 2 / (2.0 * sigma * sigma))
+    g = np.exp(-(np.arange(-r, r + 1, dtype=np.float64) ** 2) / (2.0 * sigma * sigma))
     g /= g.sum()
     m, h, w = maps.shape
     padded = np.zeros((m, h + 2 * r, w + 2 * r))
@@ -91,8 +91,8 @@ def _parabola_offset(left: float, centre: float, right: float) -> float:
 # ---------------------------------------------------------------------------------------------------
 # triangulate
 # ---------------------------------------------------------------------------------------------------
-FINAL_PASSES = 3  # 1 plain + 2 depth re-weightings
-HYPOTHESIS_PASSES = 2
+FINAL_PASSES = 2  # 1 plain + 1 depth re-weighting
+HYPOTHESIS_PASSES = 1
 
 
 def _pixel_error(P: np.ndarray, X: np.ndarray, xy: np.ndarray) -> float:
@@ -101,6 +101,15 @@ def _pixel_error(P: np.ndarray, X: np.ndarray, xy: np.ndarray) -> float:
         return math.nan
     uv = (P[:2] @ np.append(X, 1.0)) / c
     return float(np.hypot(*(uv - xy)))
+
+
+def _solve3(A: np.ndarray, b: np.ndarray):
+    """Solve A X = b for a symmetric 3x3 A; None unless A is clearly positive definite (the kernel's test)."""
+    d = np.diag(A)
+    if not ((d > 0).all() and np.linalg.det(A) > 1e-12 * d.prod()):
+        return None
+    X = np.linalg.solve(A, b)
+    return X if np.isfinite(X).all() else None
 
 
 def _solve_dlt(xy, w, P, mask, passes):
@@ -116,15 +125,8 @@ def _solve_dlt(xy, w, P, mask, passes):
             k = w[v] / (s * s)
             A += k * rows[:, :3].T @ rows[:, :3]
             b -= k * rows[:, :3].T @ rows[:, 3]
-        # Same rank test as the kernel's Cholesky: every pivot above 1e-13 x trace
-        try:
-            L = np.linalg.cholesky(A)
-        except np.linalg.LinAlgError:
-            return None
-        if not (np.diag(L) ** 2 > 1e-13 * np.trace(np.abs(A))).all():
-            return None
-        X = np.linalg.solve(A, b)
-        if not np.isfinite(X).all():
+        X = _solve3(A, b)
+        if X is None:
             return None
     return X
 
@@ -146,9 +148,8 @@ def _refine_gn(xy, w, P, mask, iters, X):
             J = (P[v, :2, :3] - uv[:, None] * P[v, 2, :3]) / c
             A += w[v] * J.T @ J
             g -= w[v] * J.T @ (uv - xy[v])
-        try:
-            step = np.linalg.solve(A, g)
-        except np.linalg.LinAlgError:
+        step = _solve3(A, g)
+        if step is None:
             return X
         candidate = X + step
         new = cost(candidate)

@@ -74,7 +74,8 @@ def triangulate(
     if not 2 <= V <= MAX_VIEWS:
         raise HandstreamError(f"triangulate: needs 2 to {MAX_VIEWS} views, got V={V}")
     if tuple(projections.shape) != (V, 3, 4):
-        raise HandstreamError(f"triangulate: projections must be (V, 3, 4) = ({V}, 3, 4), got {tuple(projections.shape)}")
+        shape = tuple(projections.shape)
+        raise HandstreamError(f"triangulate: projections must be (V, 3, 4) = ({V}, 3, 4), got {shape}")
     if conf is not None and tuple(conf.shape) != (V, P):
         raise HandstreamError(f"triangulate: conf must be (V, P) = ({V}, {P}), got {tuple(conf.shape)}")
     args = (METHODS[method], float(threshold_px), int(min_views), refine_iters)
@@ -84,18 +85,26 @@ def triangulate(
     if _native.is_tensor(points_2d):
         import torch
 
-        as_np = [None if a is None else np.asarray(a.detach() if _native.is_tensor(a) else a)
-                 for a in (points_2d, projections, conf)]
-        result = triangulate(as_np[0], as_np[1], as_np[2], method=method, threshold_px=threshold_px,
-                             min_views=min_views, refine=refine_iters)
+        as_np = [
+            None if a is None else np.asarray(a.detach() if _native.is_tensor(a) else a)
+            for a in (points_2d, projections, conf)
+        ]
+        result = triangulate(
+            as_np[0],
+            as_np[1],
+            as_np[2],
+            method=method,
+            threshold_px=threshold_px,
+            min_views=min_views,
+            refine=refine_iters,
+        )
         return Triangulation(*(torch.from_numpy(a) for a in result))
 
-    proj = np.ascontiguousarray(projections, dtype=np.float64)
-    if not np.isfinite(proj).all():
-        raise HandstreamError("triangulate: projections contain NaN or inf")
-    pts = np.ascontiguousarray(points_2d, dtype=np.float64)
-    w = None if conf is None else np.ascontiguousarray(conf, dtype=np.float64)
-    return Triangulation(*_native.cpu().triangulate(pts, w, proj, *args))
+    try:  # the kernel checks that the projections are finite (cheaper than doing it here)
+        result = _native.cpu().triangulate(points_2d, conf, projections, *args)
+    except ValueError as exc:
+        raise HandstreamError(f"triangulate: {exc}") from None
+    return Triangulation(*result)
 
 
 def _triangulate_cuda(points_2d, projections, conf, V, P, args) -> Triangulation:
@@ -113,7 +122,16 @@ def _triangulate_cuda(points_2d, projections, conf, V, P, args) -> Triangulation
     n_views = torch.empty(P, dtype=torch.int32, device=device)
     with torch.cuda.device(device):
         module.triangulate(
-            V, P, pts.data_ptr(), 0 if w is None else w.data_ptr(), proj.data_ptr(), *args,
-            points.data_ptr(), errors.data_ptr(), inliers.data_ptr(), n_views.data_ptr(), _native.stream_of(pts),
+            V,
+            P,
+            pts.data_ptr(),
+            0 if w is None else w.data_ptr(),
+            proj.data_ptr(),
+            *args,
+            points.data_ptr(),
+            errors.data_ptr(),
+            inliers.data_ptr(),
+            n_views.data_ptr(),
+            _native.stream_of(pts),
         )
     return Triangulation(points, errors, inliers, n_views)

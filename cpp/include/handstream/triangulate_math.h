@@ -10,8 +10,8 @@
 //
 // Solver: confidence-weighted DLT written as a 3x3 linear least-squares problem in X (the point is
 // never at infinity for a hand in front of a rig). Each view adds the rows x P3 - P1 and y P3 - P2,
-// scaled first by 1 / |P3[:3]| (algebraic error = depth x pixel error) and then, in two more passes,
-// by 1 / (P3 . X) of the previous solution, so the residual approaches the pixel error.
+// scaled first by 1 / |P3[:3]| (algebraic error = depth x pixel error) and then, in a second pass,
+// by 1 / (P3 . X) of the first solution, so the residual approaches the pixel error.
 // RANSAC: every pair of views (deterministic order) proposes a 2-view solution in front of both
 // cameras; the proposal with the most views within threshold_px wins (ties: lowest truncated squared
 // error); the inliers are re-solved, re-scored once, and re-solved if the set changed.
@@ -42,36 +42,37 @@ struct Views {
   bool valid[kMaxViews];
 };
 
-// Solve the 3x3 SPD system A X = b by Cholesky. False when A is (numerically) singular.
-HS_HOST_DEVICE bool solve3_spd(const double A[9], const double b[3], double X[3]) {
-  double L[9] = {0, 0, 0, 0, 0, 0, 0, 0, 0};
-  const double scale = fabs(A[0]) + fabs(A[4]) + fabs(A[8]);
-  if (!(scale > 0.0) || !is_finite(scale)) return false;
-  const double eps = 1e-13 * scale;
-  for (int i = 0; i < 3; ++i) {
-    for (int j = 0; j <= i; ++j) {
-      double s = A[i * 3 + j];
-      for (int k = 0; k < j; ++k) s -= L[i * 3 + k] * L[j * 3 + k];
-      if (i == j) {
-        if (!(s > eps)) return false;
-        L[i * 3 + i] = sqrt(s);
-      } else {
-        L[i * 3 + j] = s / L[j * 3 + j];
-      }
-    }
-  }
-  double z[3];
-  for (int i = 0; i < 3; ++i) {
-    double s = b[i];
-    for (int k = 0; k < i; ++k) s -= L[i * 3 + k] * z[k];
-    z[i] = s / L[i * 3 + i];
-  }
-  for (int i = 2; i >= 0; --i) {
-    double s = z[i];
-    for (int k = i + 1; k < 3; ++k) s -= L[k * 3 + i] * X[k];
-    X[i] = s / L[i * 3 + i];
-  }
+// Solve the symmetric 3x3 system A X = b, A given by its upper triangle
+// a = (a00, a01, a02, a11, a12, a22), by cofactors. False when A is not clearly positive definite:
+// a non-positive diagonal, or det(A) <= 1e-12 a00 a11 a22 (by Hadamard's inequality the ratio is in
+// (0, 1] for a positive definite A; near 0 means the rays are (nearly) parallel).
+HS_HOST_DEVICE bool solve3_sym(const double a[6], const double b[3], double X[3]) {
+  const double c00 = a[3] * a[5] - a[4] * a[4];
+  const double c01 = a[2] * a[4] - a[1] * a[5];
+  const double c02 = a[1] * a[4] - a[2] * a[3];
+  const double c11 = a[0] * a[5] - a[2] * a[2];
+  const double c12 = a[1] * a[2] - a[0] * a[4];
+  const double c22 = a[0] * a[3] - a[1] * a[1];
+  const double det = a[0] * c00 + a[1] * c01 + a[2] * c02;
+  if (!(a[0] > 0.0 && a[3] > 0.0 && a[5] > 0.0 && det > 1e-12 * a[0] * a[3] * a[5])) return false;
+  const double inv = 1.0 / det;
+  X[0] = (c00 * b[0] + c01 * b[1] + c02 * b[2]) * inv;
+  X[1] = (c01 * b[0] + c11 * b[1] + c12 * b[2]) * inv;
+  X[2] = (c02 * b[0] + c12 * b[1] + c22 * b[2]) * inv;
   return is_finite(X[0]) && is_finite(X[1]) && is_finite(X[2]);
+}
+
+// a += k u u^T (upper triangle), b -= k u c
+HS_HOST_DEVICE void accumulate(double a[6], double b[3], double k, const double u[3], double c) {
+  a[0] += k * u[0] * u[0];
+  a[1] += k * u[0] * u[1];
+  a[2] += k * u[0] * u[2];
+  a[3] += k * u[1] * u[1];
+  a[4] += k * u[1] * u[2];
+  a[5] += k * u[2] * u[2];
+  b[0] -= k * u[0] * c;
+  b[1] -= k * u[1] * c;
+  b[2] -= k * u[2] * c;
 }
 
 // P3 . [X, 1] for view v (depth up to the scale of P).
@@ -88,66 +89,50 @@ HS_HOST_DEVICE bool project(const double* P, const double X[3], double* u, doubl
   return true;
 }
 
-HS_HOST_DEVICE double pixel_error(const double* P, const double X[3], double x, double y) {
+HS_HOST_DEVICE double pixel_error2(const double* P, const double X[3], double x, double y) {
   double u, v;
   if (!project(P, X, &u, &v)) return nan_d();
-  return sqrt((u - x) * (u - x) + (v - y) * (v - y));
+  return (u - x) * (u - x) + (v - y) * (v - y);
 }
 
 // Weighted linear solve over the views in mask. passes = 1 + number of depth re-weightings.
 HS_HOST_DEVICE bool solve_dlt(const Views& in, const double* proj, const bool* mask, int passes, double X[3]) {
-  double prev[3] = {0, 0, 0};
-  bool have_prev = false;
   for (int pass = 0; pass < passes; ++pass) {
-    double A[9] = {0, 0, 0, 0, 0, 0, 0, 0, 0};
+    double a[6] = {0, 0, 0, 0, 0, 0};
     double b[3] = {0, 0, 0};
     for (int v = 0; v < in.n; ++v) {
       if (!mask[v]) continue;
       const double* P = proj + 12 * v;
-      double s;
-      if (have_prev) {
-        s = fabs(proj_w(P, prev));
-      } else {
-        s = sqrt(P[8] * P[8] + P[9] * P[9] + P[10] * P[10]);
-      }
+      // Row scale: 1/|P3[:3]| first (residual = depth x pixel error), then 1/(P3 . X) of the
+      // previous pass (residual ~ pixel error).
+      double s = pass == 0 ? sqrt(P[8] * P[8] + P[9] * P[9] + P[10] * P[10]) : fabs(proj_w(P, X));
       if (!(s > 0.0)) s = 1.0;
       const double k = in.w[v] / (s * s);  // weight of the squared row residuals
-      double r[2][4];
-      for (int c = 0; c < 4; ++c) {
-        r[0][c] = in.x[v] * P[8 + c] - P[c];
-        r[1][c] = in.y[v] * P[8 + c] - P[4 + c];
-      }
-      for (int q = 0; q < 2; ++q) {
-        for (int i = 0; i < 3; ++i) {
-          for (int j = 0; j < 3; ++j) A[i * 3 + j] += k * r[q][i] * r[q][j];
-          b[i] -= k * r[q][i] * r[q][3];
-        }
-      }
+      const double ux[3] = {in.x[v] * P[8] - P[0], in.x[v] * P[9] - P[1], in.x[v] * P[10] - P[2]};
+      const double uy[3] = {in.y[v] * P[8] - P[4], in.y[v] * P[9] - P[5], in.y[v] * P[10] - P[6]};
+      accumulate(a, b, k, ux, in.x[v] * P[11] - P[3]);
+      accumulate(a, b, k, uy, in.y[v] * P[11] - P[7]);
     }
-    double Xn[3];
-    if (!solve3_spd(A, b, Xn)) return false;
-    X[0] = Xn[0];
-    X[1] = Xn[1];
-    X[2] = Xn[2];
-    prev[0] = Xn[0];
-    prev[1] = Xn[1];
-    prev[2] = Xn[2];
-    have_prev = true;
+    if (!solve3_sym(a, b, X)) return false;
   }
   return true;
+}
+
+// Weighted squared pixel error over mask.
+HS_HOST_DEVICE double weighted_cost(const Views& in, const double* proj, const bool* mask, const double X[3]) {
+  double cost = 0.0;
+  for (int v = 0; v < in.n; ++v) {
+    if (mask[v]) cost += in.w[v] * pixel_error2(proj + 12 * v, X, in.x[v], in.y[v]);
+  }
+  return cost;
 }
 
 // Gauss-Newton on sum_v w_v |project(P_v, X) - x_v|^2 over mask. Stops when a step does not lower
 // the cost; X is only ever replaced by a better point.
 HS_HOST_DEVICE void refine_gn(const Views& in, const double* proj, const bool* mask, int iters, double X[3]) {
-  double cost = 0.0;
-  for (int v = 0; v < in.n; ++v) {
-    if (!mask[v]) continue;
-    const double e = pixel_error(proj + 12 * v, X, in.x[v], in.y[v]);
-    cost += in.w[v] * e * e;
-  }
+  double cost = weighted_cost(in, proj, mask, X);
   for (int it = 0; it < iters; ++it) {
-    double A[9] = {0, 0, 0, 0, 0, 0, 0, 0, 0};
+    double a[6] = {0, 0, 0, 0, 0, 0};
     double g[3] = {0, 0, 0};
     for (int v = 0; v < in.n; ++v) {
       if (!mask[v]) continue;
@@ -156,28 +141,15 @@ HS_HOST_DEVICE void refine_gn(const Views& in, const double* proj, const bool* m
       if (!(fabs(c) > 0.0)) return;
       const double u = (P[0] * X[0] + P[1] * X[1] + P[2] * X[2] + P[3]) / c;
       const double vv = (P[4] * X[0] + P[5] * X[1] + P[6] * X[2] + P[7]) / c;
-      double J[2][3];
-      for (int i = 0; i < 3; ++i) {
-        J[0][i] = (P[i] - u * P[8 + i]) / c;
-        J[1][i] = (P[4 + i] - vv * P[8 + i]) / c;
-      }
-      const double res[2] = {u - in.x[v], vv - in.y[v]};
-      for (int q = 0; q < 2; ++q) {
-        for (int i = 0; i < 3; ++i) {
-          for (int j = 0; j < 3; ++j) A[i * 3 + j] += in.w[v] * J[q][i] * J[q][j];
-          g[i] -= in.w[v] * J[q][i] * res[q];
-        }
-      }
+      const double ju[3] = {(P[0] - u * P[8]) / c, (P[1] - u * P[9]) / c, (P[2] - u * P[10]) / c};
+      const double jv[3] = {(P[4] - vv * P[8]) / c, (P[5] - vv * P[9]) / c, (P[6] - vv * P[10]) / c};
+      accumulate(a, g, in.w[v], ju, u - in.x[v]);
+      accumulate(a, g, in.w[v], jv, vv - in.y[v]);
     }
     double d[3];
-    if (!solve3_spd(A, g, d)) return;
+    if (!solve3_sym(a, g, d)) return;
     const double Xn[3] = {X[0] + d[0], X[1] + d[1], X[2] + d[2]};
-    double cost_n = 0.0;
-    for (int v = 0; v < in.n; ++v) {
-      if (!mask[v]) continue;
-      const double e = pixel_error(proj + 12 * v, Xn, in.x[v], in.y[v]);
-      cost_n += in.w[v] * e * e;
-    }
+    const double cost_n = weighted_cost(in, proj, mask, Xn);
     if (!(cost_n < cost)) return;
     X[0] = Xn[0];
     X[1] = Xn[1];
@@ -195,11 +167,11 @@ HS_HOST_DEVICE int score(const Views& in, const double* proj, const double X[3],
   for (int v = 0; v < in.n; ++v) {
     inl[v] = false;
     if (!in.valid[v]) continue;
-    const double e = pixel_error(proj + 12 * v, X, in.x[v], in.y[v]);
-    if (e < thr) {  // false for NaN
+    const double e2 = pixel_error2(proj + 12 * v, X, in.x[v], in.y[v]);
+    if (e2 < thr * thr) {  // false for NaN
       inl[v] = true;
       ++n;
-      c += e * e;
+      c += e2;
     } else {
       c += thr * thr;
     }
@@ -208,8 +180,8 @@ HS_HOST_DEVICE int score(const Views& in, const double* proj, const double X[3],
   return n;
 }
 
-constexpr int kFinalPasses = 3;      // 1 plain + 2 depth re-weightings
-constexpr int kHypothesisPasses = 2; // 1 plain + 1 re-weighting per RANSAC proposal
+constexpr int kFinalPasses = 2;       // 1 plain + 1 depth re-weighting
+constexpr int kHypothesisPasses = 1;  // a RANSAC proposal only has to be good enough to count votes
 
 // Triangulate point p of P. See the contract at the top of this file.
 HS_HOST_DEVICE void triangulate_point(int V, int64_t P, int64_t p, const double* pts, const double* conf,
@@ -294,7 +266,7 @@ HS_HOST_DEVICE void triangulate_point(int V, int64_t P, int64_t p, const double*
   double err = 0.0;
   for (int v = 0; v < V; ++v) {
     out_inliers[(int64_t)v * P + p] = used[v] ? 1 : 0;
-    if (used[v]) err += pixel_error(proj + 12 * v, X, in.x[v], in.y[v]);
+    if (used[v]) err += sqrt(pixel_error2(proj + 12 * v, X, in.x[v], in.y[v]));
   }
   for (int c = 0; c < 3; ++c) out_point[3 * p + c] = X[c];
   out_err[p] = err / (double)n_used;

@@ -1,0 +1,58 @@
+"""Shared pytest fixtures and markers.
+
+* ``shared_data`` fixture: the folder of real data that is never committed (``../shared/data`` next to
+  the repository, or ``$HANDSTREAM_SHARED_DATA``); tests that use it are skipped, with the reason, when
+  it is absent.
+* ``@pytest.mark.needs_shared_data``: the same skip for tests that do not take the fixture.
+* ``@pytest.mark.needs_cuda``: skipped unless torch sees a CUDA GPU and handstream._cuda is built.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("HANDSTREAM_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+_NO_SHARED_DATA = (
+    f"shared data not found at {SHARED_DATA} (set HANDSTREAM_SHARED_DATA to the folder with real/ and rigs/)"
+)
+
+
+def have_shared_data() -> bool:
+    """True when the shared data folder exists."""
+    return SHARED_DATA.is_dir()
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """Path of the shared data folder; skips the test when it is absent."""
+    if not have_shared_data():
+        pytest.skip(_NO_SHARED_DATA)
+    return SHARED_DATA
+
+
+def cuda_skip_reason() -> str | None:
+    """Why CUDA tests cannot run here, or None when they can (imports torch only when asked)."""
+    from handstream.ops import _native
+
+    if _native.cuda() is None:
+        return "handstream._cuda not built (no nvcc when the package was installed)"
+    try:
+        import torch
+    except ImportError:
+        return "torch is not installed (pip install -e '.[train]')"
+    if not torch.cuda.is_available() or not _native.cuda_available():
+        return "no CUDA GPU on this machine"
+    return None
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker("needs_shared_data") is not None and not have_shared_data():
+        pytest.skip(_NO_SHARED_DATA)
+    if item.get_closest_marker("needs_cuda") is not None:
+        reason = cuda_skip_reason()
+        if reason:
+            pytest.skip(reason)
