@@ -64,21 +64,21 @@ def pinhole_pixels(cam: Camera, X_world: np.ndarray) -> np.ndarray:
     return h[:, :2] / h[:, 2:]
 
 
+EVERY_MODEL = [
+    ("pinhole", []),
+    ("opencv", OPENCV_5),
+    ("opencv", OPENCV_8),
+    ("opencv", OPENCV_STRONG),
+    ("fisheye", FISHEYE),
+]
+
+
 # ------------------------------------------------------------------------------------------------
 # Projection against OpenCV
 # ------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "model, dist",
-    [
-        ("pinhole", []),
-        ("opencv", OPENCV_5),
-        ("opencv", OPENCV_8),
-        ("opencv", OPENCV_STRONG),
-        ("fisheye", FISHEYE),
-    ],
-)
+@pytest.mark.parametrize("model, dist", EVERY_MODEL)
 def test_project_matches_opencv(model, dist):
     rng = np.random.default_rng(1)
     cam = make_camera(model, dist, rng)
@@ -128,16 +128,7 @@ def test_projection_matrix_and_center():
 # ------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "model, dist",
-    [
-        ("pinhole", []),
-        ("opencv", OPENCV_5),
-        ("opencv", OPENCV_8),
-        ("opencv", OPENCV_STRONG),
-        ("fisheye", FISHEYE),
-    ],
-)
+@pytest.mark.parametrize("model, dist", EVERY_MODEL)
 def test_undistort_round_trip_all_models(model, dist):
     """project -> undistort_points equals the pinhole projection for points inside the valid range."""
     rng = np.random.default_rng(3)
