@@ -1,0 +1,819 @@
+"""Sockets of the live path: frames from captures to the engine, poses from the engine to subscribers.
+
+::
+
+    FrameSender (PUSH, connect) --frame.<cam>--> FrameReceiver (PULL, bind)    [engine]
+    [engine] PosePublisher (PUB, bind) --pose, status.*--> PoseSubscriber (SUB, connect)
+
+* The engine binds both sockets; captures and subscribers connect. Default endpoints are on
+  127.0.0.1; binding any other address needs ``allow_remote=True`` (and should use CURVE, see
+  :class:`CurveConfig`). ``ipc://`` and ``inproc://`` endpoints work too.
+* Latest-frame policy: small high-water marks everywhere. :meth:`FrameSender.send` never blocks: when
+  the queue to the engine is full (or no engine is connected) the frame is dropped and counted.
+  :meth:`FrameReceiver.drain_latest` reads everything queued and keeps only the newest frame per
+  camera (the older ones are counted as ``superseded``). PUB drops poses for a subscriber whose
+  queue is full, so a subscriber that never reads cannot slow the engine.
+* Every receiver validates each message (:func:`handstream.transport.wire.decode`) and counts invalid
+  ones by reason in :class:`Counters`; ``ZMQ_MAXMSGSIZE`` bounds every incoming part.
+* Every wait is a poll with a timeout, ``close()`` returns at once, and linger is bounded: 0 on the
+  receiving sockets, :data:`SEND_LINGER_MS` (50 ms) on the sending ones (PUSH, PUB). Not 0 there:
+  libzmq 4.3 aborts the process (``Resource temporarily unavailable (src/session_base.cpp:233)``) when
+  a socket closed with linger 0 is in the middle of writing a multipart message and its peer disconnects
+  at that moment (zeromq/libzmq#3442), which is what happens when all processes stop together.
+
+None of these classes is thread-safe: use each from one thread (ZeroMQ sockets are not thread-safe).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import shutil
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zmq
+import zmq.auth
+
+from handstream.errors import HandstreamError
+from handstream.transport.topics import POSE, STATUS_PREFIX, check_name
+from handstream.transport.wire import (
+    DEFAULT_LIMITS,
+    FrameMessage,
+    Limits,
+    Message,
+    PoseMessage,
+    StatusMessage,
+    WireError,
+    decode,
+    encode,
+    encode_frame,
+)
+
+log = logging.getLogger("handstream.transport")
+
+DEFAULT_FRAME_ENDPOINT = "tcp://127.0.0.1:5555"
+"""Where the engine binds its frame socket (captures connect here)."""
+
+DEFAULT_POSE_ENDPOINT = "tcp://127.0.0.1:5556"
+"""Where the engine binds its pose socket (subscribers connect here)."""
+
+_SCHEMES = ("tcp", "ipc", "inproc")
+_IPC_MAX_PATH = 107  # sun_path is 108 bytes on Linux, including the terminating NUL
+_POLL_SLICE_MS = 100  # longest single poll, so close() from a signal handler and Ctrl-C are seen
+_CONTROL_MAXMSGSIZE = 64 << 10  # sockets that only receive ZMTP commands / subscriptions
+
+SEND_LINGER_MS = 50
+"""Linger of the sending sockets (PUSH, PUB), ms: how long queued messages may still leave after
+``close()`` (in libzmq's I/O thread; ``close()`` itself returns at once). Bounded so that shutdown never
+hangs; not 0 because of zeromq/libzmq#3442 (see the module docstring)."""
+
+
+# ---------------------------------------------------------------------------------------------------
+# counters
+
+
+@dataclass
+class Counters:
+    """Traffic counters of one socket wrapper; publish them with ``StatusMessage(data=c.as_dict())``.
+
+    Attributes:
+        sent: messages handed to ZeroMQ.
+        send_dropped: messages dropped at the sender because the queue was full / no peer (never blocks).
+        received: valid messages received.
+        superseded: valid frames/poses received but replaced by a newer one in the same drain.
+        missed: gaps in sequence numbers seen by a receiver (messages lost upstream, e.g. PUB drops).
+        dropped: invalid messages dropped, by :data:`handstream.transport.wire.REASONS` code (plus
+            ``"camera"`` for a camera the receiver was not told to expect).
+    """
+
+    sent: int = 0
+    send_dropped: int = 0
+    received: int = 0
+    superseded: int = 0
+    missed: int = 0
+    dropped: dict[str, int] = field(default_factory=dict)
+
+    def drop(self, reason: str) -> None:
+        """Count one invalid message with this reason code."""
+        self.dropped[reason] = self.dropped.get(reason, 0) + 1
+
+    @property
+    def total_dropped(self) -> int:
+        """All invalid messages dropped, any reason."""
+        return sum(self.dropped.values())
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain-data snapshot (ints and a map of ints), suitable for :class:`StatusMessage` ``data``."""
+        return {
+            "sent": self.sent,
+            "send_dropped": self.send_dropped,
+            "received": self.received,
+            "superseded": self.superseded,
+            "missed": self.missed,
+            "dropped": dict(self.dropped),
+        }
+
+
+# ---------------------------------------------------------------------------------------------------
+# endpoints and security
+
+
+def _split_endpoint(endpoint: Any) -> tuple[str, str]:
+    if type(endpoint) is not str:
+        raise HandstreamError(f"endpoint must be a string, got {type(endpoint).__name__}")
+    scheme, sep, rest = endpoint.partition("://")
+    if not sep or scheme not in _SCHEMES or not rest:
+        raise HandstreamError(f"endpoint {endpoint!r}: expected tcp://HOST:PORT, ipc://PATH or inproc://NAME")
+    return scheme, rest
+
+
+def _tcp_host_port(endpoint: str, rest: str) -> tuple[str, str]:
+    host, sep, port = rest.rpartition(":")
+    if not sep or not host or not (port == "*" or (port.isdigit() and 0 < int(port) < 65536)):
+        raise HandstreamError(f"endpoint {endpoint!r}: expected tcp://HOST:PORT with PORT in 1..65535 or '*'")
+    return host, port
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for ``localhost``, ``127.0.0.0/8`` and ``[::1]``: addresses only this machine can reach."""
+    host = host.strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # '*', 0.0.0.0, interface names, host names: reachable from elsewhere (or unknown)
+
+
+def check_bind_endpoint(endpoint: str, allow_remote: bool = False) -> str:
+    """Validate an endpoint to bind; return it unchanged.
+
+    ``ipc://PATH`` (PATH <= 107 bytes), ``inproc://NAME`` and ``tcp://`` on a loopback address
+    (``127.0.0.1``, ``localhost``, ``[::1]``) are always allowed. Any other tcp address (``*``,
+    ``0.0.0.0``, a LAN address, an interface name) raises :class:`HandstreamError` unless
+    ``allow_remote`` is true. The port may be ``*`` (an ephemeral port; read it back from ``.endpoint``).
+    """
+    scheme, rest = _split_endpoint(endpoint)
+    if scheme == "tcp":
+        host, _ = _tcp_host_port(endpoint, rest)
+        if not allow_remote and not is_loopback_host(host):
+            raise HandstreamError(
+                f"refusing to bind {endpoint}: it would accept connections from other hosts. "
+                "Bind a loopback address (tcp://127.0.0.1:PORT, the default) or ipc://, or set "
+                "allow_remote = true explicitly and configure CURVE keys (docs/wire-protocol.md, Security)"
+            )
+    elif scheme == "ipc" and len(rest.encode()) > _IPC_MAX_PATH:
+        raise HandstreamError(f"endpoint {endpoint!r}: ipc path longer than {_IPC_MAX_PATH} bytes")
+    return endpoint
+
+
+def check_connect_endpoint(endpoint: str) -> str:
+    """Validate an endpoint to connect to (``tcp://HOST:PORT``, ``ipc://PATH``, ``inproc://NAME``)."""
+    scheme, rest = _split_endpoint(endpoint)
+    if scheme == "tcp":
+        _, port = _tcp_host_port(endpoint, rest)
+        if port == "*":
+            raise HandstreamError(f"endpoint {endpoint!r}: cannot connect to port '*'")
+    elif scheme == "ipc" and len(rest.encode()) > _IPC_MAX_PATH:
+        raise HandstreamError(f"endpoint {endpoint!r}: ipc path longer than {_IPC_MAX_PATH} bytes")
+    return endpoint
+
+
+@dataclass(frozen=True)
+class CurveConfig:
+    """CURVE (encryption + authentication) key files, in ``zmq.auth`` certificate format.
+
+    The *server* is the binding side (the engine's frame and pose sockets), the *client* the connecting
+    side (captures, subscribers). Each side reads only its own fields, so one object made by
+    :func:`generate_keys` works on both sides of a test; on real hosts give each side only its files.
+
+    Attributes:
+        server_public_key_file: the server's public certificate (``server.key``); both sides.
+        server_secret_key_file: the server's secret certificate (``server.key_secret``); server only.
+        client_secret_key_file: the client's secret certificate (``client.key_secret``, holds both of
+            its keys); client only.
+        authorized_clients_dir: server only: directory of client *public* certificates (``*.key``)
+            allowed to connect (checked by a ``zmq.auth`` ZAP handler). ``None`` accepts any client that
+            knows the server's public key (traffic is still encrypted and the server authenticated).
+    """
+
+    server_public_key_file: str | Path
+    server_secret_key_file: str | Path | None = None
+    client_secret_key_file: str | Path | None = None
+    authorized_clients_dir: str | Path | None = None
+
+
+def _require_curve() -> None:
+    if not zmq.has("curve"):
+        raise HandstreamError("CURVE was requested but this libzmq was built without CURVE (zmq.has('curve') is False)")
+
+
+def _load_cert(path: str | Path | None, what: str, need_secret: bool) -> tuple[bytes, bytes | None]:
+    if path is None:
+        raise HandstreamError(f"CurveConfig.{what} is required on this side of the connection")
+    try:
+        public, secret = zmq.auth.load_certificate(os.fspath(path))
+    except (OSError, ValueError) as e:
+        raise HandstreamError(f"{path}: cannot read CURVE certificate ({what}): {e}") from None
+    if need_secret and not secret:
+        raise HandstreamError(f"{path}: no secret key in this certificate ({what} must be a .key_secret file)")
+    return public, secret
+
+
+def generate_keys(directory: str | Path, server: str = "server", client: str = "client") -> CurveConfig:
+    """Create a CURVE key pair for the server and one for a client in ``directory``; return their config.
+
+    Writes ``<server>.key`` / ``<server>.key_secret``, ``<client>.key`` / ``<client>.key_secret``
+    (secret files mode 0600) and ``authorized_clients/<client>.key``. Copy ``<server>.key`` and
+    ``<client>.key_secret`` to the client host; add more clients by creating their certificates
+    (``zmq.auth.create_certificates``) and copying their ``.key`` into ``authorized_clients/``.
+    """
+    _require_curve()
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    server_pub, server_sec = zmq.auth.create_certificates(d, check_name(server, "server"))
+    client_pub, client_sec = zmq.auth.create_certificates(d, check_name(client, "client"))
+    for secret in (server_sec, client_sec):
+        os.chmod(secret, 0o600)
+    authorized = d / "authorized_clients"
+    authorized.mkdir(exist_ok=True)
+    shutil.copy(client_pub, authorized / Path(client_pub).name)
+    return CurveConfig(
+        server_public_key_file=Path(server_pub),
+        server_secret_key_file=Path(server_sec),
+        client_secret_key_file=Path(client_sec),
+        authorized_clients_dir=authorized,
+    )
+
+
+class _Zap:
+    """One ``zmq.auth.ThreadAuthenticator`` per context (ZeroMQ allows one ZAP handler per context),
+    shared by the CURVE server sockets of that context and stopped with the last of them."""
+
+    _lock = threading.Lock()
+    _entries: dict[int, list[Any]] = {}  # id(context) -> [context, authenticator, location, refs]
+
+    @classmethod
+    def acquire(cls, context: zmq.Context, location: Path) -> None:
+        from zmq.auth.thread import ThreadAuthenticator
+
+        location = location.resolve()
+        if not location.is_dir():
+            raise HandstreamError(f"{location}: CurveConfig.authorized_clients_dir is not a directory")
+        with cls._lock:
+            entry = cls._entries.get(id(context))
+            if entry is None:
+                auth = ThreadAuthenticator(context, log=logging.getLogger("handstream.transport.zap"))
+                auth.start()
+                auth.configure_curve(domain="*", location=os.fspath(location))
+                cls._entries[id(context)] = entry = [context, auth, location, 0]
+            elif entry[2] != location:
+                raise HandstreamError(
+                    f"{location}: another socket of this process already authorizes clients from {entry[2]}; "
+                    "use one authorized_clients_dir per process (or separate zmq contexts)"
+                )
+            entry[3] += 1
+
+    @classmethod
+    def release(cls, context: zmq.Context) -> None:
+        with cls._lock:
+            entry = cls._entries.get(id(context))
+            if entry is None:
+                return
+            entry[3] -= 1
+            if entry[3] <= 0:
+                del cls._entries[id(context)]
+                entry[1].stop()
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """Where the engine binds its two sockets (and where captures/subscribers connect).
+
+    Validated on construction: binding anything but loopback / ipc / inproc needs ``allow_remote``.
+
+    Attributes:
+        frames: frame socket (engine binds PULL; captures connect PUSH).
+        poses: pose socket (engine binds PUB; subscribers connect SUB).
+        allow_remote: permit binding non-loopback tcp addresses (e.g. ``tcp://0.0.0.0:5555``).
+        curve: CURVE keys for both sockets, or None for plain ZMTP (fine on loopback / ipc).
+    """
+
+    frames: str = DEFAULT_FRAME_ENDPOINT
+    poses: str = DEFAULT_POSE_ENDPOINT
+    allow_remote: bool = False
+    curve: CurveConfig | None = None
+
+    def __post_init__(self) -> None:
+        check_bind_endpoint(self.frames, self.allow_remote)
+        check_bind_endpoint(self.poses, self.allow_remote)
+
+    @classmethod
+    def ipc(cls, directory: str | Path) -> Endpoints:
+        """Unix-domain sockets ``<directory>/frames.sock`` and ``<directory>/poses.sock`` (one host only)."""
+        d = Path(directory)
+        return cls(frames=f"ipc://{d / 'frames.sock'}", poses=f"ipc://{d / 'poses.sock'}")
+
+
+# ---------------------------------------------------------------------------------------------------
+# socket wrappers
+
+
+class _Socket:
+    """A ZeroMQ socket with a bounded linger, optional CURVE, counters, ``close()`` and ``with`` support."""
+
+    def __init__(self, socket_type: int, context: zmq.Context | None, limits: Limits) -> None:
+        self._context = context if context is not None else zmq.Context.instance()
+        self.socket: zmq.Socket = self._context.socket(socket_type)
+        self._linger = SEND_LINGER_MS if socket_type in (zmq.PUB, zmq.PUSH) else 0
+        self.socket.linger = self._linger
+        self.limits = limits
+        self.counters = Counters()
+        self.endpoint = ""
+        self._zap = False
+        self._closed = False
+
+    def _setup(self, *, sndhwm=None, rcvhwm=None, sndbuf=None, rcvbuf=None, maxmsgsize=None) -> None:
+        options = {"sndhwm": sndhwm, "rcvhwm": rcvhwm, "sndbuf": sndbuf, "rcvbuf": rcvbuf, "maxmsgsize": maxmsgsize}
+        for name, value in options.items():
+            if value is None:
+                continue
+            try:
+                self.socket.setsockopt(getattr(zmq, name.upper()), int(value))
+            except (zmq.ZMQError, TypeError, ValueError) as e:
+                self.close()
+                raise HandstreamError(f"socket option {name}={value!r} is invalid: {e}") from None
+
+    def _bind(self, endpoint: str, allow_remote: bool, curve: CurveConfig | None) -> None:
+        try:
+            check_bind_endpoint(endpoint, allow_remote)
+            scheme, rest = _split_endpoint(endpoint)
+            if scheme == "tcp" and rest.startswith("["):
+                self.socket.ipv6 = True
+            if curve is not None:
+                _require_curve()
+                public, secret = _load_cert(curve.server_secret_key_file, "server_secret_key_file", True)
+                self.socket.curve_publickey = public
+                self.socket.curve_secretkey = secret
+                self.socket.curve_server = True
+                if curve.authorized_clients_dir is not None:
+                    _Zap.acquire(self._context, Path(curve.authorized_clients_dir))
+                    self._zap = True
+            elif scheme == "tcp" and not is_loopback_host(_tcp_host_port(endpoint, rest)[0]):
+                log.warning("binding %s without CURVE: anyone who can reach this host can connect", endpoint)
+            try:
+                self.socket.bind(endpoint)
+            except zmq.ZMQError as e:
+                raise HandstreamError(f"cannot bind {endpoint}: {e}") from None
+            self.endpoint = self.socket.getsockopt_string(zmq.LAST_ENDPOINT)
+        except BaseException:
+            self.close()
+            raise
+
+    def _connect(self, endpoint: str, curve: CurveConfig | None) -> None:
+        try:
+            check_connect_endpoint(endpoint)
+            scheme, rest = _split_endpoint(endpoint)
+            if scheme == "tcp" and rest.startswith("["):
+                self.socket.ipv6 = True
+            if curve is not None:
+                _require_curve()
+                server_public, _ = _load_cert(curve.server_public_key_file, "server_public_key_file", False)
+                public, secret = _load_cert(curve.client_secret_key_file, "client_secret_key_file", True)
+                self.socket.curve_serverkey = server_public
+                self.socket.curve_publickey = public
+                self.socket.curve_secretkey = secret
+            try:
+                self.socket.connect(endpoint)
+            except zmq.ZMQError as e:
+                raise HandstreamError(f"cannot connect to {endpoint}: {e}") from None
+            self.endpoint = endpoint
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def closed(self) -> bool:
+        """True after :meth:`close`."""
+        return self._closed
+
+    def close(self) -> None:
+        """Close the socket; returns at once. Queued messages are discarded (receivers) or given at most
+        :data:`SEND_LINGER_MS` to leave (senders, in the background). Safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        self.socket.close(linger=self._linger)
+        if self._zap:
+            self._zap = False
+            _Zap.release(self._context)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- sending ------------------------------------------------------------------------------------
+
+    def _send_parts(self, parts: list) -> bool:
+        """Send an already-encoded message without blocking; count it as sent or as send_dropped."""
+        try:
+            self.socket.send_multipart(parts, flags=zmq.NOBLOCK, copy=False)
+        except zmq.Again:
+            self.counters.send_dropped += 1
+            return False
+        self.counters.sent += 1
+        return True
+
+    # -- receiving ----------------------------------------------------------------------------------
+
+    def _recv_parts(self) -> list | None:
+        """One multipart message without blocking (None when nothing is queued).
+
+        Parts beyond the limit are read and discarded (a message is delivered whole), keeping one extra so
+        that :func:`decode` reports ``"parts"``.
+        """
+        try:
+            frame = self.socket.recv(zmq.NOBLOCK, copy=False)
+        except zmq.Again:
+            return None
+        parts = [frame]
+        keep = 3 + self.limits.max_buffers
+        while frame.more:
+            frame = self.socket.recv(copy=False)  # the rest of a multipart message is already here
+            if len(parts) < keep:
+                parts.append(frame)
+        return parts
+
+    def _decode(self, parts: list) -> Message | None:
+        try:
+            msg = decode(parts, self.limits)
+        except WireError as e:
+            self.counters.drop(e.reason)
+            return None
+        self.counters.received += 1
+        return msg
+
+    def _wait(self, deadline: float | None) -> bool:
+        """Poll until a message is readable (True) or the monotonic ``deadline`` passes (False)."""
+        while not self._closed:
+            if deadline is None:
+                slice_ms = _POLL_SLICE_MS
+            else:
+                remaining = deadline - time.monotonic()
+                slice_ms = max(0, min(_POLL_SLICE_MS, int(remaining * 1000 + 0.999)))
+            if self.socket.poll(slice_ms, zmq.POLLIN):
+                return True
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+        return False
+
+
+def _deadline(timeout_ms: float | None) -> float | None:
+    return None if timeout_ms is None else time.monotonic() + max(0.0, timeout_ms) / 1000.0
+
+
+class _SeqTracker:
+    """Counts gaps in sequence numbers per key (a restart, i.e. a smaller number, is not a gap)."""
+
+    def __init__(self, counters: Counters) -> None:
+        self._last: dict[str, int] = {}
+        self._counters = counters
+
+    def see(self, key: str, seq: int) -> None:
+        last = self._last.get(key)
+        if last is not None and seq > last + 1:
+            self._counters.missed += seq - last - 1
+        self._last[key] = seq
+
+
+class FrameReceiver(_Socket):
+    """Engine side of the frame path: binds a PULL socket and keeps the newest frame per camera.
+
+    Args:
+        endpoint: where to bind (default ``tcp://127.0.0.1:5555``; ``tcp://127.0.0.1:*`` picks a free port,
+            read it back from :attr:`endpoint`).
+        cameras: camera names to accept; frames of other cameras are dropped (reason ``"camera"``).
+            None accepts any valid name.
+        allow_remote: permit binding a non-loopback address.
+        curve: CURVE keys (server side); None for none.
+        limits: message limits; ``limits.max_message_bytes`` is also ``ZMQ_MAXMSGSIZE``.
+        rcvhwm: ZeroMQ receive high-water mark per connected capture, in messages (small on purpose).
+        rcvbuf: kernel receive buffer in bytes (None: the OS default).
+        context: ZeroMQ context (default: the process-wide ``zmq.Context.instance()``).
+
+    Status messages that captures send on the same socket are kept, newest per process, in
+    :attr:`statuses` (the engine can republish them on the pose socket).
+    """
+
+    def __init__(
+        self,
+        endpoint: str = DEFAULT_FRAME_ENDPOINT,
+        *,
+        cameras: Iterable[str] | None = None,
+        allow_remote: bool = False,
+        curve: CurveConfig | None = None,
+        limits: Limits = DEFAULT_LIMITS,
+        rcvhwm: int = 2,
+        rcvbuf: int | None = None,
+        context: zmq.Context | None = None,
+    ) -> None:
+        self.cameras = None if cameras is None else frozenset(check_name(c, "camera") for c in cameras)
+        super().__init__(zmq.PULL, context, limits)
+        self.statuses: dict[str, StatusMessage] = {}
+        self._seq = _SeqTracker(self.counters)
+        self._setup(rcvhwm=rcvhwm, rcvbuf=rcvbuf, maxmsgsize=max(limits.max_message_bytes, limits.max_header_bytes))
+        self._bind(endpoint, allow_remote, curve)
+
+    def _frame(self, parts: list) -> FrameMessage | None:
+        msg = self._decode(parts)
+        if msg is None:
+            return None
+        if isinstance(msg, StatusMessage):
+            self.statuses[msg.process] = msg
+            return None
+        if not isinstance(msg, FrameMessage):
+            self.counters.received -= 1
+            self.counters.drop("kind")
+            return None
+        if self.cameras is not None and msg.camera not in self.cameras:
+            self.counters.received -= 1
+            self.counters.drop("camera")
+            return None
+        self._seq.see(msg.camera, msg.seq)
+        return msg
+
+    def drain_latest(self, timeout_ms: float | None = 0, max_messages: int = 4096) -> dict[str, FrameMessage]:
+        """Read everything queued and return the newest frame of each camera that sent one.
+
+        Waits up to ``timeout_ms`` (None: indefinitely, in 100 ms polls) for the first valid frame, then
+        reads without blocking until the queue is empty or ``max_messages`` were read. Older frames of a
+        camera in the same drain are counted in ``counters.superseded``; invalid messages are dropped and
+        counted by reason. Returns ``{camera: FrameMessage}`` (empty on timeout); images are zero-copy
+        views on the received ZeroMQ frames.
+        """
+        latest: dict[str, FrameMessage] = {}
+        deadline = _deadline(timeout_ms)
+        n = 0
+        while n < max_messages and not self._closed:
+            parts = self._recv_parts()
+            if parts is None:
+                if latest or not self._wait(deadline):
+                    break
+                continue
+            n += 1
+            msg = self._frame(parts)
+            if msg is not None:
+                if msg.camera in latest:
+                    self.counters.superseded += 1
+                latest[msg.camera] = msg
+        return latest
+
+    def recv(self, timeout_ms: float | None = 1000) -> FrameMessage | None:
+        """The next valid frame in arrival order (no latest-only policy; for recorders and tests), or
+        None after ``timeout_ms`` (None: wait indefinitely)."""
+        deadline = _deadline(timeout_ms)
+        while not self._closed:
+            parts = self._recv_parts()
+            if parts is None:
+                if not self._wait(deadline):
+                    return None
+                continue
+            msg = self._frame(parts)
+            if msg is not None:
+                return msg
+        return None
+
+
+class FrameSender(_Socket):
+    """Capture side of the frame path: connects a PUSH socket to the engine; sending never blocks.
+
+    Args:
+        camera: this capture's camera name (``[A-Za-z0-9_-]``, <= 64 characters).
+        endpoint: the engine's frame endpoint (default ``tcp://127.0.0.1:5555``).
+        curve: CURVE keys (client side); None for none.
+        limits: message limits (checked when encoding).
+        sndhwm: ZeroMQ send high-water mark, in messages: at most this many frames wait for the engine;
+            further frames are dropped (counted in ``counters.send_dropped``).
+        sndbuf: kernel send buffer in bytes (None: the OS default).
+        context: ZeroMQ context (default: ``zmq.Context.instance()``).
+
+    ``ZMQ_IMMEDIATE`` is set, so while no engine is connected frames are dropped rather than queued:
+    an engine that starts late receives live frames, not a backlog.
+    """
+
+    def __init__(
+        self,
+        camera: str,
+        endpoint: str = DEFAULT_FRAME_ENDPOINT,
+        *,
+        curve: CurveConfig | None = None,
+        limits: Limits = DEFAULT_LIMITS,
+        sndhwm: int = 2,
+        sndbuf: int | None = None,
+        context: zmq.Context | None = None,
+    ) -> None:
+        self.camera = check_name(camera, "camera")
+        super().__init__(zmq.PUSH, context, limits)
+        self.seq = 0
+        self._status_seq = 0
+        self._setup(sndhwm=sndhwm, sndbuf=sndbuf, maxmsgsize=_CONTROL_MAXMSGSIZE)
+        self.socket.setsockopt(zmq.IMMEDIATE, 1)
+        self._connect(endpoint, curve)
+
+    def send(self, image: np.ndarray, t_capture_ns: int, *, meta: dict[str, Any] | None = None) -> bool:
+        """Send one image ``(h, w)`` or ``(h, w, 3)`` uint8 captured at ``t_capture_ns`` (``time.time_ns()``).
+
+        The sequence number is :attr:`seq`, incremented on every call (also when the frame is dropped,
+        so the engine sees the gap). The image is sent without a copy: do not write into it afterwards
+        (sources that reuse a buffer must pass a copy). Returns True when queued, False when dropped
+        because the queue is full or no engine is connected. Never blocks.
+        """
+        msg = FrameMessage(self.camera, self.seq, t_capture_ns, image, meta=meta or {})
+        self.seq += 1
+        return self._send_parts(encode_frame(msg, self.limits))
+
+    def send_message(self, msg: FrameMessage | StatusMessage) -> bool:
+        """Send a prepared message (its own ``seq``); same non-blocking semantics as :meth:`send`."""
+        return self._send_parts(encode(msg, self.limits))
+
+    def send_status(self, data: dict[str, Any] | None = None, process: str | None = None) -> bool:
+        """Send ``status.<process>`` (default ``capture-<camera>``) with ``data`` (default: the counters)."""
+        data = self.counters.as_dict() if data is None else data
+        msg = StatusMessage(process or f"capture-{self.camera}", self._status_seq, data)
+        self._status_seq += 1
+        return self._send_parts(encode(msg, self.limits))
+
+
+class PosePublisher(_Socket):
+    """Engine side of the pose path: binds a PUB socket; publishing never blocks.
+
+    Args:
+        endpoint: where to bind (default ``tcp://127.0.0.1:5556``).
+        allow_remote: permit binding a non-loopback address.
+        curve: CURVE keys (server side); None for none.
+        limits: message limits (checked when encoding).
+        sndhwm: per-subscriber send high-water mark, in messages. When a subscriber's queue is full,
+            PUB drops messages *for that subscriber only*; the publisher is never slowed. Those drops are
+            invisible here (PUB does not report them); subscribers see them as ``counters.missed``.
+        sndbuf: kernel send buffer per connection, bytes (default 256 KiB, so a stalled subscriber
+            holds a bounded backlog; None: the OS default).
+        context: ZeroMQ context (default: ``zmq.Context.instance()``).
+    """
+
+    def __init__(
+        self,
+        endpoint: str = DEFAULT_POSE_ENDPOINT,
+        *,
+        allow_remote: bool = False,
+        curve: CurveConfig | None = None,
+        limits: Limits = DEFAULT_LIMITS,
+        sndhwm: int = 16,
+        sndbuf: int | None = 256 << 10,
+        context: zmq.Context | None = None,
+    ) -> None:
+        super().__init__(zmq.PUB, context, limits)
+        self._status_seq = 0
+        self._setup(sndhwm=sndhwm, sndbuf=sndbuf, maxmsgsize=_CONTROL_MAXMSGSIZE)
+        self._bind(endpoint, allow_remote, curve)
+
+    def publish(self, msg: PoseMessage) -> bool:
+        """Publish one pose (``t_publish_ns == 0`` is stamped now). Returns True when handed to ZeroMQ."""
+        return self.send(msg)
+
+    def send(self, msg: Message) -> bool:
+        """Publish any message kind (pose, status, ctl); the whole message is encoded before sending."""
+        return self._send_parts(encode(msg, self.limits))
+
+    def publish_status(self, data: dict[str, Any] | None = None, process: str = "engine") -> bool:
+        """Publish ``status.<process>`` with ``data`` (default: this publisher's counters)."""
+        data = self.counters.as_dict() if data is None else data
+        msg = StatusMessage(process, self._status_seq, data)
+        self._status_seq += 1
+        return self.send(msg)
+
+
+class PoseSubscriber(_Socket):
+    """Client side of the pose path: connects a SUB socket to the engine's pose endpoint.
+
+    Args:
+        endpoint: the engine's pose endpoint (default ``tcp://127.0.0.1:5556``).
+        status: also subscribe to ``status.*`` messages (kept newest per process in :attr:`statuses`
+            and returned by :meth:`recv`).
+        curve: CURVE keys (client side); None for none.
+        limits: message limits; ``limits.max_message_bytes`` is also ``ZMQ_MAXMSGSIZE``.
+        rcvhwm: receive high-water mark, in messages (small: a slow reader gets fresh poses, not a backlog).
+        rcvbuf: kernel receive buffer, bytes (default 256 KiB; None: the OS default).
+        context: ZeroMQ context (default: ``zmq.Context.instance()``).
+
+    ZeroMQ's ``CONFLATE`` option does not support multipart messages, so the newest pose is obtained by
+    draining instead (:meth:`latest`). Lost poses show as ``counters.missed`` (sequence gaps).
+    Iterating yields poses until :meth:`close` is called (or Ctrl-C).
+    """
+
+    def __init__(
+        self,
+        endpoint: str = DEFAULT_POSE_ENDPOINT,
+        *,
+        status: bool = False,
+        curve: CurveConfig | None = None,
+        limits: Limits = DEFAULT_LIMITS,
+        rcvhwm: int = 16,
+        rcvbuf: int | None = 256 << 10,
+        context: zmq.Context | None = None,
+    ) -> None:
+        super().__init__(zmq.SUB, context, limits)
+        self.statuses: dict[str, StatusMessage] = {}
+        self._seq = _SeqTracker(self.counters)
+        self._setup(rcvhwm=rcvhwm, rcvbuf=rcvbuf, maxmsgsize=max(limits.max_message_bytes, limits.max_header_bytes))
+        self.socket.setsockopt(zmq.SUBSCRIBE, POSE)
+        if status:
+            self.socket.setsockopt(zmq.SUBSCRIBE, STATUS_PREFIX)
+        self._connect(endpoint, curve)
+
+    def _message(self, parts: list) -> PoseMessage | StatusMessage | None:
+        msg = self._decode(parts)
+        if msg is None:
+            return None
+        if isinstance(msg, StatusMessage):
+            self.statuses[msg.process] = msg
+            return msg
+        if not isinstance(msg, PoseMessage):
+            self.counters.received -= 1
+            self.counters.drop("kind")
+            return None
+        self._seq.see("pose", msg.seq)
+        return msg
+
+    def recv(self, timeout_ms: float | None = 1000) -> PoseMessage | StatusMessage | None:
+        """The next valid message (a pose, or a status when subscribed), or None after ``timeout_ms``
+        (None: wait indefinitely, in 100 ms polls, until a message arrives or :meth:`close`)."""
+        deadline = _deadline(timeout_ms)
+        while not self._closed:
+            parts = self._recv_parts()
+            if parts is None:
+                if not self._wait(deadline):
+                    return None
+                continue
+            msg = self._message(parts)
+            if msg is not None:
+                return msg
+        return None
+
+    def latest(self, timeout_ms: float | None = 0, max_messages: int = 4096) -> PoseMessage | None:
+        """Drain the queue and return the newest pose (older ones count as ``superseded``), waiting up to
+        ``timeout_ms`` for the first one; None when none arrived."""
+        newest: PoseMessage | None = None
+        deadline = _deadline(timeout_ms)
+        n = 0
+        while n < max_messages and not self._closed:
+            parts = self._recv_parts()
+            if parts is None:
+                if newest is not None or not self._wait(deadline):
+                    break
+                continue
+            n += 1
+            msg = self._message(parts)
+            if isinstance(msg, PoseMessage):
+                if newest is not None:
+                    self.counters.superseded += 1
+                newest = msg
+        return newest
+
+    def poses(self, timeout_ms: float | None = None) -> Iterator[PoseMessage]:
+        """Yield poses as they arrive; stop after ``timeout_ms`` without one (None: only at :meth:`close`)."""
+        while not self._closed:
+            msg = self.recv(timeout_ms)
+            if msg is None:
+                return
+            if isinstance(msg, PoseMessage):
+                yield msg
+
+    def __iter__(self) -> Iterator[PoseMessage]:
+        return self.poses()
+
+
+__all__ = [
+    "DEFAULT_FRAME_ENDPOINT",
+    "DEFAULT_POSE_ENDPOINT",
+    "SEND_LINGER_MS",
+    "Counters",
+    "CurveConfig",
+    "Endpoints",
+    "FrameReceiver",
+    "FrameSender",
+    "PosePublisher",
+    "PoseSubscriber",
+    "check_bind_endpoint",
+    "check_connect_endpoint",
+    "generate_keys",
+    "is_loopback_host",
+]
