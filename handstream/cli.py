@@ -16,6 +16,7 @@ from rich.table import Table
 
 from handstream import __version__
 from handstream.errors import HandstreamError
+from handstream.synth.cli import synth_app
 
 app = typer.Typer(
     name="handstream",
@@ -26,6 +27,7 @@ app = typer.Typer(
 )
 calib_app = typer.Typer(help="Inspect and convert camera calibrations.", no_args_is_help=True)
 app.add_typer(calib_app, name="calib")
+app.add_typer(synth_app, name="synth")
 
 console = Console()
 
