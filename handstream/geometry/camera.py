@@ -468,6 +468,8 @@ class Camera:
         model can also have a pole (denominator 0), which ends the range as well. Tangential terms are
         ignored here (they are small); the radial curve is sampled densely out to ~89.99 degrees.
         """
+        if self.model == "pinhole":  # no distortion: every radius is valid
+            return float("inf"), float("inf")
         theta = np.linspace(0.0, np.pi / 2, 8193)[:-1]
         if self.model == "fisheye":
             k = self.dist

@@ -1,0 +1,148 @@
+"""Frames of a synthetic dataset or stream: frame index -> images + ground truth, deterministic by seed.
+
+Legend: ``V`` views, ``H`` hands (2), ``K`` joints (21).
+
+Frames are grouped in *sequences* of ``sequence_length`` frames (one subject, one room, one look,
+continuous motion); frame ``i`` is frame ``i % L`` of sequence ``i // L``, at time ``(i % L) / fps``.
+Everything random is drawn from streams keyed by the dataset seed and the sequence or frame index
+(``numpy.random.SeedSequence([seed, tag, index])``), never from a shared running state, so a frame's
+bytes depend only on ``(preset, seed, index, sequence_length)``: sharded or parallel rendering gives
+the same frames as rendering in one go. ``sequence_length=None`` makes one endless sequence (the live
+:class:`~handstream.synth.source.SyntheticSource`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from handstream.errors import HandstreamError
+from handstream.synth.hand import HandShape
+from handstream.synth.motion import Motion, PosedHand
+from handstream.synth.render import FrameLabels, RenderBuffers, Renderer
+from handstream.synth.rigs import RigPreset
+from handstream.synth.scene import Look, Scene, build_scene, random_look
+
+_TAG_SEQUENCE = 1
+_TAG_FRAME = 2
+
+
+@dataclass
+class SynthFrame:
+    """One rendered frame.
+
+    Attributes:
+        index: frame index in the dataset / stream.
+        sequence: sequence index; ``time_s``: seconds since the start of the sequence.
+        images: per view, (h, w) uint8 (mono) or (h, w, 3) uint8 BGR.
+        labels: the ground truth.
+        buffers: depth and owner buffers, when asked for.
+    """
+
+    index: int
+    sequence: int
+    time_s: float
+    images: list[np.ndarray]
+    labels: FrameLabels
+    buffers: RenderBuffers | None = None
+
+
+@dataclass
+class _Sequence:
+    look: Look
+    scene: Scene
+    motion: Motion
+    shape: HandShape
+
+
+class SynthGenerator:
+    """Renders frame ``i`` of the synthetic data defined by ``(preset, seed, sequence_length)``.
+
+    Args:
+        preset: the rig preset.
+        seed: the dataset seed (non-negative integer).
+        sequence_length: frames per sequence (None: one endless sequence).
+        motion_blur: None: on for ~30% of sequences; True / False: always / never.
+    """
+
+    def __init__(
+        self,
+        preset: RigPreset,
+        seed: int = 0,
+        *,
+        sequence_length: int | None = 64,
+        motion_blur: bool | None = None,
+    ):
+        try:
+            seed = int(seed)
+        except (TypeError, ValueError):
+            raise HandstreamError(f"seed: expected a non-negative integer, got {seed!r}") from None
+        if seed < 0:
+            raise HandstreamError(f"seed: expected a non-negative integer, got {seed}")
+        if sequence_length is not None and int(sequence_length) <= 0:
+            raise HandstreamError(f"sequence_length: expected a positive integer, got {sequence_length}")
+        self.preset = preset
+        self.seed = seed
+        self.sequence_length = None if sequence_length is None else int(sequence_length)
+        self.motion_blur = motion_blur
+        self.renderer = Renderer(preset.rig, preset.color)
+        self._sequence = lru_cache(maxsize=2)(self._make_sequence)
+
+    def _rng(self, tag: int, index: int) -> np.random.Generator:
+        return np.random.default_rng(np.random.SeedSequence([self.seed, tag, int(index)]))
+
+    def _make_sequence(self, q: int) -> _Sequence:
+        rng = self._rng(_TAG_SEQUENCE, q)
+        look = random_look(rng, self.preset.color, motion_blur=self.motion_blur)
+        shape = HandShape.from_scale(float(rng.uniform(0.8, 1.2)), rng)
+        motion_seed = int(rng.integers(2**62))
+        scene = build_scene(self.renderer.grid, look, self.preset.workspace, rng)
+        motion = Motion(self.preset.workspace, motion_seed, shape)
+        return _Sequence(look, scene, motion, shape)
+
+    def locate(self, index: int) -> tuple[int, float]:
+        """(sequence, time in seconds) of frame ``index``."""
+        if index < 0:
+            raise HandstreamError(f"frame index: expected a non-negative integer, got {index}")
+        if self.sequence_length is None:
+            return 0, index / self.preset.fps
+        q, k = divmod(int(index), self.sequence_length)
+        return q, k / self.preset.fps
+
+    def hands(self, index: int) -> tuple[PosedHand, PosedHand]:
+        """The posed hands of frame ``index`` (no rendering)."""
+        q, t = self.locate(index)
+        return self._sequence(q).motion.hands(t)
+
+    def frame(
+        self, index: int, *, buffers: bool = False, hands: tuple[PosedHand, PosedHand] | None = None
+    ) -> SynthFrame:
+        """Render frame ``index``.
+
+        Args:
+            index: frame index (>= 0).
+            buffers: also return the depth and owner buffers.
+            hands: render these hands instead of the motion's (for tests: e.g. a hand outside every view).
+        Returns:
+            The frame; its images are copies (safe to keep).
+        """
+        q, t = self.locate(index)
+        seq = self._sequence(q)
+        if hands is None:
+            hands = seq.motion.hands(t)
+        earlier = None
+        if seq.look.motion_blur > 0:
+            earlier = seq.motion.hands(t - seq.look.motion_blur / self.preset.fps)
+        rng = self._rng(_TAG_FRAME, index)
+        images, labels, bufs = self.renderer.render(
+            hands, seq.look, seq.scene, t, rng, earlier=earlier, buffers=buffers
+        )
+        labels = dataclasses.replace(labels, scale=seq.shape.scale)
+        return SynthFrame(int(index), q, t, [img.copy() for img in images], labels, bufs)
+
+    def look(self, index: int) -> Look:
+        """The look of the sequence of frame ``index``."""
+        return self._sequence(self.locate(index)[0]).look
