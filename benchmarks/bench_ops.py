@@ -28,13 +28,10 @@ or not the targets are met: the script reports, it does not judge.
 from __future__ import annotations
 
 import argparse
-import datetime
 import gc
-import importlib.metadata
 import json
 import math
 import os
-import platform
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -45,6 +42,7 @@ import cv2
 import numpy as np
 
 from handstream import ops
+from handstream.machine import describe_machine
 from handstream.ops import reference
 
 N_VIEWS = 4
@@ -385,40 +383,9 @@ def cv2_triangulate(P0: np.ndarray, P1: np.ndarray, x0: np.ndarray, x1: np.ndarr
 # the run
 # ---------------------------------------------------------------------------------------------------
 def machine_info() -> dict[str, Any]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover (not Linux)
-        usable = os.cpu_count()
-
-    def version(dist: str) -> str | None:
-        try:
-            return importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            return None
-
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "cores_usable": usable,
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "opencv": cv2.__version__,
-        "handstream": version("handstream"),
-        "aniposelib": version("aniposelib"),
-        "jax": version("jax"),
-        "numba": version("numba"),
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-    }
+    info = describe_machine(["handstream", "aniposelib", "jax", "numba"])
+    info.update(numpy=np.__version__, opencv=cv2.__version__)
+    return info
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

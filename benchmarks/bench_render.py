@@ -23,10 +23,8 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUME
     os.environ[_var] = "1"
 
 import argparse  # noqa: E402
-import datetime  # noqa: E402
 import gc  # noqa: E402
 import json  # noqa: E402
-import platform  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from typing import Any  # noqa: E402
@@ -34,6 +32,7 @@ from typing import Any  # noqa: E402
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
+from handstream.machine import describe_machine  # noqa: E402
 from handstream.synth.generator import SynthGenerator  # noqa: E402
 from handstream.synth.rigs import PRESET_NAMES, get_preset  # noqa: E402
 
@@ -42,24 +41,9 @@ BUDGET_MS = 15.0
 
 def machine_info() -> dict[str, Any]:
     """CPU, cores, versions and date of this run."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "opencv": cv2.__version__,
-        "opencv_threads": cv2.getNumThreads(),
-        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-    }
+    info = describe_machine(["handstream"])
+    info.update(numpy=np.__version__, opencv=cv2.__version__, opencv_threads=cv2.getNumThreads())
+    return info
 
 
 def timed(fn, calls: list, warmup: int) -> np.ndarray:
