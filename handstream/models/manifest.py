@@ -1,0 +1,180 @@
+"""The JSON manifest that travels next to every exported model (``<artifact>.json``, never inside it).
+
+It says everything a backend needs to feed the model and read its outputs (input size, normalisation,
+heatmap stride and joint layout, positional encoding), and where the artifact came from (checkpoint hash,
+opset, TensorRT version and GPU, precision, parity figures), so the engine can refuse an artifact it
+would misread, with a message that says what to rebuild.
+
+Example: ``engines/handstream-default.onnx`` and ``engines/handstream-default.onnx.json``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from handstream.errors import HandstreamError
+from handstream.models.codec import HeatmapCodec
+from handstream.skeleton import HANDS, HandJoint
+
+FORMAT = "handstream.estimator"
+VERSION = 1
+ARTIFACT_FORMATS = ("onnx", "tensorrt", "torchscript")
+JOINT_NAMES = [j.name.lower() for j in HandJoint]
+
+
+@dataclass
+class ModelManifest:
+    """Description of one model artifact.
+
+    Attributes:
+        name: model name (``handstream-default``).
+        artifact: file name of the artifact, relative to the manifest's folder.
+        artifact_format: ``onnx``, ``tensorrt`` or ``torchscript``.
+        input_size: (W_in, H_in) network input, pixels.
+        stride: input pixels per heatmap cell; sigma: target Gaussian in cells; refine: decoder refinement.
+        kpe: whether the model takes the ``rays`` input (ray angles at heatmap resolution).
+        network: the :class:`~handstream.models.network.NetConfig` as a dict (to rebuild it in PyTorch).
+        max_views: largest batch the artifact accepts (ONNX: dynamic, any; TensorRT: its profile).
+        input_names / output_names: tensor names: ``image`` [, ``rays``] -> ``heatmaps``, ``presence``.
+        provenance: where it came from (checkpoint sha256, recipe, opset, torch/TensorRT versions, date).
+        parity: figures of the export check (max abs diff against PyTorch, on which inputs).
+        tensorrt: for engines: TensorRT version, GPU name and compute capability, precision.
+    """
+
+    name: str
+    artifact: str
+    artifact_format: str = "onnx"
+    input_size: tuple[int, int] = (256, 192)
+    stride: int = 4
+    sigma: float = 2.0
+    refine: str | None = "dark"
+    kpe: bool = True
+    network: dict = field(default_factory=dict)
+    max_views: int = 16
+    input_names: list[str] = field(default_factory=lambda: ["image", "rays"])
+    output_names: list[str] = field(default_factory=lambda: ["heatmaps", "presence"])
+    provenance: dict = field(default_factory=dict)
+    parity: dict = field(default_factory=dict)
+    tensorrt: dict | None = None
+
+    @property
+    def codec(self) -> HeatmapCodec:
+        return HeatmapCodec(tuple(self.input_size), self.stride, self.sigma, self.refine)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["input_size"] = list(self.input_size)
+        return {
+            "format": FORMAT,
+            "version": VERSION,
+            **d,
+            "input": {
+                "tensor": "image (N, 1, H_in, W_in) float32: grey = BGR->grey / 255, letterboxed top-left, zero padding",
+                "rays": "rays (N, 2, H_in/stride, W_in/stride) float32: atan(x/z), atan(y/z) per heatmap cell"
+                if self.kpe
+                else None,
+            },
+            "layout": {"hands": list(HANDS), "joints": JOINT_NAMES, "heatmaps": "hand-major: left 0..20, right 21..41"},
+        }
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        return path
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str) -> ModelManifest:
+        if not isinstance(data, dict):
+            raise HandstreamError(f"{where}: expected a JSON object")
+        if data.get("format") != FORMAT:
+            raise HandstreamError(f"{where}: 'format' must be {FORMAT!r}, got {data.get('format')!r} (not a handstream model manifest)")
+        if data.get("version") != VERSION:
+            raise HandstreamError(f"{where}: manifest version {data.get('version')!r} is not supported (this handstream reads {VERSION})")
+        layout = data.get("layout", {})
+        if layout.get("hands", list(HANDS)) != list(HANDS) or layout.get("joints", JOINT_NAMES) != JOINT_NAMES:
+            raise HandstreamError(f"{where}: 'layout' differs from handstream's 2 x 21 joint layout")
+
+        def get(key: str, kind, default=None, required: bool = False):
+            if key not in data:
+                if required:
+                    raise HandstreamError(f"{where}: missing field {key!r}")
+                return default
+            value = data[key]
+            if kind is not None and not isinstance(value, kind) or isinstance(value, bool) and kind is int:
+                raise HandstreamError(f"{where}: field {key!r} must be {getattr(kind, '__name__', kind)}, got {value!r}")
+            return value
+
+        size = get("input_size", list, required=True)
+        if len(size) != 2 or not all(isinstance(v, int) and v > 0 for v in size):
+            raise HandstreamError(f"{where}: 'input_size' must be [width, height] positive integers, got {size!r}")
+        fmt = get("artifact_format", str, "onnx")
+        if fmt not in ARTIFACT_FORMATS:
+            raise HandstreamError(f"{where}: 'artifact_format' must be one of {ARTIFACT_FORMATS}, got {fmt!r}")
+        stride = get("stride", int, required=True)
+        if stride < 1 or size[0] % stride or size[1] % stride:
+            raise HandstreamError(f"{where}: 'stride' {stride} must divide input_size {size}")
+        refine = data.get("refine", "dark")
+        if refine not in ("dark", "quadratic", None):
+            raise HandstreamError(f"{where}: 'refine' must be 'dark', 'quadratic' or null, got {refine!r}")
+        sigma = get("sigma", (int, float), 2.0)
+        kpe = get("kpe", bool, True)
+        inputs = get("input_names", list, ["image", "rays"] if kpe else ["image"])
+        if inputs[:1] != ["image"] or (kpe and inputs[1:2] != ["rays"]) or len(inputs) != 1 + kpe:
+            expected = ["image", "rays"] if kpe else ["image"]
+            raise HandstreamError(f"{where}: 'input_names' must be {expected} for kpe={kpe}, got {inputs}")
+        outputs = get("output_names", list, ["heatmaps", "presence"])
+        if outputs != ["heatmaps", "presence"]:
+            raise HandstreamError(f"{where}: 'output_names' must be ['heatmaps', 'presence'], got {outputs}")
+        return cls(
+            name=get("name", str, required=True),
+            artifact=get("artifact", str, required=True),
+            artifact_format=fmt,
+            input_size=(size[0], size[1]),
+            stride=stride,
+            sigma=float(sigma),
+            refine=refine,
+            kpe=kpe,
+            network=get("network", dict, {}),
+            max_views=get("max_views", int, 16),
+            input_names=inputs,
+            output_names=outputs,
+            provenance=get("provenance", dict, {}),
+            parity=get("parity", dict, {}),
+            tensorrt=get("tensorrt", (dict, type(None)), None),
+        )
+
+
+def manifest_path(artifact: str | Path) -> Path:
+    """The sidecar of an artifact: ``model.onnx`` -> ``model.onnx.json``."""
+    artifact = Path(artifact)
+    return artifact if artifact.suffix == ".json" else artifact.with_name(artifact.name + ".json")
+
+
+def load_manifest(path: str | Path) -> tuple[ModelManifest, Path]:
+    """Read a model's manifest, given the manifest or the artifact it describes.
+
+    Returns:
+        the manifest and the artifact's path (checked to exist).
+    Raises:
+        HandstreamError naming the file and field when anything is missing or inconsistent.
+    """
+    path = Path(path)
+    mpath = manifest_path(path)
+    if not mpath.is_file():
+        if not path.exists():
+            raise HandstreamError(f"{path}: model not found")
+        raise HandstreamError(f"{path}: no manifest next to it (expected {mpath.name}; export the model with `handstream export-engine`)")
+    try:
+        data = json.loads(mpath.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise HandstreamError(f"{mpath}: not a readable JSON manifest ({exc})") from None
+    manifest = ModelManifest.from_dict(data, str(mpath))
+    artifact = mpath.parent / manifest.artifact
+    if not artifact.is_file():
+        raise HandstreamError(f"{mpath}: artifact {manifest.artifact!r} not found next to it")
+    if path.suffix != ".json" and artifact.resolve() != path.resolve():
+        raise HandstreamError(f"{mpath}: describes {manifest.artifact!r}, not {path.name!r}")
+    return manifest, artifact
