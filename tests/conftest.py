@@ -56,3 +56,27 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         reason = cuda_skip_reason()
         if reason:
             pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def random_model(tmp_path_factory) -> Path:
+    """A randomly initialised HandNet exported to ONNX with its manifest (the real export path), for
+    plumbing tests that must not depend on a trained model. Its outputs are meaningless but real."""
+    pytest.importorskip("torch")
+    import torch
+
+    from handstream.export import export_onnx
+    from handstream.models.network import HandNet
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("model") / "random.onnx"
+    export_onnx(HandNet(), path, name="random-init")
+    return path
+
+
+def free_tcp_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -21,7 +21,7 @@ from handstream.skeleton import HANDS, HandJoint
 
 FORMAT = "handstream.estimator"
 VERSION = 1
-ARTIFACT_FORMATS = ("onnx", "tensorrt", "torchscript")
+ARTIFACT_FORMATS = ("onnx", "tensorrt", "checkpoint")
 JOINT_NAMES = [j.name.lower() for j in HandJoint]
 
 
@@ -32,7 +32,7 @@ class ModelManifest:
     Attributes:
         name: model name (``handstream-default``).
         artifact: file name of the artifact, relative to the manifest's folder.
-        artifact_format: ``onnx``, ``tensorrt`` or ``torchscript``.
+        artifact_format: ``onnx``, ``tensorrt`` or ``checkpoint`` (PyTorch weights).
         input_size: (W_in, H_in) network input, pixels.
         stride: input pixels per heatmap cell; sigma: target Gaussian in cells; refine: decoder refinement.
         kpe: whether the model takes the ``rays`` input (ray angles at heatmap resolution).

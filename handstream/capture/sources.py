@@ -1,0 +1,319 @@
+"""Frame sources: where one camera's images come from. One source per capture process.
+
+Every source yields :class:`Frame` objects (image, capture time, sequence number) from one camera and
+says how its clock works:
+
+* ``realtime`` sources pace frames on the wall clock and stamp ``time.time_ns()`` at capture (a device),
+  or at the instant the frame was due (synthetic cameras, video/image playback). Playback sources share an
+  *epoch* (set by ``handstream serve``), so frame ``n`` of every camera is stamped ``epoch + n / fps``:
+  the cameras of a recording or of a synthetic rig stay synchronized, even across a restart.
+* non-realtime sources (video/images with ``realtime=False``) read as fast as the engine takes them and
+  stamp the media clock ``epoch + n / fps``.
+
+Sources raise :class:`~handstream.errors.HandstreamError` for anything a user can fix (missing file,
+unreadable video, no such device), with the path in the message.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import cv2
+import numpy as np
+
+from handstream.errors import HandstreamError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".pgm", ".ppm")
+
+
+@dataclass
+class Frame:
+    """One image of one camera.
+
+    Attributes:
+        image: (h, w) uint8 mono or (h, w, 3) uint8 BGR.
+        t_capture_ns: capture time, ns (``time.time_ns`` clock, or the media clock; see the module doc).
+        seq: frame number in the source (gaps = frames skipped because the reader fell behind).
+        meta: small plain map sent along (e.g. ``{"clock": "media"}``).
+    """
+
+    image: np.ndarray
+    t_capture_ns: int
+    seq: int
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+class Source(Protocol):
+    """What a capture process reads from."""
+
+    camera: str
+    fps: float
+    realtime: bool
+
+    def read(self) -> Frame | None:
+        """The next frame, or None at the end of the stream (never None for live sources)."""
+
+    def close(self) -> None: ...
+
+
+class _Paced:
+    """Wall-clock pacing from a shared epoch: frame ``n`` is due at ``epoch + n * period``."""
+
+    def __init__(self, fps: float, epoch_ns: int | None, realtime: bool):
+        self.fps = float(fps)
+        self.period_ns = int(round(1e9 / self.fps))
+        self.epoch_ns = time.time_ns() if epoch_ns is None else int(epoch_ns)
+        self.realtime = realtime
+        self.skipped = 0
+
+    def first_index(self) -> int:
+        """Where a (re)started realtime source joins the stream: the frame due now."""
+        if not self.realtime:
+            return 0
+        return max(0, (time.time_ns() - self.epoch_ns) // self.period_ns)
+
+    def wait(self, n: int) -> tuple[int, int]:
+        """Block until frame ``n`` is due (realtime); skip ahead when late by more than a frame.
+        Returns (index to read, its timestamp)."""
+        if not self.realtime:
+            return n, self.epoch_ns + n * self.period_ns
+        now = time.time_ns()
+        due = self.epoch_ns + n * self.period_ns
+        if now > due + self.period_ns:
+            newest = (now - self.epoch_ns) // self.period_ns
+            self.skipped += int(newest - n)
+            n = int(newest)
+            due = self.epoch_ns + n * self.period_ns
+        elif now < due:
+            time.sleep((due - now) / 1e9)
+        return n, due
+
+
+class SyntheticCameraSource:
+    """One camera of a synthetic rig preset. All cameras of the preset built with the same seed and epoch
+    render the same hands at the same instants, so separate processes stay synchronized.
+
+    Args:
+        preset: preset name (``stereo``, ``headset4``, ``random-<seed>``).
+        camera: camera name or index in the preset.
+        seed: scene seed (shared by the rig's cameras).
+        fps: frame rate (None: the preset's).
+        epoch_ns: shared time origin (None: now).
+    """
+
+    def __init__(self, preset: str, camera: str | int, seed: int = 0, fps: float | None = None, epoch_ns: int | None = None):
+        from handstream.synth.generator import SynthGenerator
+        from handstream.synth.rigs import get_preset
+
+        full = get_preset(preset, fps=fps)
+        index = full.rig.index(camera)
+        self.camera = full.rig.names[index]
+        one = dataclasses.replace(full, rig=full.rig.subset([index]))
+        self.generator = SynthGenerator(one, seed, sequence_length=None, motion_blur=False)
+        self.generator.frame(0)  # warm up (ray grid, scene) before the first timed frame
+        self._pace = _Paced(full.fps, epoch_ns, True)
+        self.fps, self.realtime = full.fps, True
+        self._next: int | None = None
+
+    @property
+    def skipped(self) -> int:
+        return self._pace.skipped
+
+    def read(self) -> Frame:
+        n = self._pace.first_index() if self._next is None else self._next
+        n, t = self._pace.wait(n)
+        image = self.generator.frame(n).images[0]
+        self._next = n + 1
+        return Frame(image, t, n)
+
+    def close(self) -> None:
+        pass
+
+
+class VideoSource:
+    """A video file played back as one camera.
+
+    Args:
+        path: the video file (anything OpenCV's FFmpeg backend reads).
+        camera: camera name.
+        fps: playback rate (None: the file's, 30 if it does not say).
+        realtime: pace at ``fps`` (False: as fast as the engine takes frames, media-clock stamps).
+        loop: start over at the end.
+        epoch_ns: shared time origin (None: now).
+    """
+
+    def __init__(self, path: str | Path, camera: str, fps: float | None = None, *, realtime: bool = True, loop: bool = False, epoch_ns: int | None = None):
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise HandstreamError(f"{self.path}: video file not found")
+        self._cap = cv2.VideoCapture(str(self.path), cv2.CAP_FFMPEG)
+        if not self._cap.isOpened():
+            raise HandstreamError(f"{self.path}: cannot open as a video (OpenCV/FFmpeg could not read it)")
+        self.frame_count = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        file_fps = float(self._cap.get(cv2.CAP_PROP_FPS) or 0.0)
+        self.fps = float(fps) if fps else (file_fps if 0 < file_fps <= 1000 else 30.0)
+        self.camera, self.realtime, self.loop = camera, realtime, loop
+        self._pace = _Paced(self.fps, epoch_ns, realtime)
+        self._pos = 0  # index (in the file) of the frame the decoder returns next
+        self._next: int | None = None  # stream index (counting loops) of the next frame to emit
+
+    @property
+    def skipped(self) -> int:
+        return self._pace.skipped
+
+    def read(self) -> Frame | None:
+        if self._next is None:  # a (re)started playback joins at the frame due now, like its peers
+            self._next = self._pace.first_index()
+        n, t = self._pace.wait(self._next)
+        if self.frame_count and n >= self.frame_count and not self.loop:
+            return None
+        local = n % self.frame_count if (self.loop and self.frame_count) else n
+        if local != self._pos:
+            if 0 < local - self._pos <= 30:  # a few frames behind: grab (no decode) up to it
+                while self._pos < local and self._cap.grab():
+                    self._pos += 1
+            else:
+                self._cap.set(cv2.CAP_PROP_POS_FRAMES, local)
+                self._pos = local
+        ok, image = self._cap.read()
+        if not ok and self.loop and self._pos > 0:  # the header's frame count was wrong: wrap here
+            self.frame_count = self._pos
+            self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+            self._pos = 0
+            ok, image = self._cap.read()
+        if not ok:
+            return None
+        self._pos += 1
+        self._next = n + 1
+        return Frame(image, t, n, {} if self.realtime else {"clock": "media"})
+
+    def close(self) -> None:
+        self._cap.release()
+
+
+def _natural_key(text: str) -> list:
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", text)]
+
+
+class ImageFolderSource:
+    """A folder of images (sorted in natural order: ``2.png`` before ``10.png``) played back as one camera.
+
+    Args:
+        path: folder; images with suffixes in :data:`IMAGE_SUFFIXES`.
+        camera: camera name; fps: playback rate (default 30); realtime, loop, epoch_ns: as :class:`VideoSource`.
+    """
+
+    def __init__(self, path: str | Path, camera: str, fps: float | None = None, *, realtime: bool = True, loop: bool = False, epoch_ns: int | None = None):
+        self.path = Path(path)
+        if not self.path.is_dir():
+            raise HandstreamError(f"{self.path}: image folder not found")
+        self.files = sorted((p for p in self.path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES), key=lambda p: _natural_key(p.name))
+        if not self.files:
+            raise HandstreamError(f"{self.path}: no images ({', '.join(IMAGE_SUFFIXES)}) in the folder")
+        self.fps = float(fps or 30.0)
+        self.camera, self.realtime, self.loop = camera, realtime, loop
+        self._pace = _Paced(self.fps, epoch_ns, realtime)
+        self._next: int | None = None
+
+    @property
+    def skipped(self) -> int:
+        return self._pace.skipped
+
+    def read(self) -> Frame | None:
+        n = self._pace.first_index() if self._next is None else self._next
+        n, t = self._pace.wait(n)
+        if n >= len(self.files) and not self.loop:
+            return None
+        path = self.files[n % len(self.files)]
+        image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        if image is None:
+            raise HandstreamError(f"{path}: cannot read as an image")
+        if image.dtype == np.uint16:
+            image = (image >> 8).astype(np.uint8)
+        if image.ndim == 3 and image.shape[2] == 4:
+            image = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+        self._next = n + 1
+        return Frame(image, t, n, {} if self.realtime else {"clock": "media"})
+
+    def close(self) -> None:
+        pass
+
+
+class DeviceSource:
+    """A live camera through OpenCV: an index (``"0"``) or a V4L2 device path (``/dev/video0``).
+
+    The capture time is ``time.time_ns()`` when the frame is grabbed (the driver's buffer timestamp is not
+    exposed uniformly by OpenCV); requested width/height/fps/exposure are set before the first frame and
+    what the driver accepted is reported in the capture's status.
+    """
+
+    def __init__(self, device: str, camera: str, *, width: int | None = None, height: int | None = None, fps: float | None = None, exposure: float | None = None):
+        self.device = str(device)
+        if self.device.isdigit():
+            self._cap = cv2.VideoCapture(int(self.device))
+        else:
+            if not os.path.exists(self.device):
+                raise HandstreamError(f"{self.device}: camera device not found")
+            self._cap = cv2.VideoCapture(self.device, cv2.CAP_V4L2)
+        if not self._cap.isOpened():
+            raise HandstreamError(f"camera {self.device}: cannot open (no such camera, or it is busy)")
+        self._cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # newest frame, not a backlog
+        for prop, value in ((cv2.CAP_PROP_FRAME_WIDTH, width), (cv2.CAP_PROP_FRAME_HEIGHT, height), (cv2.CAP_PROP_FPS, fps)):
+            if value:
+                self._cap.set(prop, float(value))
+        if exposure is not None:
+            self._cap.set(cv2.CAP_PROP_AUTO_EXPOSURE, 1)  # V4L2: 1 = manual
+            self._cap.set(cv2.CAP_PROP_EXPOSURE, float(exposure))
+        self.fps = float(self._cap.get(cv2.CAP_PROP_FPS) or fps or 30.0)
+        self.camera, self.realtime, self.skipped = camera, True, 0
+        self._n = 0
+
+    def settings(self) -> dict[str, float]:
+        """What the driver accepted."""
+        return {
+            "width": float(self._cap.get(cv2.CAP_PROP_FRAME_WIDTH)),
+            "height": float(self._cap.get(cv2.CAP_PROP_FRAME_HEIGHT)),
+            "fps": float(self._cap.get(cv2.CAP_PROP_FPS)),
+            "exposure": float(self._cap.get(cv2.CAP_PROP_EXPOSURE)),
+        }
+
+    def read(self) -> Frame | None:
+        if not self._cap.grab():
+            raise HandstreamError(f"camera {self.device}: stopped delivering frames")
+        t = time.time_ns()
+        ok, image = self._cap.retrieve()
+        if not ok:
+            raise HandstreamError(f"camera {self.device}: frame could not be decoded")
+        self._n += 1
+        return Frame(image, t, self._n - 1)
+
+    def close(self) -> None:
+        self._cap.release()
+
+
+def open_source(spec: dict[str, Any], *, preset: str | None = None, epoch_ns: int | None = None) -> Source:
+    """Build a source from a :class:`handstream.config.SourceConfig` as a dict (paths already resolved).
+
+    Args:
+        spec: ``kind``, ``camera`` and the kind's keys.
+        preset: the rig preset, for ``synthetic`` sources.
+        epoch_ns: the shared time origin of playback and synthetic sources.
+    """
+    kind, camera = spec["kind"], spec["camera"]
+    if kind == "synthetic":
+        if preset is None:
+            raise HandstreamError("a synthetic source needs a rig preset (rig.preset)")
+        return SyntheticCameraSource(preset, camera, spec.get("seed", 0), spec.get("fps"), epoch_ns)
+    if kind == "video":
+        return VideoSource(spec["path"], camera, spec.get("fps"), realtime=spec.get("realtime", True), loop=spec.get("loop", False), epoch_ns=epoch_ns)
+    if kind == "images":
+        return ImageFolderSource(spec["path"], camera, spec.get("fps"), realtime=spec.get("realtime", True), loop=spec.get("loop", False), epoch_ns=epoch_ns)
+    if kind == "device":
+        return DeviceSource(spec["device"], camera, width=spec.get("width"), height=spec.get("height"), fps=spec.get("fps"), exposure=spec.get("exposure"))
+    raise HandstreamError(f"unknown source kind {kind!r}")

@@ -1,0 +1,364 @@
+"""The live system's configuration: one TOML file <-> validated dataclasses.
+
+A complete example (every key is optional except where noted; see docs/serving.md)::
+
+    [rig]
+    calibration = "calibration.toml"   # a calibration file (any format handstream reads) ...
+    # preset = "headset4"              # ... or a synthetic preset (stereo | headset4 | random-<seed>)
+    unit_scale = 0.04                  # metres per calibration unit (default: the format's own)
+    cameras = ["cam_0", "cam_1"]       # use only these cameras of the file
+
+    [[sources]]                        # one capture process per camera
+    kind = "video"                     # synthetic | video | images | device
+    camera = "cam_0"                   # the rig camera it films
+    path = "cam0.mp4"
+    # fps = 30                         # video/images: playback rate (default: the file's / 30)
+    # realtime = true                  # false: as fast as the engine takes them
+    # loop = false
+
+    [model]
+    path = "engines/handstream-default.onnx"
+    backend = "auto"                   # auto | onnxruntime | torch | tensorrt
+    threads = 0                        # inference threads (0: all cores)
+
+    [engine]
+    sync_tolerance_ms = 16.7           # default: half a frame interval
+    min_views = 2
+    presence_threshold = 0.5
+
+    [filter]
+    enabled = true
+    min_cutoff = 1.0                   # One-Euro, Hz
+    beta = 20.0                        # One-Euro speed coefficient, 1/m
+
+    [endpoints]
+    frames = "tcp://127.0.0.1:5555"
+    poses = "tcp://127.0.0.1:5556"
+
+Every problem raises :class:`~handstream.errors.HandstreamError` naming the file and the key, e.g.
+``serve.toml: engine.min_views: expected an integer >= 2, got 1``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from handstream.errors import HandstreamError
+from handstream.transport.pubsub import DEFAULT_FRAME_ENDPOINT, DEFAULT_POSE_ENDPOINT, CurveConfig, Endpoints
+from handstream.transport.topics import is_valid_name
+
+SOURCE_KINDS = ("synthetic", "video", "images", "device")
+BACKENDS = ("auto", "onnxruntime", "torch", "tensorrt")
+DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "engines" / "handstream-default.onnx"
+
+
+@dataclass
+class RigConfig:
+    """Which cameras: a calibration file or a synthetic preset (exactly one).
+
+    Attributes:
+        calibration: path of a calibration file (aniposelib TOML, OpenCV YAML/XML, AssemblyHands JSON).
+        preset: synthetic preset name (``stereo``, ``headset4``, ``random-<seed>``).
+        unit_scale: metres per calibration unit (None: the format's default).
+        cameras: names of the cameras to use (None: all).
+    """
+
+    calibration: str | None = None
+    preset: str | None = None
+    unit_scale: float | None = None
+    cameras: list[str] | None = None
+
+
+@dataclass
+class SourceConfig:
+    """One capture process.
+
+    Attributes:
+        kind: ``synthetic`` (a camera of the rig preset), ``video`` (a file), ``images`` (a folder),
+            ``device`` (an OpenCV camera index or a V4L2 path).
+        camera: the rig camera this source films (default: the rig's cameras in order).
+        path: video file or image folder.
+        device: camera index (``"0"``) or device path (``/dev/video0``), for ``device``.
+        fps: frames per second (video: default the file's; images: 30; synthetic: the preset's;
+            device: requested from the driver).
+        realtime: pace frames at ``fps`` on the wall clock (false: video/images as fast as the engine
+            takes them; stamps then follow the media clock).
+        loop: start over at the end of a video / image folder.
+        width / height / exposure: requested from a device (exposure in the driver's units).
+        seed: synthetic scene seed (all synthetic cameras of a rig share it).
+    """
+
+    kind: str = "synthetic"
+    camera: str | None = None
+    path: str | None = None
+    device: str | None = None
+    fps: float | None = None
+    realtime: bool = True
+    loop: bool = False
+    width: int | None = None
+    height: int | None = None
+    exposure: float | None = None
+    seed: int = 0
+
+
+@dataclass
+class ModelConfig:
+    """The estimator.
+
+    Attributes:
+        path: the model artifact (``.onnx`` with its ``.onnx.json`` manifest; ``.pt`` for the torch
+            backend; ``.engine`` for TensorRT).
+        backend: ``auto`` (the fastest available for the artifact), ``onnxruntime``, ``torch``, ``tensorrt``.
+        threads: inference threads (0: one per core).
+        device: torch device for the torch backend (``cpu``, ``cuda``, ``cuda:1``).
+    """
+
+    path: str = str(DEFAULT_MODEL)
+    backend: str = "auto"
+    threads: int = 0
+    device: str = "cpu"
+
+
+@dataclass
+class EngineConfig:
+    """The engine's synchronisation and geometry settings.
+
+    Attributes:
+        sync_tolerance_ms: frames whose capture times differ by at most this belong to one frame set;
+            also how long the engine waits for a late camera (None: half a frame interval).
+        max_age_ms: frame sets older than this (capture time vs now) are dropped as stale (0: never).
+        camera_timeout_ms: a camera silent for this long is "gone" and not waited for.
+        min_views: views needed to triangulate a joint (>= 2).
+        presence_threshold: a hand is looked for in a view only where its presence score reaches this.
+        confidence_threshold: heatmap peaks below this do not count as detections.
+        ransac_threshold_px: inlier threshold of the RANSAC triangulation, pixels.
+        min_joints: a hand is tracked when at least this many joints are triangulated.
+        include_2d: put the per-view 2D joints in the pose messages.
+        status_interval_s: how often the engine publishes ``status.engine``.
+        fps: nominal camera rate (None: the sources'); sets the default tolerance.
+    """
+
+    sync_tolerance_ms: float | None = None
+    max_age_ms: float = 250.0
+    camera_timeout_ms: float = 500.0
+    min_views: int = 2
+    presence_threshold: float = 0.5
+    confidence_threshold: float = 0.2
+    ransac_threshold_px: float = 12.0
+    min_joints: int = 8
+    include_2d: bool = False
+    status_interval_s: float = 1.0
+    fps: float | None = None
+
+
+@dataclass
+class FilterConfig:
+    """One-Euro smoothing of the 3D joints (Casiez et al., CHI 2012), per joint and axis.
+
+    Attributes:
+        enabled: off switch.
+        min_cutoff: cutoff at rest, Hz (lower: smoother, more lag when slow).
+        beta: how fast the cutoff rises with speed, per (m/s) (higher: less lag when fast).
+        d_cutoff: cutoff of the speed estimate, Hz.
+    """
+
+    enabled: bool = True
+    min_cutoff: float = 1.0
+    beta: float = 20.0
+    d_cutoff: float = 1.0
+
+
+@dataclass
+class EndpointConfig:
+    """Sockets. The engine binds both; captures and subscribers connect.
+
+    Attributes:
+        frames / poses: ZeroMQ endpoints (``tcp://host:port``, ``ipc:///path``).
+        allow_remote: permit binding non-loopback addresses.
+        curve_dir: folder with CURVE certificates (``handstream keys``); None: no encryption.
+    """
+
+    frames: str = DEFAULT_FRAME_ENDPOINT
+    poses: str = DEFAULT_POSE_ENDPOINT
+    allow_remote: bool = False
+    curve_dir: str | None = None
+
+
+@dataclass
+class SupervisorConfig:
+    """Restart policy of ``handstream serve``.
+
+    Attributes:
+        restart: restart a capture or engine process that dies.
+        backoff_s: first restart delay, doubled per consecutive failure up to ``backoff_max_s``.
+        stable_s: a process that ran this long resets its backoff.
+    """
+
+    restart: bool = True
+    backoff_s: float = 0.5
+    backoff_max_s: float = 10.0
+    stable_s: float = 30.0
+
+
+@dataclass
+class ServeConfig:
+    """Everything ``handstream serve`` needs."""
+
+    rig: RigConfig = field(default_factory=RigConfig)
+    sources: list[SourceConfig] = field(default_factory=list)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    filter: FilterConfig = field(default_factory=FilterConfig)
+    endpoints: EndpointConfig = field(default_factory=EndpointConfig)
+    supervisor: SupervisorConfig = field(default_factory=SupervisorConfig)
+    base_dir: str = "."  # relative paths in the file are relative to the file's folder
+
+    def resolve(self, path: str | None) -> str | None:
+        """A path from the config, relative to the config file's folder."""
+        if path is None:
+            return None
+        p = Path(path).expanduser()
+        return str(p if p.is_absolute() else Path(self.base_dir) / p)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (for sending to child processes: no pickle of objects, just data)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: str = "config") -> ServeConfig:
+        cfg = _build(cls, data, where)
+        validate(cfg, where)
+        return cfg
+
+
+# --- building and checking ---------------------------------------------------------------------------
+
+
+def _type_name(tp: Any) -> str:
+    names = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}
+    return names.get(tp, getattr(tp, "__name__", str(tp)))
+
+
+def _convert(value: Any, tp: Any, file: str, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _convert(value, inner[0], file, key)
+    if origin is list:
+        (item,) = typing.get_args(tp)
+        if not isinstance(value, list):
+            raise HandstreamError(f"{file}: {key}: expected a list, got {value!r}")
+        return [_convert(v, item, file, f"{key}[{i}]") for i, v in enumerate(value)]
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise HandstreamError(f"{file}: {key}: expected a table, got {value!r}")
+        return _build(tp, value, file, f"{key}.")
+    if tp is str and isinstance(value, int) and not isinstance(value, bool):
+        return str(value)  # e.g. device = 0
+    ok = {
+        bool: isinstance(value, bool),
+        int: isinstance(value, int) and not isinstance(value, bool),
+        float: isinstance(value, (int, float)) and not isinstance(value, bool),
+        str: isinstance(value, str),
+    }[tp]
+    if not ok:
+        raise HandstreamError(f"{file}: {key}: expected {_type_name(tp)}, got {value!r}")
+    return float(value) if tp is float else value
+
+
+def _build(cls: type, data: dict[str, Any], file: str, prefix: str = "") -> Any:
+    hints = typing.get_type_hints(cls)
+    fields = {f.name for f in dataclasses.fields(cls)} - {"base_dir"}
+    unknown = sorted(set(data) - fields - ({"base_dir"} if not prefix else set()))
+    if unknown:
+        raise HandstreamError(f"{file}: unknown key {prefix}{unknown[0]} (expected one of: {', '.join(sorted(fields))})")
+    return cls(**{name: _convert(value, hints[name], file, f"{prefix}{name}") for name, value in data.items()})
+
+
+def _check(ok: bool, where: str, message: str) -> None:
+    if not ok:
+        raise HandstreamError(f"{where}: {message}")
+
+
+def validate(cfg: ServeConfig, where: str = "config") -> None:
+    """Check values and cross-references (not files: :func:`handstream.serve.plan` opens those)."""
+    r = cfg.rig
+    _check((r.calibration is None) != (r.preset is None), where, "rig: give exactly one of rig.calibration or rig.preset")
+    _check(r.unit_scale is None or r.unit_scale > 0, where, f"rig.unit_scale: expected a positive number, got {r.unit_scale}")
+    for i, s in enumerate(cfg.sources):
+        here = f"sources[{i}]"
+        _check(s.kind in SOURCE_KINDS, where, f"{here}.kind: expected one of {', '.join(SOURCE_KINDS)}, got {s.kind!r}")
+        if s.kind in ("video", "images"):
+            _check(bool(s.path), where, f"{here}.path: a {s.kind} source needs a path")
+        if s.kind == "device":
+            _check(bool(s.device), where, f"{here}.device: a device source needs a camera index or device path")
+        _check(s.fps is None or 0 < s.fps <= 1000, where, f"{here}.fps: expected a number in (0, 1000], got {s.fps}")
+        _check(s.camera is None or is_valid_name(s.camera), where, f"{here}.camera: expected 1-64 characters of [A-Za-z0-9_-], got {s.camera!r}")
+        for key in ("width", "height"):
+            v = getattr(s, key)
+            _check(v is None or v > 0, where, f"{here}.{key}: expected a positive integer, got {v}")
+        _check(s.seed >= 0, where, f"{here}.seed: expected a non-negative integer, got {s.seed}")
+    m = cfg.model
+    _check(m.backend in BACKENDS, where, f"model.backend: expected one of {', '.join(BACKENDS)}, got {m.backend!r}")
+    _check(m.threads >= 0, where, f"model.threads: expected an integer >= 0, got {m.threads}")
+    e = cfg.engine
+    _check(e.min_views >= 2, where, f"engine.min_views: expected an integer >= 2, got {e.min_views}")
+    _check(e.sync_tolerance_ms is None or e.sync_tolerance_ms > 0, where, f"engine.sync_tolerance_ms: expected a positive number, got {e.sync_tolerance_ms}")
+    _check(e.max_age_ms >= 0, where, f"engine.max_age_ms: expected a number >= 0, got {e.max_age_ms}")
+    _check(e.camera_timeout_ms > 0, where, f"engine.camera_timeout_ms: expected a positive number, got {e.camera_timeout_ms}")
+    _check(0 <= e.presence_threshold <= 1, where, f"engine.presence_threshold: expected a number in [0, 1], got {e.presence_threshold}")
+    _check(0 <= e.confidence_threshold <= 1, where, f"engine.confidence_threshold: expected a number in [0, 1], got {e.confidence_threshold}")
+    _check(e.ransac_threshold_px > 0, where, f"engine.ransac_threshold_px: expected a positive number, got {e.ransac_threshold_px}")
+    _check(0 <= e.min_joints <= 21, where, f"engine.min_joints: expected an integer in [0, 21], got {e.min_joints}")
+    _check(e.status_interval_s > 0, where, f"engine.status_interval_s: expected a positive number, got {e.status_interval_s}")
+    _check(e.fps is None or 0 < e.fps <= 1000, where, f"engine.fps: expected a number in (0, 1000], got {e.fps}")
+    f = cfg.filter
+    _check(f.min_cutoff > 0 and f.d_cutoff > 0 and f.beta >= 0, where, "filter: min_cutoff and d_cutoff must be > 0 and beta >= 0")
+    ep = cfg.endpoints
+    try:
+        Endpoints(ep.frames, ep.poses, ep.allow_remote)
+    except HandstreamError as exc:
+        raise HandstreamError(f"{where}: endpoints: {exc}") from None
+    _check(ep.frames != ep.poses, where, "endpoints: frames and poses must differ")
+    sv = cfg.supervisor
+    _check(0 < sv.backoff_s <= sv.backoff_max_s, where, "supervisor: expected 0 < backoff_s <= backoff_max_s")
+
+
+def load_config(path: str | Path) -> ServeConfig:
+    """Read and validate a serve config TOML file (relative paths in it are relative to its folder)."""
+    path = Path(path)
+    if not path.is_file():
+        raise HandstreamError(f"{path}: config file not found")
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, UnicodeDecodeError) as exc:
+        raise HandstreamError(f"{path}: cannot read ({exc})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise HandstreamError(f"{path}: not valid TOML ({exc})") from None
+    data["base_dir"] = str(path.resolve().parent)
+    return ServeConfig.from_dict(data, str(path))
+
+
+def curve_config(curve_dir: str | Path | None) -> CurveConfig | None:
+    """CURVE keys from a folder made by ``handstream keys`` (:func:`handstream.transport.generate_keys`):
+    ``server.key``, ``server.key_secret``, ``client.key_secret``, ``authorized_clients/``. Each side uses
+    the files it needs; on a client host only ``server.key`` and ``client.key_secret`` must be present."""
+    if not curve_dir:
+        return None
+    d = Path(curve_dir)
+    if not (d / "server.key").is_file():
+        raise HandstreamError(f"{d}: no server.key in the CURVE key folder (create one with `handstream keys {d}`)")
+
+    def opt(name: str) -> Path | None:
+        return d / name if (d / name).exists() else None
+
+    return CurveConfig(d / "server.key", opt("server.key_secret"), opt("client.key_secret"), opt("authorized_clients"))
