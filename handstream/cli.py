@@ -16,6 +16,7 @@ from rich.table import Table
 
 from handstream import __version__
 from handstream.errors import HandstreamError
+from handstream.cli_serve import keys_command, serve_command, subscribe_command
 from handstream.synth.cli import synth_app
 
 app = typer.Typer(
@@ -28,6 +29,9 @@ app = typer.Typer(
 calib_app = typer.Typer(help="Inspect and convert camera calibrations.", no_args_is_help=True)
 app.add_typer(calib_app, name="calib")
 app.add_typer(synth_app, name="synth")
+app.command("serve")(serve_command)
+app.command("subscribe")(subscribe_command)
+app.command("keys")(keys_command)
 
 console = Console()
 
