@@ -18,6 +18,8 @@ from handstream import __version__
 from handstream.errors import HandstreamError
 from handstream.cli_serve import keys_command, serve_command, subscribe_command
 from handstream.synth.cli import synth_app
+from handstream.train.cli import train_command
+from handstream.eval.cli import eval_command
 
 app = typer.Typer(
     name="handstream",
@@ -29,6 +31,8 @@ app = typer.Typer(
 calib_app = typer.Typer(help="Inspect and convert camera calibrations.", no_args_is_help=True)
 app.add_typer(calib_app, name="calib")
 app.add_typer(synth_app, name="synth")
+app.command("train")(train_command)
+app.command("eval")(eval_command)
 app.command("serve")(serve_command)
 app.command("subscribe")(subscribe_command)
 app.command("keys")(keys_command)

@@ -1,0 +1,185 @@
+"""Evaluate an exported estimator on a synthetic dataset, end to end as the engine runs it.
+
+Legend: ``V`` views, ``H`` hands (2), ``K`` joints (21), ``(h, w)`` heatmap size.
+
+Per frame: every view through :func:`~handstream.models.preprocess.prepare_views` and
+:func:`~handstream.models.kpe.ray_angles` (the engine's own preprocessing), ONNX Runtime, the manifest's
+codec (:meth:`HeatmapCodec.decode`), letterbox back to frame pixels, then RANSAC triangulation
+(:meth:`Rig.triangulate`) with all views and with a pair of views. Nothing at inference reads the labels:
+a hand's observations count in a view when the model's presence > ``presence_threshold`` and a joint's
+heatmap peak > ``conf_threshold``. The labels are used only to score:
+
+* 2D: EPE (frame pixels) and PCK@0.2 (of the hand's box size: the larger side of its visible-pixel box)
+  over joints inside the frame, in views where the hand has >= ``min_joints`` joints inside the frame;
+* 3D: MPJPE, PA-MPJPE (mm), PCK at 20..50 mm and its AUC, for every joint of the hands that have
+  >= ``min_joints`` joints inside the frame of at least 2 of the views used; a joint the triangulation
+  leaves NaN is a miss: excluded from the means, counted in ``coverage`` and as an error for PCK/AUC.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from handstream.errors import HandstreamError
+from handstream.eval import metrics
+from handstream.models.kpe import ray_angles
+from handstream.models.manifest import load_manifest
+from handstream.models.preprocess import prepare_views
+
+OUT_OF_FRAME = 4
+
+
+def default_pair(visibility: np.ndarray) -> tuple[int, int]:
+    """The two views with the most joints inside the frame: visibility (T, V, H, K) codes -> (a, b), a < b."""
+    counts = (visibility < OUT_OF_FRAME).sum(axis=(0, 2, 3))
+    a, b = sorted(int(v) for v in np.argsort(-counts, kind="stable")[:2])
+    return a, b
+
+
+def _score_3d(pred: np.ndarray, gt: np.ndarray, hand_ok: np.ndarray) -> dict[str, float]:
+    """pred, gt (T, H, K, 3) metres; hand_ok (T, H) bool -> 3D metrics in mm."""
+    mask = np.broadcast_to(hand_ok[..., None], gt.shape[:-1])
+    err, cov = metrics.point_errors(pred, gt, mask)
+    n_total = int(mask.sum())
+    all_err = np.concatenate([err, np.full(n_total - len(err), np.inf)])
+    thr = np.array([0.020, 0.030, 0.040, 0.050])
+    pck = metrics.pck_curve(all_err, thr)
+    return {
+        "mpjpe_mm": 1000 * float(err.mean()) if len(err) else float("nan"),
+        "median_mm": 1000 * float(np.median(err)) if len(err) else float("nan"),
+        "pa_mpjpe_mm": 1000 * metrics.pa_mpjpe(pred, gt, mask),
+        "pck_20mm": float(pck[0]),
+        "pck_30mm": float(pck[1]),
+        "pck_40mm": float(pck[2]),
+        "pck_50mm": float(pck[3]),
+        "auc_20_50mm": metrics.auc(all_err, 0.020, 0.050),
+        "coverage": float(cov),
+        "joints": n_total,
+        "hands": int(hand_ok.sum()),
+    }
+
+
+def evaluate(
+    model: str | Path,
+    data: str | Path,
+    *,
+    pair: tuple[int, int] | None = None,
+    limit: int | None = None,
+    presence_threshold: float = 0.5,
+    conf_threshold: float = 0.2,
+    threshold_px: float = 10.0,
+    min_joints: int = 3,
+    threads: int = 0,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Run ``model`` (ONNX + manifest) on the synthetic dataset folder ``data``; returns the metrics dict.
+
+    Args:
+        pair: the two views of the 2-view figures (default: :func:`default_pair`).
+        limit: evaluate only the first ``limit`` frames.
+        presence_threshold, conf_threshold: inference gates (model outputs only).
+        threshold_px: RANSAC inlier threshold, frame pixels.
+        threads: ONNX Runtime intra-op threads (0: its default).
+    """
+    import onnxruntime as ort
+
+    from handstream.synth.dataset import SynthDataset
+
+    manifest, artifact = load_manifest(model)
+    if manifest.artifact_format != "onnx":
+        raise HandstreamError(
+            f"{model}: handstream eval runs ONNX models, this manifest says {manifest.artifact_format!r}"
+        )
+    ds = SynthDataset(data)
+    rig = ds.rig
+    n_views = len(rig)
+    if n_views < 2:
+        raise HandstreamError(f"{data}: needs at least 2 views to triangulate, the rig has {n_views}")
+    opts = ort.SessionOptions()
+    if threads:
+        opts.intra_op_num_threads = threads
+    session = ort.InferenceSession(str(artifact), opts, providers=["CPUExecutionProvider"])
+    codec = manifest.codec
+    frames = len(ds) if limit is None else min(int(limit), len(ds))
+    labels = [ds.labels(i) for i in range(frames)]
+    vis = np.stack([lab["visibility"] for lab in labels])  # (T, V, H, K)
+    if pair is None:
+        pair = default_pair(vis)
+    a, b = pair
+    if not (0 <= a < n_views and 0 <= b < n_views and a != b):
+        raise HandstreamError(f"--pair: expected two different views in 0..{n_views - 1}, got {a},{b}")
+    sub = rig.subset([a, b])
+
+    kp2d_pred, kp2d_gt, in_frame, boxes = [], [], [], []
+    p3_all, p3_pair, gt3 = [], [], []
+    times = []
+    iterator = range(frames)
+    if progress:
+        from tqdm import tqdm
+
+        iterator = tqdm(iterator, desc="eval", unit="frame")
+    for i in iterator:
+        images = [ds.image(i, v) for v in range(n_views)]
+        batch, lbs = prepare_views(images, manifest.input_size)
+        feeds = {"image": batch}
+        if manifest.kpe:
+            feeds["rays"] = np.stack([ray_angles(cam, box, manifest.stride) for cam, box in zip(rig, lbs, strict=True)])
+        t0 = time.perf_counter()
+        heatmaps, presence = session.run(["heatmaps", "presence"], feeds)
+        times.append(time.perf_counter() - t0)
+        kp_in, conf = codec.decode(heatmaps)  # (V, H, K, 2), (V, H, K)
+        kp = np.stack([box.to_frame(kp_in[v]) for v, box in enumerate(lbs)])
+        w = np.where(
+            np.isfinite(conf) & (conf > conf_threshold) & (presence[:, :, None] > presence_threshold), conf, 0.0
+        )
+        kp = np.where((w > 0)[..., None], kp, np.nan)
+        p3_all.append(rig.triangulate(kp, w, method="ransac", threshold_px=threshold_px).points)
+        p3_pair.append(sub.triangulate(kp[[a, b]], w[[a, b]], method="ransac", threshold_px=threshold_px).points)
+        lab = labels[i]
+        kp2d_pred.append(kp)
+        kp2d_gt.append(lab["keypoints_2d"])
+        in_frame.append(lab["visibility"] < OUT_OF_FRAME)
+        box = lab["hand_box"].astype(np.float64)
+        boxes.append(np.fmax(box[..., 2] - box[..., 0], box[..., 3] - box[..., 1]))
+        gt3.append(lab["joints_3d"])
+
+    pred2, gt2, inf = np.stack(kp2d_pred), np.stack(kp2d_gt), np.stack(in_frame)  # (T, V, H, K, ...)
+    hand_in_view = inf.sum(axis=-1) >= min_joints  # (T, V, H)
+    mask2 = inf & hand_in_view[..., None]
+    _, cov2 = metrics.point_errors(pred2, gt2, mask2)
+    gt3a = np.stack(gt3)
+    res: dict[str, Any] = {
+        "model": str(artifact),
+        "data": str(data),
+        "preset": ds.manifest.get("preset"),
+        "seed": ds.manifest.get("seed"),
+        "frames": frames,
+        "views": n_views,
+        "pair": [a, b],
+        "settings": {
+            "presence_threshold": presence_threshold,
+            "conf_threshold": conf_threshold,
+            "ransac_threshold_px": threshold_px,
+            "min_joints": min_joints,
+        },  # fmt: skip
+        "2d": {
+            "epe_px": metrics.epe(pred2, gt2, mask2),
+            "median_px": float(np.median(metrics.point_errors(pred2, gt2, mask2)[0])) if mask2.any() else float("nan"),
+            "pck_0.2": metrics.pck_2d(pred2, gt2, np.stack(boxes), mask2, 0.2),
+            "coverage": float(cov2),
+            "joints": int(mask2.sum()),
+        },
+        f"3d_{n_views}view": _score_3d(np.stack(p3_all), gt3a, hand_in_view.sum(axis=1) >= 2),
+        "3d_2view": _score_3d(np.stack(p3_pair), gt3a, hand_in_view[:, [a, b]].sum(axis=1) >= 2),
+        "onnx_ms_per_frame": {
+            "median": 1000 * float(np.median(times)),
+            "p90": 1000 * float(np.percentile(times, 90)),
+            "views": n_views,
+            "threads": threads or "default",
+        },
+    }
+    return res

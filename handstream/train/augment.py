@@ -1,0 +1,144 @@
+"""Training-time augmentation that keeps the camera geometry exact.
+
+Legend: ``H`` hands (2), ``K`` joints (21), ``(H_in, W_in)`` network input size, ``(h, w)`` heatmap size.
+
+A training input is made exactly as the engine makes one (:func:`handstream.models.preprocess.prepare_views`:
+grey, letterboxed top-left, [0, 1]), then moved by a random similarity transform *in input space* (zoom
+about a point, rotation, shift; zero where nothing of the frame lands). :class:`InputMapping` composes the
+letterbox with that transform and offers the interface :func:`handstream.models.kpe.ray_angles` uses
+(``to_frame``, ``input_size``, hashable), so the ray input of every heatmap cell is the true viewing direction
+of the frame pixel that cell now shows, whatever the zoom or rotation. With the identity transform the input
+and the rays are byte-for-byte what the engine computes.
+
+Flips are not offered: a mirrored image of a left hand looks like a right hand, so a flip would have to swap
+the hands' maps *and* mirror the rays (x angle negated), and a mirrored lens is no longer the camera's lens.
+Photometric changes (brightness, contrast, gamma, noise, blur) are applied to the letterboxed frame region
+before the geometric warp, so the padding stays exactly 0 as at inference.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from handstream.models.preprocess import Letterbox
+
+
+@dataclass(frozen=True)
+class InputMapping:
+    """Frame pixels <-> network input pixels through an affine map (letterbox, then augmentation).
+
+    Attributes:
+        input_size: (W_in, H_in) of the network input, pixels.
+        affine: the 2x3 matrix ``A`` (row-major, 6 floats) with ``input = A @ [x_frame, y_frame, 1]``;
+            pixel centres at integers (OpenCV convention) on both sides.
+    """
+
+    input_size: tuple[int, int]
+    affine: tuple[float, float, float, float, float, float]
+
+    @classmethod
+    def from_letterbox(cls, box: Letterbox, aug: np.ndarray | None = None) -> InputMapping:
+        """The letterbox ``box`` followed by ``aug`` (2x3, input -> input; None: identity)."""
+        sx, sy = box.scale
+        lb = np.array([[sx, 0.0, 0.5 * sx - 0.5], [0.0, sy, 0.5 * sy - 0.5], [0.0, 0.0, 1.0]])
+        m = lb if aug is None else np.vstack([np.asarray(aug, dtype=np.float64), [0, 0, 1]]) @ lb
+        return cls(tuple(int(v) for v in box.input_size), tuple(float(v) for v in m[:2].ravel()))
+
+    @property
+    def matrix(self) -> np.ndarray:
+        """(2, 3) float64 frame -> input."""
+        return np.array(self.affine, dtype=np.float64).reshape(2, 3)
+
+    def to_input(self, points: np.ndarray) -> np.ndarray:
+        """(..., 2) frame pixels -> (..., 2) input pixels (NaN/inf propagate)."""
+        m = self.matrix
+        p = np.asarray(points, dtype=np.float64)
+        return p @ m[:, :2].T + m[:, 2]
+
+    def to_frame(self, points: np.ndarray) -> np.ndarray:
+        """(..., 2) input pixels -> (..., 2) frame pixels."""
+        m = self.matrix
+        inv = np.linalg.inv(m[:, :2])
+        p = np.asarray(points, dtype=np.float64) - m[:, 2]
+        return p @ inv.T
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Random augmentation ranges (recipe section ``[augment]``); ``enabled = false`` turns all off.
+
+    Attributes:
+        zoom: (min, max) scale factor about a random point (1 = the engine's letterbox).
+        shift: max shift as a fraction of the input size (each axis, uniform +-).
+        rotate_deg: max in-plane rotation, degrees (uniform +-).
+        brightness: max additive change (fraction of full scale, uniform +-).
+        contrast: (min, max) multiplicative contrast about the image mean.
+        gamma: (min, max) gamma exponent.
+        noise: max standard deviation of Gaussian pixel noise (fraction of full scale).
+        blur: probability of a Gaussian blur (sigma 0.3-1.2 input px).
+        hand_focus: probability that the zoom centre is a hand's joint (else anywhere), so zoomed-in
+            samples still show hands.
+    """
+
+    enabled: bool = True
+    zoom: tuple[float, float] = (0.8, 1.3)
+    shift: float = 0.1
+    rotate_deg: float = 20.0
+    brightness: float = 0.15
+    contrast: tuple[float, float] = (0.7, 1.3)
+    gamma: tuple[float, float] = (0.7, 1.4)
+    noise: float = 0.03
+    blur: float = 0.3
+    hand_focus: float = 0.7
+
+    def sample_affine(
+        self, rng: np.random.Generator, input_size: tuple[int, int], focus: np.ndarray | None
+    ) -> np.ndarray:
+        """A random (2, 3) input -> input similarity transform.
+
+        Args:
+            focus: (P, 2) input pixels of joints to zoom about (any finite ones), or None.
+        """
+        if not self.enabled:
+            return np.array([[1.0, 0, 0], [0, 1.0, 0]])
+        w, h = input_size
+        s = float(np.exp(rng.uniform(np.log(self.zoom[0]), np.log(self.zoom[1]))))
+        a = np.deg2rad(rng.uniform(-self.rotate_deg, self.rotate_deg))
+        pts = None if focus is None else focus[np.isfinite(focus).all(axis=-1)]
+        if pts is not None and len(pts) and rng.random() < self.hand_focus:
+            c = pts[rng.integers(len(pts))]
+        else:
+            c = np.array([rng.uniform(0, w - 1), rng.uniform(0, h - 1)])
+        shift = rng.uniform(-self.shift, self.shift, 2) * (w, h)
+        rot = s * np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+        # p' = rot @ (p - c) + c + shift  (the focus point stays where it was, up to the shift)
+        t = c + shift - rot @ c
+        return np.hstack([rot, t[:, None]])
+
+    def photometric(self, rng: np.random.Generator, region: np.ndarray) -> None:
+        """Change brightness, contrast, gamma, blur and noise of ``region`` ((h, w) float32 in [0, 1]) in place."""
+        if not self.enabled or region.size == 0:
+            return
+        g = rng.uniform(*self.gamma)
+        np.power(region, g, out=region)
+        c = rng.uniform(*self.contrast)
+        m = float(region.mean())
+        region -= m
+        region *= c
+        region += m + rng.uniform(-self.brightness, self.brightness)
+        if rng.random() < self.blur:
+            cv2.GaussianBlur(region, (0, 0), float(rng.uniform(0.3, 1.2)), dst=region)
+        if self.noise > 0:
+            region += rng.standard_normal(region.shape, dtype=np.float32) * np.float32(rng.uniform(0, self.noise))
+        np.clip(region, 0.0, 1.0, out=region)
+
+
+def warp_input(image: np.ndarray, aug: np.ndarray) -> np.ndarray:
+    """Apply a (2, 3) input -> input transform to an (H_in, W_in) float32 input (bilinear, zero outside)."""
+    if np.allclose(aug, [[1, 0, 0], [0, 1, 0]]):
+        return image
+    h, w = image.shape
+    return cv2.warpAffine(image, aug, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)

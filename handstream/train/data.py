@@ -1,0 +1,317 @@
+"""Training data: synthetic per-view samples and real 2D-labelled images -> network inputs and targets.
+
+Legend: ``H`` hands (2: left, right), ``K`` joints (21), ``(H_in, W_in)`` network input size, ``(h, w)``
+heatmap size (input / stride), ``V`` views.
+
+Every item is a dict of tensors (float32 unless said):
+
+* ``image`` (1, H_in, W_in) in [0, 1]: the frame through the engine's own letterbox
+  (:func:`~handstream.models.preprocess.prepare_views`), then augmented (:mod:`handstream.train.augment`).
+* ``rays`` (2, h, w) radians: :func:`~handstream.models.kpe.ray_angles` of the camera through the same mapping.
+* ``heatmaps`` (H*K, h, w), ``weights`` (H*K,): :meth:`HeatmapCodec.encode` targets. Joint weights: 1 visible,
+  self-occluded or occluded by the other hand (the network must still place them, the triangulation needs
+  them), ``occluded_weight`` when hidden by the scene; a joint outside the frame is "known absent" (zero map,
+  weight kept); an unlabelled joint is "unknown" (weight 0).
+* ``presence`` (H,) 0/1: the hand has at least ``min_joints`` labelled joints inside the input.
+* ``hand_known`` () 1 when the hand axis is known (synthetic), 0 for single-hand images of unknown side: the
+  loss then takes the better of the two assignments (:func:`handstream.train.loss.hand_loss`).
+* ``affine`` (2, 3) frame -> input (float64), ``keypoints`` (H, K, 2) frame pixels (float64) and ``in_frame``
+  (H, K) bool: for validation in frame pixels; ``box_size`` (H,) frame pixels: the hand's bounding box size
+  (max side of the box of its in-frame joints), the PCK unit.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+
+from handstream.errors import HandstreamError
+from handstream.geometry.camera import Camera
+from handstream.models.codec import HeatmapCodec
+from handstream.models.kpe import ray_angles
+from handstream.models.preprocess import prepare_views
+from handstream.skeleton import NUM_JOINTS
+from handstream.train.augment import AugmentConfig, InputMapping, warp_input
+
+OUT_OF_FRAME = 4  # handstream.synth.render.Visibility.OUT_OF_FRAME
+OCCLUDED_BY_SCENE = 3
+DEFAULT_REAL_FOV_DEG = 60.0
+"""Horizontal field of view assumed for real images that come without a camera model (pinhole, centred)."""
+
+
+@dataclass
+class SampleSpec:
+    """How items are made (shared by all sources of a run).
+
+    Attributes:
+        codec: target encoder (input size, stride, sigma).
+        augment: augmentation ranges, or None for the plain engine input (validation).
+        crop: (W, H) window of the (augmented) input to train on, or None for the whole input. Cropping
+            keeps the geometry (pixels per degree) of the full input; the rays describe the window's cells.
+        min_joints: labelled joints inside the input for a hand to count as present.
+        occluded_weight: target weight of joints hidden by the scene.
+    """
+
+    codec: HeatmapCodec
+    augment: AugmentConfig | None = None
+    crop: tuple[int, int] | None = None
+    min_joints: int = 3
+    occluded_weight: float = 0.5
+
+
+def box_sizes(keypoints: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """(H, K, 2) pixels and (H, K) bool -> (H,) max side of the bounding box of the valid joints (NaN if < 2)."""
+    out = np.full(keypoints.shape[0], np.nan)
+    for h in range(keypoints.shape[0]):
+        p = keypoints[h][valid[h]]
+        if len(p) >= 2:
+            out[h] = float((p.max(axis=0) - p.min(axis=0)).max())
+    return out
+
+
+def make_item(
+    spec: SampleSpec,
+    image: np.ndarray,
+    camera: Camera,
+    keypoints: np.ndarray,
+    status: np.ndarray,
+    rng: np.random.Generator | None,
+    hand_known: bool = True,
+) -> dict[str, Any]:
+    """One training item from one camera frame.
+
+    Args:
+        image: (h, w) uint8 grey or (h, w, 3) uint8 BGR frame.
+        camera: its camera (size = frame size), for the rays.
+        keypoints: (H, K, 2) frame pixels (distorted); NaN where unknown.
+        status: (H, K) int: 0..3 = in the frame (3: hidden by the scene), 4 = known outside the frame,
+            -1 = unknown (no label).
+        rng: random generator for augmentation (None: no augmentation).
+        hand_known: whether the hand axis (left/right) of ``keypoints`` is meaningful.
+    """
+    codec = spec.codec
+    batch, (box,) = prepare_views([image], codec.input_size)
+    inp = batch[0, 0]
+    kp = np.asarray(keypoints, dtype=np.float64)
+    status = np.asarray(status)
+    in_frame = (status >= 0) & (status < OUT_OF_FRAME) & np.isfinite(kp).all(axis=-1)
+    aug = np.array([[1.0, 0, 0], [0, 1.0, 0]])
+    augment = spec.augment if rng is not None else None
+    if augment is not None:
+        rw, rh = box.resized
+        augment.photometric(rng, inp[:rh, :rw])
+        focus = box.to_input(np.where(in_frame[..., None], kp, np.nan)).reshape(-1, 2)
+        aug = augment.sample_affine(rng, codec.input_size, focus)
+        inp = warp_input(inp, aug)
+    mapping = InputMapping.from_letterbox(box, aug)
+    kp_in = mapping.to_input(kp)
+    size = codec.input_size
+    if spec.crop is not None:
+        cw, ch = spec.crop
+        pts = kp_in[in_frame]
+        iw, ih = size
+        if rng is not None and len(pts) and rng.random() < 0.8:
+            cx, cy = pts[rng.integers(len(pts))] + rng.normal(0, 0.15, 2) * (cw, ch)
+        elif rng is not None:
+            cx, cy = rng.uniform(0, iw), rng.uniform(0, ih)
+        else:
+            cx, cy = iw / 2, ih / 2
+        x0 = int(np.clip(round(cx - cw / 2), 0, max(0, iw - cw)))
+        y0 = int(np.clip(round(cy - ch / 2), 0, max(0, ih - ch)))
+        window = np.zeros((ch, cw), np.float32)
+        part = inp[y0 : y0 + ch, x0 : x0 + cw]
+        window[: part.shape[0], : part.shape[1]] = part
+        inp = window
+        m = mapping.matrix
+        m[:, 2] -= (x0, y0)
+        mapping = InputMapping((cw, ch), tuple(float(v) for v in m.ravel()))
+        kp_in = mapping.to_input(kp)
+        size = (cw, ch)
+        codec = HeatmapCodec(size, codec.stride, codec.sigma, codec.refine)
+    w_in, h_in = size
+    inside = (
+        in_frame
+        & (kp_in[..., 0] >= -0.5)
+        & (kp_in[..., 0] <= w_in - 0.5)
+        & (kp_in[..., 1] >= -0.5)
+        & (kp_in[..., 1] <= h_in - 0.5)
+    )
+    target_kp = np.where(in_frame[..., None], kp_in, np.inf)
+    target_kp = np.where((status < 0)[..., None], np.nan, target_kp)
+    weight = np.where(status == OCCLUDED_BY_SCENE, spec.occluded_weight, 1.0)
+    maps, weights = codec.encode(target_kp, weight)
+    presence = (inside.sum(axis=1) >= spec.min_joints).astype(np.float32)
+    rays = ray_angles(camera, mapping, codec.stride)
+    return {
+        "image": torch.from_numpy(np.ascontiguousarray(inp, dtype=np.float32)[None]),
+        "rays": torch.from_numpy(np.array(rays, dtype=np.float32)),
+        "heatmaps": torch.from_numpy(maps),
+        "weights": torch.from_numpy(weights),
+        "presence": torch.from_numpy(presence),
+        "hand_known": torch.tensor(float(hand_known)),
+        "affine": torch.from_numpy(mapping.matrix),
+        "keypoints": torch.from_numpy(np.where(np.isfinite(kp), kp, np.nan)),
+        "in_frame": torch.from_numpy(in_frame),
+        "box_size": torch.from_numpy(box_sizes(kp, in_frame)),
+    }
+
+
+class SynthViews(torch.utils.data.Dataset):
+    """One item per (frame, view) of a synthetic dataset folder (``handstream synth render``).
+
+    Args:
+        root: dataset folder; spec: how to make items; seed: augmentation seed (with the item index and
+            :meth:`set_epoch`'s epoch, so runs are reproducible and workers independent).
+    """
+
+    def __init__(self, root: str | Path, spec: SampleSpec, seed: int = 0):
+        from handstream.synth.dataset import SynthDataset
+
+        self.data = SynthDataset(root)
+        self.root = Path(root)
+        self.spec = spec
+        self.seed = seed
+        self.epoch = 0
+        self.views = self.data.num_views
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.data) * self.views
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        frame, view = divmod(int(i), self.views)
+        lab = self.data.labels(frame)
+        kp = lab["keypoints_2d"][view]
+        vis = lab["visibility"][view].astype(np.int64)
+        rng = np.random.default_rng([self.seed, self.epoch, i]) if self.spec.augment is not None else None
+        return make_item(self.spec, self.data.image(frame, view), self.data.rig[view], kp, vis, rng)
+
+
+def pinhole_for(width: int, height: int, fov_deg: float = DEFAULT_REAL_FOV_DEG) -> Camera:
+    """A centred pinhole camera of horizontal field of view ``fov_deg`` for an image without a camera model."""
+    f = 0.5 * width / np.tan(np.deg2rad(fov_deg) / 2)
+    return Camera("image", (width, height), [[f, 0, (width - 1) / 2], [0, f, (height - 1) / 2], [0, 0, 1]])
+
+
+class Images2D(torch.utils.data.Dataset):
+    """Real single-view images with 2D keypoints (the ``annotations_op21.json`` format of images2d).
+
+    The JSON holds ``samples``: ``{file, width, height, hands: [{side, kpts2d: 21 x [x, y, v]}]}`` with
+    joints in handstream's (MediaPipe/OpenPose) order, pixels. Supervision is 2D only: a joint with
+    ``v > 0`` is a label, ``v == 0`` is unknown (weight 0). A hand's ``side`` ("left"/"right") puts it in
+    that hand's maps; ``null`` (unknown) puts it in the left maps with ``hand_known = 0``, and the loss
+    scores both assignments and keeps the better one (the other hand's maps get no supervision: an
+    image may show a second, unlabelled hand). Without a camera model the rays come from a centred pinhole
+    with ``fov_deg`` horizontal field of view (default 60 degrees).
+    """
+
+    def __init__(self, annotations: str | Path, spec: SampleSpec, seed: int = 0, fov_deg: float = DEFAULT_REAL_FOV_DEG):
+        path = Path(annotations)
+        if path.is_dir():
+            path = path / "annotations_op21.json"
+        if not path.is_file():
+            raise HandstreamError(f"{path}: annotation file not found")
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise HandstreamError(f"{path}: not readable JSON ({exc})") from None
+        samples = data.get("samples") if isinstance(data, dict) else None
+        if not isinstance(samples, list) or not samples:
+            raise HandstreamError(f"{path}: expected an object with a non-empty 'samples' list")
+        self.items = []
+        for n, s in enumerate(samples):
+            where = f"{path}: samples[{n}]"
+            try:
+                file = path.parent / "images" / s["file"]
+                hands = s["hands"]
+                kps = np.full((2, NUM_JOINTS, 2), np.nan)
+                status = np.full((2, NUM_JOINTS), -1, np.int64)
+                known = True
+                used: set[int] = set()
+                for hand in hands:
+                    arr = np.asarray(hand["kpts2d"], dtype=np.float64)
+                    if arr.shape != (NUM_JOINTS, 3):
+                        raise HandstreamError(
+                            f"{where}: kpts2d: expected {NUM_JOINTS} x [x, y, v], got shape {arr.shape}"
+                        )
+                    side = hand.get("side")
+                    if side not in (None, "left", "right"):
+                        raise HandstreamError(f"{where}: side: expected 'left', 'right' or null, got {side!r}")
+                    slot = {"left": 0, "right": 1}.get(side, 0)
+                    if side is None:
+                        if len(hands) > 1:
+                            raise HandstreamError(f"{where}: several hands of unknown side cannot be assigned")
+                        known = False
+                    if slot in used:
+                        raise HandstreamError(f"{where}: two hands labelled {side!r}")
+                    used.add(slot)
+                    lab = arr[:, 2] > 0
+                    kps[slot] = np.where(lab[:, None], arr[:, :2], np.nan)
+                    status[slot] = np.where(lab, 0, -1)
+            except (KeyError, TypeError, ValueError) as exc:
+                raise HandstreamError(f"{where}: malformed sample ({exc})") from None
+            self.items.append((file, kps, status, known))
+        self.spec = spec
+        self.seed = seed
+        self.epoch = 0
+        self.fov_deg = fov_deg
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        file, kps, status, known = self.items[int(i)]
+        img = cv2.imread(str(file), cv2.IMREAD_COLOR)
+        if img is None:
+            raise HandstreamError(f"{file}: image not found or unreadable")
+        cam = pinhole_for(img.shape[1], img.shape[0], self.fov_deg)
+        rng = np.random.default_rng([self.seed, self.epoch, i]) if self.spec.augment is not None else None
+        return make_item(self.spec, img, cam, kps, status, rng, hand_known=known)
+
+
+class EpochSampler(torch.utils.data.Sampler):
+    """Indices of one epoch over concatenated sources, each drawn ``repeat`` times its size, shuffled with
+    (seed, epoch), split across ``world`` processes (rank r takes every world-th index; all ranks get the
+    same count, so DDP steps stay in lockstep)."""
+
+    def __init__(self, lengths: list[int], repeats: list[float], seed: int = 0, rank: int = 0, world: int = 1):
+        self.lengths, self.repeats, self.seed, self.rank, self.world = lengths, repeats, seed, rank, world
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _all(self) -> np.ndarray:
+        rng = np.random.default_rng([self.seed, self.epoch])
+        parts, offset = [], 0
+        for n, r in zip(self.lengths, self.repeats, strict=True):
+            whole, frac = divmod(r, 1.0)
+            idx = [np.arange(n)] * int(whole) + [rng.permutation(n)[: int(round(frac * n))]]
+            parts.append(np.concatenate(idx) + offset)
+            offset += n
+        allidx = rng.permutation(np.concatenate(parts))
+        usable = len(allidx) // self.world * self.world
+        return allidx[:usable]
+
+    def __iter__(self):
+        return iter(self._all()[self.rank :: self.world].tolist())
+
+    def __len__(self) -> int:
+        total = sum(int(r // 1) * n + int(round((r % 1) * n)) for n, r in zip(self.lengths, self.repeats, strict=True))
+        return total // self.world
+
+
+def collate(items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+    """Stack items (all of the same input size) into a batch."""
+    return {k: torch.stack([it[k] for it in items]) for k in items[0]}

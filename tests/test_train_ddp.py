@@ -1,0 +1,74 @@
+"""``handstream train`` end to end: 2 CPU processes under torchrun (DDP, gloo), then --resume in one."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from handstream.synth.dataset import write_dataset
+
+RECIPE = """
+name = "ddp-test"
+[[data.train]]
+path = "{data}"
+[[data.val]]
+path = "{data}"
+[network]
+widths = [8, 16, 16, 16]
+depths = [1, 1, 1, 1]
+decoder = 16
+stem = 8
+[train]
+epochs = {epochs}
+batch = 2
+workers = 0
+threads = 1
+crop = [64, 64]
+full_size_epochs = 0
+max_steps_per_epoch = 2
+val_max_items = 4
+"""
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ddp") / "data"
+    write_dataset(root, "stereo", 4, seed=11, sequence_length=4)
+    return root
+
+
+def _rows(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_torchrun_two_processes_then_resume(tmp_path, data):
+    recipe = tmp_path / "r.toml"
+    recipe.write_text(RECIPE.format(data=data, epochs=1))
+    out = tmp_path / "out"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "handstream.cli", "train", "--recipe", str(recipe), "--out", str(out), "--no-progress"]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = _rows(out / "metrics.csv")
+    assert len(rows) == 1
+    assert int(rows[0]["samples"]) == 2 * 2 * 2  # 2 steps x batch 2 x 2 processes
+    assert float(rows[0]["val_epe_px"]) >= 0 and int(rows[0]["val_items"]) == 4
+    ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert ckpt["epoch"] == 0 and ckpt["network"]["widths"] == [8, 16, 16, 16]
+    assert (out / "recipe.toml").is_file() and (out / "model.pt").is_file()
+
+    # one more epoch in a single process, continuing the checkpoint
+    recipe.write_text(RECIPE.format(data=data, epochs=2))
+    from handstream.cli import main
+
+    assert main(["train", "--recipe", str(recipe), "--out", str(out), "--resume", "--no-progress"]) == 0
+    rows = _rows(out / "metrics.csv")
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["epoch"] == 1
