@@ -163,7 +163,7 @@ def subscribe_command(
       handstream subscribe --record session.jsonl --seconds 60
     """
     from handstream.config import curve_config
-    from handstream.subscribe import describe, pose_to_dict
+    from handstream.client import describe, pose_to_dict
     from handstream.transport.pubsub import PoseSubscriber
 
     sub = PoseSubscriber(endpoint, curve=curve_config(curve_dir))
