@@ -21,6 +21,15 @@ def _pair(value: str | None) -> tuple[int, int] | None:
     return a, b
 
 
+def _nan_to_null(obj):
+    """JSON has no NaN: write null instead."""
+    if isinstance(obj, dict):
+        return {k: _nan_to_null(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_nan_to_null(v) for v in obj]
+    return None if isinstance(obj, float) and math.isnan(obj) else obj
+
+
 def _fmt(v) -> str:
     if isinstance(v, float):
         return "nan" if math.isnan(v) else f"{v:.3f}"
@@ -49,7 +58,8 @@ def eval_command(
 
     res = evaluate(model, data, pair=_pair(pair), limit=limit, threads=threads, progress=not no_progress)
     console = Console()
-    table = Table(title=f"{model.name} on {data} ({res['frames']} frames, {res['views']} views, pair {res['pair']})")
+    console.print(f"{model} on {data}: {res['frames']} frames, {res['views']} views, 2-view pair {res['pair']}")
+    table = Table()
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key, value in res["2d"].items():
@@ -61,5 +71,5 @@ def eval_command(
     console.print(table)
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(res, indent=2) + "\n")
+        json_out.write_text(json.dumps(_nan_to_null(res), indent=2, allow_nan=False) + "\n")
         console.print(f"wrote {json_out}")
