@@ -255,3 +255,21 @@ def test_supervisor_killed_hard_children_exit_by_themselves(random_model):
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_curve_keys_encrypt_and_authenticate_the_whole_system(tmp_path, random_model):
+    from handstream.config import curve_config
+    from handstream.transport.pubsub import generate_keys
+
+    generate_keys(tmp_path / "keys")
+    cfg = config(random_model)
+    cfg.endpoints.curve_dir = str(tmp_path / "keys")
+    with Running(cfg):
+        good = PoseSubscriber(cfg.endpoints.poses, curve=curve_config(cfg.endpoints.curve_dir))
+        plain = PoseSubscriber(cfg.endpoints.poses)  # no keys: the handshake fails, nothing arrives
+        try:
+            wait_for(lambda: isinstance(good.recv(200), PoseMessage), 40, "a pose over CURVE")
+            assert plain.recv(timeout_ms=1000) is None
+        finally:
+            good.close()
+            plain.close()
