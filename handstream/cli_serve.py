@@ -66,10 +66,10 @@ def build_config(
             names = get_preset(cfg.rig.preset).rig.names
             cfg.sources = [SourceConfig(kind="synthetic", camera=n, seed=seed, fps=fps) for n in names]
     if calibration is not None:
-        cfg.rig.calibration, cfg.rig.preset, cfg.base_dir = str(calibration), None, "."
+        cfg.rig.calibration, cfg.rig.preset = str(calibration.resolve()), None  # flags: relative to the cwd
     if unit_scale is not None:
         cfg.rig.unit_scale = unit_scale
-    file_sources = [("video", str(p)) for p in videos] + [("images", str(p)) for p in images]
+    file_sources = [("video", str(p.resolve())) for p in videos] + [("images", str(p.resolve())) for p in images]
     if file_sources or devices:
         if demo or synthetic:
             raise HandstreamError("--video/--images/--device film real cameras: use them with --calibration, not --demo/--synthetic")
