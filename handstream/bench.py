@@ -1,0 +1,1470 @@
+"""The latency benchmark: the live system end to end, the same pipeline in-process, a sweep, a peer.
+
+``handstream bench`` and ``benchmarks/latency.py`` both call :func:`run_bench`. One invocation:
+
+1. **frames**: synthetic frame sets rendered once before anything is timed (a rig of ``cameras`` views at
+   ``resolution``, built from a preset by :func:`bench_rig`), or the first frames of recorded videos;
+2. **live**: the real system (:class:`handstream.serve.Supervisor`: one capture process per camera playing
+   those frames at ``fps`` from files, the engine process, ZeroMQ sockets) and a subscriber in this process.
+   After ``warmup`` seconds it records, per pose, the end-to-end latency (receive time - capture time) and
+   every stage (``PoseMessage.timings`` + transport out = receive - publish time); the status messages give
+   the drops, by place; ``/proc`` (or psutil) gives CPU and memory per process;
+3. **in-process**: :class:`handstream.engine.pipeline.Pipeline` on the same frames, paced at ``fps``, no
+   sockets, no other process: live minus in-process is the transport's share, measured side by side;
+4. optional **sweep** over views (1, 2, 4, 8) x resolutions (in-process, back to back), and the
+   **MediaPipe** hand landmarker (VIDEO mode, one landmarker per view, views one after the other);
+5. the report: a dict (written as JSON with :func:`handstream.machine.describe_machine`), a terminal
+   table (:func:`print_report`) and a PNG (:func:`write_png`).
+
+Units: every time is in milliseconds (``*_ms``) unless named ``*_ns`` / ``*_s``; memory in MiB; CPU in
+percent of one core (200 = two cores busy). Nothing here asserts a speed: targets are reported as met or not.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import shutil
+import socket
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from handstream.errors import HandstreamError
+
+LIVE_STAGES = ("transport_in", "sync", "preprocess", "infer", "decode", "triangulate", "smooth", "transport_out")
+"""Per-pose stages of the live system, in order (``transport_out`` = subscriber receive - publish stamp)."""
+
+PIPELINE_STAGES = ("preprocess", "infer", "decode", "triangulate", "smooth")
+"""Stages of :meth:`Pipeline.process` (the in-process run)."""
+
+STAGE_LABELS = {
+    "end_to_end": "end to end (capture -> received)",
+    "transport_in": "transport in (+ queue wait)",
+    "sync": "sync wait",
+    "preprocess": "preprocess",
+    "infer": "infer",
+    "decode": "decode",
+    "triangulate": "triangulate",
+    "smooth": "smooth",
+    "transport_out": "publish + transport out",
+    "residual": "capture read + engine loop",
+    "total": "pipeline total",
+    "outside_pipeline": "outside the pipeline stages",
+}
+
+SHORT_LABELS = {
+    "end_to_end": "end to end", "transport_in": "transport in", "sync": "sync wait", "preprocess": "preprocess",
+    "infer": "infer", "decode": "decode", "triangulate": "triangulate", "smooth": "smooth",
+    "transport_out": "publish + out", "residual": "residual",
+}  # fmt: skip
+
+RESOLUTIONS = {"qvga": (320, 240), "vga": (640, 480), "svga": (800, 600), "hd": (1280, 720), "fhd": (1920, 1080)}
+"""Named resolutions ``--resolution`` accepts besides ``WxH`` and ``native``."""
+
+SWEEP_VIEWS = (1, 2, 4, 8)
+SWEEP_RESOLUTIONS = ((320, 240), (640, 480), (1280, 720))
+DEFAULT_MEDIAPIPE_MODEL = Path(__file__).resolve().parents[2] / "shared" / "models" / "hand_landmarker_lite.task"
+RANDOM_MODEL = "random-init"
+"""``--model random-init``: a randomly initialised HandNet exported to ONNX (same architecture, meaningless
+outputs): for timing before a trained model exists. Needs torch."""
+
+JSON_NAME, PNG_NAME = "latency.json", "latency.png"
+SCHEMA_VERSION = 1
+
+
+# --- options --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class BenchOptions:
+    """Everything one benchmark invocation needs (the CLI flags, one to one).
+
+    Attributes:
+        seconds: measured duration of the live run, s (after the warm-up).
+        warmup: seconds of poses discarded after the first one.
+        cameras: camera count of the live run (>= 2; None: 4, or the number of videos).
+        resolution: (width, height) of every camera, pixels; None: the rig's own; ``"auto"``: 640x480 for
+            pre-rendered synthetic frames, else the rig's own.
+        fps: camera rate, frames/s (video source: None = the files').
+        backend / model / threads: the estimator (``model`` None: the shipped default; ``"random-init"``).
+        source: ``synthetic`` (pre-rendered frames of :func:`bench_rig`) or ``video`` (``videos`` +
+            ``calibration``, ``unit_scale``).
+        rig: the synthetic rig preset the cameras are taken from (``headset4``, ``stereo``, ``random-<seed>``).
+        live_render: synthetic only: each capture process renders its camera live (as ``serve --demo``),
+            instead of playing pre-rendered frames; needs the preset's own cameras and resolution.
+        loop_frames: frame sets rendered (or decoded) once and played in a loop by the captures.
+        inprocess_seconds: duration of the paced in-process run (None: half of ``seconds``, at least 2 s).
+        sweep / sweep_views / sweep_resolutions / sweep_calls: the in-process sweep.
+        compare: peers to time (``("mediapipe",)``); mediapipe_model: the hand landmarker ``.task`` bundle.
+        compare_frames: multi-view frames timed with each peer.
+        transport: ``tcp`` (loopback, free ports) or ``ipc`` (sockets in a temporary folder).
+        out: folder for ``latency.json`` and ``latency.png`` (None: write nothing).
+        seed: synthetic scene seed.
+    """
+
+    seconds: float = 20.0
+    warmup: float = 3.0
+    cameras: int | None = None
+    resolution: tuple[int, int] | str | None = "auto"
+    fps: float | None = 30.0
+    backend: str = "auto"
+    model: str | None = None
+    threads: int = 0
+    source: str = "synthetic"
+    videos: list[str] = field(default_factory=list)
+    calibration: str | None = None
+    unit_scale: float | None = None
+    rig: str = "headset4"
+    live_render: bool = False
+    loop_frames: int = 90
+    inprocess_seconds: float | None = None
+    sweep: bool = False
+    sweep_views: tuple[int, ...] = SWEEP_VIEWS
+    sweep_resolutions: tuple[tuple[int, int], ...] = SWEEP_RESOLUTIONS
+    sweep_calls: int = 30
+    compare: tuple[str, ...] = ()
+    mediapipe_model: str | None = None
+    compare_frames: int = 60
+    transport: str = "tcp"
+    out: str | None = "handstream-bench"
+    seed: int = 0
+
+
+def parse_resolution(text: str | None, option: str = "--resolution") -> tuple[int, int] | None:
+    """``"640x480"`` / ``"vga"`` / ``"native"`` -> (640, 480) / (640, 480) / None."""
+    if text is None:
+        return None
+    key = text.strip().lower()
+    if key == "native":
+        return None
+    if key in RESOLUTIONS:
+        return RESOLUTIONS[key]
+    parts = key.split("x")
+    if len(parts) == 2 and all(p.isdigit() for p in parts):
+        w, h = int(parts[0]), int(parts[1])
+        if 16 <= w <= 8192 and 16 <= h <= 8192:
+            return w, h
+    names = ", ".join(RESOLUTIONS)
+    raise HandstreamError(f"{option}: expected WxH (16-8192 each), native or one of {names}; got {text!r}")
+
+
+def _check_options(o: BenchOptions) -> None:
+    """Validate ``o`` and fill its automatic defaults (``cameras``, ``resolution``) in place."""
+    if o.resolution == "auto":
+        o.resolution = (640, 480) if o.source == "synthetic" and not o.live_render else None
+    elif isinstance(o.resolution, str):
+        o.resolution = parse_resolution(o.resolution)
+    if o.cameras is None:
+        o.cameras = len(o.videos) if o.source == "video" else 4
+
+    def need(ok: bool, message: str) -> None:
+        if not ok:
+            raise HandstreamError(message)
+
+    need(o.seconds > 0, f"--seconds: expected a positive number, got {o.seconds}")
+    need(o.warmup >= 0, f"--warmup: expected a number >= 0, got {o.warmup}")
+    need(o.fps is None or 0 < o.fps <= 1000, f"--fps: expected a number in (0, 1000], got {o.fps}")
+    need(o.source in ("synthetic", "video"), f"--source: expected synthetic or video, got {o.source!r}")
+    need(
+        o.backend in ("auto", "onnxruntime", "torch", "tensorrt"),
+        f"--backend: expected auto, onnxruntime, torch or tensorrt, got {o.backend!r}",
+    )
+    need(o.threads >= 0, f"--threads: expected an integer >= 0, got {o.threads}")
+    need(o.loop_frames >= 1, f"--loop-frames: expected an integer >= 1, got {o.loop_frames}")
+    need(
+        o.inprocess_seconds is None or o.inprocess_seconds > 0,
+        f"--inprocess-seconds: expected a positive number, got {o.inprocess_seconds}",
+    )
+    need(o.sweep_calls >= 1, f"--sweep-calls: expected an integer >= 1, got {o.sweep_calls}")
+    need(o.compare_frames >= 1, f"--compare-frames: expected an integer >= 1, got {o.compare_frames}")
+    need(o.transport in ("tcp", "ipc"), f"--transport: expected tcp or ipc, got {o.transport!r}")
+    for peer in o.compare:
+        need(peer == "mediapipe", f"--compare: expected mediapipe, got {peer!r}")
+    for v in o.sweep_views:
+        need(1 <= v <= 16, f"--sweep-views: expected view counts in 1..16, got {v}")
+    if o.source == "video":
+        need(bool(o.videos), "--video: --source video needs one --video per camera")
+        need(o.calibration is not None, "--calibration: --source video needs the cameras' calibration")
+        need(
+            o.resolution is None, "--resolution: videos are played at their own size (drop --resolution or pass native)"
+        )
+        need(not o.live_render, "--live-render: only for --source synthetic")
+        for v in o.videos:
+            need(Path(v).is_file(), f"--video: {v}: video file not found")
+        need(Path(o.calibration).is_file(), f"--calibration: {o.calibration}: file not found")
+        need(
+            o.cameras is None or o.cameras == len(o.videos),
+            f"--cameras: {o.cameras} cameras but {len(o.videos)} --video files",
+        )
+        need(len(o.videos) >= 2, f"--video: triangulation needs at least 2 cameras, got {len(o.videos)} video(s)")
+    else:
+        need(not o.videos and o.calibration is None, "--video/--calibration: only with --source video")
+        need(
+            o.cameras is not None and 2 <= o.cameras <= 16,
+            f"--cameras: the live system needs 2..16 cameras, got {o.cameras}",
+        )
+        from handstream.synth.rigs import get_preset
+
+        base = get_preset(o.rig)  # raises for an unknown preset
+        if o.live_render:
+            size = base.rig[0].size
+            need(
+                o.cameras <= len(base.rig),
+                f"--live-render: preset {o.rig} has {len(base.rig)} cameras, --cameras asks for {o.cameras}",
+            )
+            need(o.resolution is None or tuple(o.resolution) == size,
+                 f"--live-render: captures render {o.rig} at its own {size[0]}x{size[1]}; "
+                 "pass --resolution native")  # fmt: skip
+
+
+# --- rigs and frames ------------------------------------------------------------------------------------
+
+
+def _rot_y(a: float) -> np.ndarray:
+    c, s = math.cos(a), math.sin(a)
+    return np.array([[c, 0.0, s], [0.0, 1.0, 0.0], [-s, 0.0, c]])
+
+
+def resize_camera(cam, size: tuple[int, int]):
+    """The same camera imaging at another resolution: intrinsics scaled per axis (pixel centres kept),
+    distortion unchanged (it acts on normalised coordinates). ``size`` is (width, height) in pixels."""
+    w, h = size
+    sx, sy = w / cam.size[0], h / cam.size[1]
+    K = np.array(cam.K, dtype=float).copy()
+    K[0, 0] *= sx
+    K[0, 1] *= sx
+    K[0, 2] = (K[0, 2] + 0.5) * sx - 0.5
+    K[1, 1] *= sy
+    K[1, 2] = (K[1, 2] + 0.5) * sy - 0.5
+    return dataclasses.replace(cam, size=(int(w), int(h)), K=K)
+
+
+def bench_rig(views: int, size: tuple[int, int] | None = (640, 480), base: str = "headset4", fps: float | None = None):
+    """A synthetic rig of ``views`` cameras for benchmarks (a :class:`~handstream.synth.rigs.RigPreset`).
+
+    Views ``0..n-1`` of the ``base`` preset, in order; beyond the preset's count, copies of its cameras
+    yawed by +-12, +-24 ... degrees about the headset's vertical axis and 1.5 cm lower per copy, so that 8
+    views of ``headset4`` are 8 distinct head-mounted cameras that all see the hands. ``size`` (width,
+    height) rescales every camera's intrinsics (None: the preset's own); ``fps`` overrides the preset's.
+    """
+    from handstream.geometry import Rig
+    from handstream.synth.rigs import RigPreset, get_preset
+
+    if views < 1:
+        raise HandstreamError(f"bench rig: expected at least 1 view, got {views}")
+    preset = get_preset(base)
+    cams = list(preset.rig)
+    out = []
+    for i in range(views):
+        cam = cams[i % len(cams)]
+        k = i // len(cams)
+        if k:
+            yaw = math.radians(12.0 * ((k + 1) // 2)) * (1 if k % 2 else -1)
+            center = np.asarray(cam.center) + np.array([0.0, 0.015 * k, 0.0])
+            R = np.asarray(cam.R) @ _rot_y(yaw).T
+            cam = dataclasses.replace(cam, name=f"{cam.name}-{k}", R=R, t=-R @ center)
+        if size is not None:
+            cam = resize_camera(cam, size)
+        out.append(cam)
+    w, h = out[0].size
+    same = all(c.size == out[0].size for c in out)
+    label = f"{views}x{w}x{h}" if same else f"{views} views"
+    return RigPreset(
+        f"bench-{base}-{label}",
+        Rig(out),
+        fps=float(fps or preset.fps),
+        color=preset.color,
+        workspace=preset.workspace,
+        description=f"{views} cameras from {base}" + (f" at {w}x{h}" if same else ""),
+    )
+
+
+@dataclass
+class FrameSets:
+    """Frame sets held in memory.
+
+    Attributes:
+        cameras: camera names, view order.
+        images: ``images[i][v]``: frame set ``i``, view ``v``: (h, w) uint8 mono or (h, w, 3) uint8 BGR.
+        fps: the rate they were captured / rendered at, frames/s.
+    """
+
+    cameras: list[str]
+    images: list[list[np.ndarray]]
+    fps: float
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def frames(self, i: int) -> dict[str, np.ndarray]:
+        """Frame set ``i % len(self)`` as camera -> image."""
+        return dict(zip(self.cameras, self.images[i % len(self.images)], strict=True))
+
+
+def render_frames(preset, count: int, seed: int = 0) -> FrameSets:
+    """``count`` consecutive synthetic frame sets of a rig preset (rendered, not timed)."""
+    from handstream.synth.source import SyntheticSource
+
+    src = SyntheticSource(preset, seed, realtime=False)
+    images = [list(src.read().images) for _ in range(count)]
+    return FrameSets(list(src.cameras), images, src.fps)
+
+
+def read_video_frames(paths: Sequence[str | Path], cameras: Sequence[str], count: int) -> FrameSets:
+    """The first ``count`` frames of each video (fewer when a video is shorter: all are cut to the shortest)."""
+    import cv2
+
+    per_cam, fps = [], 30.0
+    for p in paths:
+        cap = cv2.VideoCapture(str(p), cv2.CAP_FFMPEG)
+        if not cap.isOpened():
+            raise HandstreamError(f"--video: {p}: cannot open as a video")
+        f = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+        fps = f if 0 < f <= 1000 else fps
+        frames = []
+        while len(frames) < count:
+            ok, img = cap.read()
+            if not ok:
+                break
+            frames.append(img)
+        cap.release()
+        if not frames:
+            raise HandstreamError(f"--video: {p}: the video has no frames")
+        per_cam.append(frames)
+    n = min(len(f) for f in per_cam)
+    return FrameSets(list(cameras), [[f[i] for f in per_cam] for i in range(n)], fps)
+
+
+def write_image_folders(frames: FrameSets, folder: Path) -> dict[str, Path]:
+    """One folder of lossless PGM (mono) / PPM (BGR) files per camera: the captures read these in a loop
+    (netpbm decoding is a copy, so a capture costs about what a camera driver does)."""
+    import cv2
+
+    out = {}
+    for v, cam in enumerate(frames.cameras):
+        d = folder / cam
+        d.mkdir(parents=True, exist_ok=True)
+        for i, imgs in enumerate(frames.images):
+            img = imgs[v]
+            ext = ".pgm" if img.ndim == 2 else ".ppm"
+            if not cv2.imwrite(str(d / f"{i:05d}{ext}"), img):
+                raise HandstreamError(f"{d}: cannot write benchmark frames")
+        out[cam] = d
+    return out
+
+
+# --- measurement helpers ---------------------------------------------------------------------------------
+
+
+def summarize(values: Sequence[float] | np.ndarray) -> dict[str, float | int | None]:
+    """``n``, ``mean``, ``p50``, ``p90``, ``p99``, ``max``, ``min`` of finite values (None when there are none)."""
+    a = np.asarray(values, dtype=float)
+    a = a[np.isfinite(a)]
+    if a.size == 0:
+        return {"n": 0, "mean": None, "p50": None, "p90": None, "p99": None, "max": None, "min": None}
+    p50, p90, p99 = np.percentile(a, [50, 90, 99])
+    return {
+        "n": int(a.size),
+        "mean": round(float(a.mean()), 4),
+        "p50": round(float(p50), 4),
+        "p90": round(float(p90), 4),
+        "p99": round(float(p99), 4),
+        "max": round(float(a.max()), 4),
+        "min": round(float(a.min()), 4),
+    }
+
+
+def free_tcp_port() -> int:
+    """A free port on 127.0.0.1 (the OS's choice)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def process_sample(pid: int) -> dict[str, float] | None:
+    """CPU time (``cpu_s``, user + system, s) and resident memory (``rss_mb``, MiB) of a process, from psutil
+    when installed, else ``/proc/<pid>/stat`` and ``/proc/<pid>/status``; None when it is gone/unreadable."""
+    try:
+        import psutil  # optional
+    except ImportError:
+        psutil = None
+    if psutil is not None:
+        try:
+            p = psutil.Process(pid)
+            t = p.cpu_times()
+            return {"cpu_s": float(t.user + t.system), "rss_mb": p.memory_info().rss / 2**20}
+        except psutil.Error:
+            return None
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        cpu = (int(stat[11]) + int(stat[12])) / _TICK  # fields 14, 15: utime, stime
+        rss = 0.0
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                rss = int(line.split()[1]) / 1024.0
+                break
+        return {"cpu_s": cpu, "rss_mb": rss}
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def machine_cpu_sample() -> tuple[float, float] | None:
+    """(busy, total) CPU seconds of the whole machine since boot, all cores (``/proc/stat``); None if unavailable."""
+    try:
+        fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    except (OSError, ValueError, IndexError):
+        return None
+    total = sum(fields[:8])  # user nice system idle iowait irq softirq steal (guest is inside user)
+    idle = fields[3] + fields[4]
+    return (total - idle) / _TICK, total / _TICK
+
+
+class ProcessMonitor:
+    """CPU% and RSS of named processes over a window: :meth:`start`, :meth:`sample` (every ~0.5 s), :meth:`stop`."""
+
+    def __init__(self) -> None:
+        self.first: dict[str, tuple[int, dict[str, float], float]] = {}
+        self.last: dict[str, tuple[int, dict[str, float], float]] = {}
+        self.rss: dict[str, list[float]] = {}
+        self.machine0: tuple[float, float] | None = None
+        self.machine1: tuple[float, float] | None = None
+        self.restarted: set[str] = set()
+
+    def sample(self, pids: dict[str, int]) -> None:
+        now = time.monotonic()
+        for name, pid in pids.items():
+            s = process_sample(pid)
+            if s is None:
+                continue
+            if name not in self.first:
+                self.first[name] = (pid, s, now)
+            elif self.first[name][0] != pid:
+                self.restarted.add(name)
+                self.first[name] = (pid, s, now)
+            self.last[name] = (pid, s, now)
+            self.rss.setdefault(name, []).append(s["rss_mb"])
+
+    def start(self, pids: dict[str, int]) -> None:
+        self.machine0 = machine_cpu_sample()
+        self.sample(pids)
+
+    def stop(self, pids: dict[str, int]) -> None:
+        self.sample(pids)
+        self.machine1 = machine_cpu_sample()
+
+    def report(self) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+        """(per process: pid, cpu_percent (of one core), rss_mb_mean, rss_mb_max, window_s; machine: busy
+        cores, cores busy with other work)."""
+        procs: dict[str, dict[str, Any]] = {}
+        ours = 0.0
+        for name, (_, s0, t0) in self.first.items():
+            pid1, s1, t1 = self.last[name]
+            dt = t1 - t0
+            cpu = 100.0 * (s1["cpu_s"] - s0["cpu_s"]) / dt if dt > 0 else None
+            ours += (cpu or 0.0) / 100.0
+            rss = self.rss.get(name, [])
+            procs[name] = {
+                "pid": pid1,
+                "cpu_percent": None if cpu is None else round(cpu, 1),
+                "rss_mb_mean": round(float(np.mean(rss)), 1) if rss else None,
+                "rss_mb_max": round(float(np.max(rss)), 1) if rss else None,
+                "window_s": round(dt, 2),
+                "restarted": name in self.restarted,
+            }
+        machine: dict[str, Any] = {"busy_cores": None, "other_busy_cores": None}
+        if self.machine0 and self.machine1:
+            busy = self.machine1[0] - self.machine0[0]
+            total = self.machine1[1] - self.machine0[1]
+            cores = os.cpu_count() or 1
+            if total > 0:
+                busy_cores = cores * busy / total
+                machine = {
+                    "busy_cores": round(busy_cores, 2),
+                    "other_busy_cores": round(max(0.0, busy_cores - ours), 2),
+                }
+        return procs, machine
+
+
+def _other_load_now(seconds: float = 1.0) -> float | None:
+    """Cores busy on this machine over ``seconds`` (nothing of ours running): the background load."""
+    a = machine_cpu_sample()
+    time.sleep(seconds)
+    b = machine_cpu_sample()
+    if a is None or b is None or b[1] <= a[1]:
+        return None
+    return round((os.cpu_count() or 1) * (b[0] - a[0]) / (b[1] - a[1]), 2)
+
+
+# --- the model ----------------------------------------------------------------------------------------
+
+
+def resolve_model(model: str | None, tmp: Path) -> tuple[Path, str]:
+    """(path of the artifact, label). None: the shipped default; ``random-init``: a random HandNet exported
+    to ONNX in ``tmp`` (timing only); else a path (must exist)."""
+    from handstream.config import DEFAULT_MODEL
+
+    if model == RANDOM_MODEL:
+        try:
+            import torch
+
+            from handstream.export import export_onnx
+            from handstream.models.network import HandNet
+        except ImportError as exc:
+            raise HandstreamError(
+                f"--model {RANDOM_MODEL}: needs torch and onnx (pip install 'handstream[train]'): {exc}"
+            ) from None
+        torch.manual_seed(0)
+        path = tmp / "random-init.onnx"
+        export_onnx(HandNet(), path, name=RANDOM_MODEL)
+        return path, f"{RANDOM_MODEL} (random weights: timings only)"
+    path = Path(model) if model is not None else DEFAULT_MODEL
+    if not path.exists():
+        if model is None:
+            raise HandstreamError(
+                f"--model: the shipped model {path} is missing from this checkout; pass --model PATH "
+                f"or --model {RANDOM_MODEL} (random weights, same architecture: timings only)"
+            )
+        raise HandstreamError(f"--model: {path}: model not found")
+    return path.resolve(), str(path)
+
+
+# --- live ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class LiveRecord:
+    """Per-pose figures of the live run (arrays of one value per pose received in the window).
+
+    Attributes:
+        seq: pose sequence numbers; views: views in each frame set; end_to_end: receive - capture, ms;
+        stages: stage name -> ms (``LIVE_STAGES``); t_recv_s: receive time since the window began, s.
+    """
+
+    seq: list[int] = field(default_factory=list)
+    views: list[int] = field(default_factory=list)
+    end_to_end: list[float] = field(default_factory=list)
+    stages: dict[str, list[float]] = field(default_factory=lambda: {s: [] for s in LIVE_STAGES})
+    t_recv_s: list[float] = field(default_factory=list)
+
+    def add(self, pose, t_recv_ns: int, t0_ns: int) -> None:
+        self.seq.append(int(pose.seq))
+        self.views.append(len(pose.views))
+        self.end_to_end.append((t_recv_ns - pose.t_capture_ns) * 1e-6)
+        self.t_recv_s.append((t_recv_ns - t0_ns) * 1e-9)
+        for s in LIVE_STAGES:
+            if s == "transport_out":
+                v = (t_recv_ns - pose.t_publish_ns) * 1e-6 if pose.t_publish_ns else float("nan")
+            else:
+                v = float(pose.timings.get(s, float("nan")))
+            self.stages[s].append(v)
+
+
+def _counter_delta(a: Any, b: Any) -> Any:
+    """b - a for nested dicts of counters (keys missing in ``a`` count from 0)."""
+    if isinstance(b, dict):
+        a = a if isinstance(a, dict) else {}
+        return {k: _counter_delta(a.get(k), v) for k, v in b.items()}
+    if isinstance(b, (int, float)) and not isinstance(b, bool):
+        return b - (a if isinstance(a, (int, float)) and not isinstance(a, bool) else 0)
+    return b
+
+
+def drops_from_status(start: dict[str, dict], end: dict[str, dict], window_s: float | None) -> dict[str, Any]:
+    """Frames lost, by place, between two snapshots of the status messages (process -> data).
+
+    Returns ``capture_queue_full`` / ``capture_skipped`` / ``capture_sent`` / ``capture_fps`` (per camera),
+    ``engine_superseded`` (frames replaced by a newer one before the engine took them: the engine was busy),
+    ``receiver_invalid`` (by reason), ``receiver_missed`` (sequence gaps), ``sync`` (``stale``, ``unmatched``,
+    ``late``, ``incomplete``, ``sets``), ``engine_dropped_frames`` (``size``, ``error``) and ``frames_dropped``
+    (their sum over frames, the one number), ``window_s`` (between the two engine snapshots).
+    """
+    out: dict[str, Any] = {"capture_queue_full": {}, "capture_skipped": {}, "capture_sent": {}, "capture_fps": {}}
+    for name, data in end.items():
+        if name == "engine":
+            continue
+        d = _counter_delta(start.get(name, {}), data)
+        cam = str(data.get("camera", name))
+        out["capture_queue_full"][cam] = int(d.get("dropped", 0))
+        out["capture_skipped"][cam] = int(d.get("skipped", 0))
+        out["capture_sent"][cam] = int(d.get("sent", 0))
+        out["capture_fps"][cam] = data.get("fps")
+    e = _counter_delta(start.get("engine", {}), end.get("engine", {}))
+    recv = e.get("receiver", {}) or {}
+    sync = e.get("sync", {}) or {}
+    out["engine_superseded"] = int(recv.get("superseded", 0))
+    out["receiver_invalid"] = {k: int(v) for k, v in (recv.get("dropped", {}) or {}).items()}
+    out["receiver_missed"] = int(recv.get("missed", 0))
+    out["sync"] = {k: int(sync.get(k, 0)) for k in ("sets", "stale", "unmatched", "late", "incomplete")}
+    out["engine_dropped_frames"] = {k: int(v) for k, v in (e.get("dropped_frames", {}) or {}).items()}
+    out["frames_dropped"] = int(
+        sum(out["capture_queue_full"].values())
+        + out["engine_superseded"]
+        + sum(out["receiver_invalid"].values())
+        + out["receiver_missed"]
+        + out["sync"]["stale"]
+        + out["sync"]["unmatched"]
+        + out["sync"]["late"]
+        + sum(out["engine_dropped_frames"].values())
+    )
+    out["frames_skipped_by_captures"] = int(sum(out["capture_skipped"].values()))
+    out["window_s"] = window_s
+    return out
+
+
+def run_live(
+    config,
+    *,
+    seconds: float,
+    warmup: float,
+    log: Callable[[str], None],
+    startup_timeout_s: float = 120.0,
+) -> dict[str, Any]:
+    """Start the system of ``config`` (a :class:`handstream.config.ServeConfig`), measure, stop it.
+
+    Returns ``poses``, ``pose_rate`` (/s), ``window_s``, ``complete_sets`` (fraction of poses with every
+    view), ``subscriber_missed`` (sequence gaps at the subscriber), ``latency_ms`` (stage -> summary, with
+    ``end_to_end`` and ``residual``), ``drops`` (:func:`drops_from_status`), ``processes`` and ``machine``
+    (:class:`ProcessMonitor`), ``samples`` (per-pose arrays), ``startup_s``.
+    """
+    from handstream.serve import Supervisor, plan
+    from handstream.transport.pubsub import PoseSubscriber
+    from handstream.transport.wire import PoseMessage, StatusMessage
+
+    p = plan(config)
+    sup = Supervisor(p)
+    result: dict[str, Any] = {}
+    codes: list[int] = []
+
+    def body() -> None:
+        try:
+            codes.append(sup.run())
+        except BaseException as exc:  # surfaced in the main thread
+            codes.append(-1)
+            result["_error"] = exc
+
+    sub = PoseSubscriber(config.endpoints.poses, status=True)
+    thread = threading.Thread(target=body, name="handstream-supervisor", daemon=True)
+    statuses: dict[str, dict[str, Any]] = {}
+    status_t: dict[str, int] = {}
+
+    def take(msg) -> None:
+        if isinstance(msg, StatusMessage):
+            key = "engine" if msg.process == "engine" else str(msg.data.get("camera", msg.process))
+            statuses[key] = msg.data
+            status_t[key] = msg.t_send_ns
+
+    def alive() -> None:
+        if not thread.is_alive():
+            err = result.get("_error")
+            raise HandstreamError(
+                f"the live system stopped early (exit code {codes[0] if codes else '?'}){f': {err}' if err else ''}"
+            )
+
+    t_start = time.monotonic()
+    thread.start()
+    try:
+        first = None
+        while first is None:
+            alive()
+            if time.monotonic() - t_start > startup_timeout_s:
+                raise HandstreamError(
+                    f"no pose within {startup_timeout_s:.0f} s of starting the live system "
+                    "(see the engine's messages above)"
+                )
+            msg = sub.recv(timeout_ms=200)
+            take(msg)
+            if isinstance(msg, PoseMessage):
+                first = msg
+        startup_s = time.monotonic() - t_start
+        log(f"first pose after {startup_s:.1f} s; warming up {warmup:g} s")
+        t_end = time.monotonic() + warmup
+        while time.monotonic() < t_end:
+            take(sub.recv(timeout_ms=100))
+        t_wait = time.monotonic() + 3.0  # the counters need a status of every process before the window
+        while time.monotonic() < t_wait and not ("engine" in statuses and all(c in statuses for c in p.rig.names)):
+            take(sub.recv(timeout_ms=100))
+        alive()
+        # snapshot at the start of the window: the newest status of every process
+        start_status = json.loads(json.dumps(statuses))
+        start_t = dict(status_t)
+        monitor = ProcessMonitor()
+        pids = {**sup.pids(), "bench (supervisor + subscriber)": os.getpid()}
+        monitor.start(pids)
+        rec = LiveRecord()
+        log(f"measuring {seconds:g} s")
+        t0_ns = time.time_ns()
+        t_end = time.monotonic() + seconds
+        t_sample = time.monotonic()
+        while True:
+            now = time.monotonic()
+            if now >= t_end:
+                break
+            msg = sub.recv(timeout_ms=min(100.0, max(1.0, (t_end - now) * 1e3)))
+            t_recv = time.time_ns()
+            if isinstance(msg, PoseMessage):
+                rec.add(msg, t_recv, t0_ns)
+            else:
+                take(msg)
+            if now - t_sample >= 0.5:
+                monitor.sample({**sup.pids(), "bench (supervisor + subscriber)": os.getpid()})
+                t_sample = now
+        window_s = (time.time_ns() - t0_ns) * 1e-9
+        monitor.stop({**sup.pids(), "bench (supervisor + subscriber)": os.getpid()})
+        alive()
+        # the status published at (or just after) the end of the window closes the counters
+        t_wait = time.monotonic() + 2 * config.engine.status_interval_s + 0.5
+        end_seen = status_t.get("engine", 0)
+        while time.monotonic() < t_wait and status_t.get("engine", 0) == end_seen:
+            take(sub.recv(timeout_ms=100))
+        end_status = json.loads(json.dumps(statuses))
+        end_t = dict(status_t)
+    finally:
+        sup.stop()
+        thread.join(10.0)
+        sub.close()
+    status_window = (end_t.get("engine", 0) - start_t.get("engine", 0)) * 1e-9 if start_t.get("engine") else None
+    drops = drops_from_status(start_status, end_status, None if status_window is None else round(status_window, 3))
+    gaps = int(sum(max(0, b - a - 1) for a, b in zip(rec.seq, rec.seq[1:], strict=False)))
+    e2e = np.asarray(rec.end_to_end)
+    stage_sum = (
+        np.nansum(np.stack([np.asarray(rec.stages[s]) for s in LIVE_STAGES]), axis=0) if rec.seq else np.zeros(0)
+    )
+    residual = e2e - stage_sum
+    latency = {"end_to_end": summarize(e2e)}
+    for s in LIVE_STAGES:
+        latency[s] = summarize(rec.stages[s])
+    latency["residual"] = summarize(residual)
+    compute = (
+        np.nansum(np.stack([np.asarray(rec.stages[s]) for s in PIPELINE_STAGES]), axis=0) if rec.seq else np.zeros(0)
+    )
+    latency["outside_pipeline"] = summarize(e2e - compute)
+    processes, machine = monitor.report()
+    n_cams = len(p.rig)
+    views = np.asarray(rec.views)
+    return {
+        "startup_s": round(startup_s, 2),
+        "window_s": round(window_s, 3),
+        "poses": len(rec.seq),
+        "pose_rate": round(len(rec.seq) / window_s, 3) if window_s > 0 else None,
+        "complete_sets": round(float((views == n_cams).mean()), 4) if views.size else None,
+        "mean_views": round(float(views.mean()), 3) if views.size else None,
+        "subscriber_missed": gaps,
+        "latency_ms": latency,
+        "drops": drops,
+        "engine_status": end_status.get("engine", {}),
+        "processes": processes,
+        "machine": machine,
+        "samples": {
+            "t_recv_s": [round(x, 4) for x in rec.t_recv_s],
+            "seq": rec.seq,
+            "views": rec.views,
+            "end_to_end_ms": [round(x, 3) for x in rec.end_to_end],
+            **{f"{s}_ms": [None if not math.isfinite(x) else round(x, 3) for x in rec.stages[s]] for s in LIVE_STAGES},
+        },
+    }
+
+
+# --- in-process -----------------------------------------------------------------------------------------
+
+
+def run_inprocess(
+    pipeline,
+    frames: FrameSets,
+    *,
+    calls: int,
+    fps: float | None,
+    warmup_calls: int = 5,
+) -> dict[str, Any]:
+    """Time :meth:`Pipeline.process` on ``frames`` (cycled): ``calls`` timed calls after ``warmup_calls``,
+    paced at ``fps`` (a call starts when its frame is due; ``fps`` None: back to back).
+
+    Returns ``calls``, ``latency_ms`` (``total`` = the call's wall time, and each of :data:`PIPELINE_STAGES`),
+    ``capacity_fps`` (1000 / mean total: the rate this pipeline could sustain alone), ``samples``.
+    """
+    period = None if not fps else 1.0 / fps
+    t_cap = time.time_ns()
+    for i in range(warmup_calls):
+        pipeline.process(frames.frames(i), t_cap + i * 33_000_000, {})
+    total: list[float] = []
+    stages: dict[str, list[float]] = {s: [] for s in PIPELINE_STAGES}
+    t_next = time.perf_counter()
+    for i in range(calls):
+        if period is not None:
+            delay = t_next - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            t_next += period
+        f = frames.frames(warmup_calls + i)
+        t = time.perf_counter()
+        msg = pipeline.process(f, time.time_ns(), {})
+        total.append((time.perf_counter() - t) * 1e3)
+        for s in PIPELINE_STAGES:
+            stages[s].append(float(msg.timings.get(s, float("nan"))))
+    lat = {"total": summarize(total), **{s: summarize(v) for s, v in stages.items()}}
+    lat["outside_pipeline"] = summarize(np.asarray(total) - np.nansum([stages[s] for s in PIPELINE_STAGES], axis=0))
+    mean = lat["total"]["mean"]
+    return {
+        "calls": calls,
+        "paced_fps": fps,
+        "latency_ms": lat,
+        "capacity_fps": round(1000.0 / mean, 2) if mean else None,
+        "samples": {
+            "total_ms": [round(x, 3) for x in total],
+            **{f"{s}_ms": [round(x, 3) for x in v] for s, v in stages.items()},
+        },
+    }
+
+
+def run_sweep(backend, engine_cfg, filter_cfg, views: Sequence[int], resolutions: Sequence[tuple[int, int]], *,
+              base: str, calls: int, seed: int, log: Callable[[str], None]) -> list[dict[str, Any]]:  # fmt: skip
+    """In-process :meth:`Pipeline.process` over views x resolutions (back to back, ``calls`` timed calls each,
+    8 distinct rendered frame sets cycled). One dict per configuration: ``views``, ``resolution``,
+    ``latency_ms`` (as :func:`run_inprocess`), ``per_view_ms`` (total p50 / views), ``capacity_fps``."""
+    from handstream.engine.pipeline import Pipeline
+
+    out = []
+    for res in resolutions:
+        for v in views:
+            preset = bench_rig(v, res, base)
+            frames = render_frames(preset, min(8, calls), seed)
+            pipe = Pipeline(preset.rig, backend, engine_cfg, filter_cfg)
+            r = run_inprocess(pipe, frames, calls=calls, fps=None, warmup_calls=3)
+            p50 = r["latency_ms"]["total"]["p50"]
+            row = {
+                "views": v,
+                "resolution": list(res),
+                "latency_ms": r["latency_ms"],
+                "per_view_ms": round(p50 / v, 3) if p50 else None,
+                "capacity_fps": r["capacity_fps"],
+            }
+            out.append(row)
+            log(f"sweep {v} view(s) {res[0]}x{res[1]}: p50 {p50:.1f} ms")
+    return out
+
+
+# --- MediaPipe --------------------------------------------------------------------------------------------
+
+
+def mediapipe_unavailable(model: str | Path | None) -> str | None:
+    """Why MediaPipe cannot be compared here (one line), or None when it can."""
+    try:
+        import mediapipe  # noqa: F401
+        from mediapipe.tasks.python import vision  # noqa: F401
+    except ImportError as exc:
+        return f"mediapipe is not importable ({exc}); pip install 'handstream[teacher]'"
+    if model is None:
+        return (
+            "no hand landmarker bundle: pass --mediapipe-model (e.g. hand_landmarker_lite.task; "
+            f"looked for {DEFAULT_MEDIAPIPE_MODEL})"
+        )
+    if not Path(model).is_file():
+        return f"--mediapipe-model: {model}: file not found"
+    return None
+
+
+def run_mediapipe(frames: FrameSets, model: str | Path, *, count: int, handstream_ms: float | None,
+                  warmup: int = 5) -> dict[str, Any]:  # fmt: skip
+    """Time MediaPipe's HandLandmarker (VIDEO mode, 2 hands) on ``count`` multi-view frames, one landmarker per
+    view (each view is its own video stream), the views one after another as a user would have to.
+
+    Per view the time is the grey/BGR -> RGB conversion plus ``detect_for_video``. Returns ``per_view_ms``
+    and ``per_frame_ms`` (sum over the views of a frame set) summaries, ``hands_per_view`` (mean hands found:
+    MediaPipe's cost depends on it), ``ratio`` (MediaPipe per-frame p50 / ``handstream_ms``: > 1 means
+    handstream, producing 3D, is faster) and the versions.
+    """
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    import cv2
+    import mediapipe as mp
+    from mediapipe.tasks.python import BaseOptions, vision
+
+    opts = vision.HandLandmarkerOptions(
+        base_options=BaseOptions(model_asset_path=str(model)), running_mode=vision.RunningMode.VIDEO, num_hands=2
+    )
+    marks = [vision.HandLandmarker.create_from_options(opts) for _ in frames.cameras]
+    period_ms = 1000.0 / (frames.fps or 30.0)
+    per_view: list[float] = []
+    per_frame: list[float] = []
+    hands: list[int] = []
+    try:
+        for i in range(warmup + count):
+            ts = int(round(i * period_ms))
+            total = 0.0
+            for v, img in enumerate(frames.images[i % len(frames)]):
+                t = time.perf_counter()
+                rgb = cv2.cvtColor(img, cv2.COLOR_GRAY2RGB if img.ndim == 2 else cv2.COLOR_BGR2RGB)
+                res = marks[v].detect_for_video(mp.Image(image_format=mp.ImageFormat.SRGB, data=rgb), ts)
+                dt = (time.perf_counter() - t) * 1e3
+                if i >= warmup:
+                    per_view.append(dt)
+                    hands.append(len(res.hand_landmarks))
+                total += dt
+            if i >= warmup:
+                per_frame.append(total)
+    finally:
+        for m in marks:
+            m.close()
+    pf = summarize(per_frame)
+    ratio = round(pf["p50"] / handstream_ms, 3) if pf["p50"] and handstream_ms else None
+    return {
+        "available": True,
+        "reason": None,
+        "model": str(model),
+        "version": getattr(mp, "__version__", None),
+        "frames": count,
+        "views": len(frames.cameras),
+        "per_view_ms": summarize(per_view),
+        "per_frame_ms": pf,
+        "hands_per_view": round(float(np.mean(hands)), 3) if hands else None,
+        "handstream_per_frame_ms": handstream_ms,
+        "ratio": ratio,
+    }
+
+
+# --- targets ----------------------------------------------------------------------------------------------
+
+
+def evaluate_targets(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """The issue's targets against this run: ``name``, ``target``, ``measured``, ``met`` (None: not measured),
+    ``applies`` (False when this run's configuration is not the one the target is stated for)."""
+    cfg, live = result["config"], result.get("live")
+    fps = cfg["fps"]
+    interval = 1000.0 / fps if fps else None
+    target_cfg = (
+        cfg["cameras"] == 4
+        and tuple(cfg["resolution"] or ()) in ((640, 480), (636, 480))
+        and fps
+        and abs(fps - 30) < 0.5
+    )
+    out = []
+    if live:
+        rate = live["pose_rate"] or 0.0
+        drops = live["drops"]["frames_dropped"] + live["drops"]["frames_skipped_by_captures"]
+        out.append({
+            "name": "sustained, no drops",
+            "target": f"poses/s >= 0.98 x {fps:g} fps and 0 frames dropped in steady state",
+            "measured": f"{rate:.2f} poses/s, {drops} frames dropped or skipped",
+            "met": bool(rate >= 0.98 * fps and drops == 0),
+            "applies": bool(target_cfg),
+        })  # fmt: skip
+        p99 = live["latency_ms"]["end_to_end"]["p99"]
+        out.append({
+            "name": "p99 end-to-end latency",
+            "target": f"< {interval:.1f} ms (one frame interval)",
+            "measured": None if p99 is None else f"{p99:.1f} ms",
+            "met": None if p99 is None else bool(p99 < interval),
+            "applies": bool(target_cfg),
+        })  # fmt: skip
+    ov = result.get("transport_overhead_ms")
+    if ov and ov.get("per_pose_p50") is not None:
+        out.append({
+            "name": "transport overhead (median)",
+            "target": "< 1 ms (per pose: live end to end - its pipeline stages, vs in-process)",
+            "measured": f"{ov['per_pose_p50']:.2f} ms (side by side, difference of medians: "
+            f"{_fmt(ov['difference_p50'], 2)} ms)",
+            "met": bool(ov["per_pose_p50"] < 1.0),
+            "applies": True,
+        })  # fmt: skip
+    mp_ = (result.get("compare") or {}).get("mediapipe")
+    if mp_ and mp_.get("available") and mp_.get("ratio") is not None:
+        out.append({
+            "name": "faster than MediaPipe view by view",
+            "target": "MediaPipe per multi-view frame / handstream per multi-view frame > 1",
+            "measured": f"{mp_['ratio']:.2f}x",
+            "met": bool(mp_["ratio"] > 1.0),
+            "applies": True,
+        })  # fmt: skip
+    return out
+
+
+# --- the whole benchmark ----------------------------------------------------------------------------------
+
+
+def build_live_config(o: BenchOptions, model: Path, rig_file: Path | None, folders: dict[str, Path] | None,
+                      cameras: list[str], fps: float | None, tmp: Path):  # fmt: skip
+    """The :class:`handstream.config.ServeConfig` of the live run."""
+    from handstream.config import ServeConfig
+
+    if o.transport == "ipc":
+        endpoints = {"frames": f"ipc://{tmp}/frames.sock", "poses": f"ipc://{tmp}/poses.sock"}
+    else:
+        endpoints = {"frames": f"tcp://127.0.0.1:{free_tcp_port()}", "poses": f"tcp://127.0.0.1:{free_tcp_port()}"}
+    data: dict[str, Any] = {
+        "model": {"path": str(model), "backend": o.backend, "threads": o.threads},
+        "engine": {"status_interval_s": 0.5, **({"fps": fps} if fps else {})},
+        "endpoints": endpoints,
+        "supervisor": {"restart": False},
+    }
+    if o.source == "video":
+        data["rig"] = {"calibration": str(Path(o.calibration).resolve()), "cameras": cameras}
+        if o.unit_scale is not None:
+            data["rig"]["unit_scale"] = o.unit_scale
+        data["sources"] = [
+            {
+                "kind": "video",
+                "camera": c,
+                "path": str(Path(v).resolve()),
+                "loop": True,
+                **({"fps": fps} if o.fps else {}),
+            }
+            for c, v in zip(cameras, o.videos, strict=True)
+        ]
+    elif o.live_render:
+        data["rig"] = {"preset": o.rig, "cameras": cameras}
+        data["sources"] = [{"kind": "synthetic", "camera": c, "seed": o.seed, "fps": fps} for c in cameras]
+    else:
+        assert rig_file is not None and folders is not None
+        data["rig"] = {"calibration": str(rig_file)}
+        data["sources"] = [
+            {"kind": "images", "camera": c, "path": str(folders[c]), "loop": True, "fps": fps} for c in cameras
+        ]
+    return ServeConfig.from_dict(data, "bench")
+
+
+def run_bench(
+    o: BenchOptions, log: Callable[[str], None] | None = None, argv: Sequence[str] | None = None
+) -> dict[str, Any]:
+    """Run the whole benchmark (see the module docstring); returns the report dict (also written to
+    ``o.out``/latency.json with the PNG when ``o.out`` is set).
+
+    Raises:
+        HandstreamError: an option or file that is wrong (one line naming it), or a live system that fails.
+    """
+    from handstream import __version__
+    from handstream.engine.backends import open_backend
+    from handstream.engine.pipeline import Pipeline
+    from handstream.geometry import load_calibration, save_calibration
+    from handstream.machine import describe_machine
+
+    log = log or (lambda s: print(f"bench: {s}", file=sys.stderr, flush=True))
+    _check_options(o)
+    tmp = Path(tempfile.mkdtemp(prefix="handstream-bench-"))
+    try:
+        model, model_label = resolve_model(o.model, tmp)
+        background = _other_load_now(1.0)
+        mp_model = (
+            o.mediapipe_model
+            if o.mediapipe_model is not None
+            else (str(DEFAULT_MEDIAPIPE_MODEL) if DEFAULT_MEDIAPIPE_MODEL.is_file() else None)
+        )
+
+        # -- the frames and the rig
+        rig_file = folders = None
+        if o.source == "video":
+            rig = load_calibration(o.calibration, o.unit_scale)
+            if len(rig) < len(o.videos):
+                raise HandstreamError(
+                    f"--calibration: {o.calibration} has {len(rig)} cameras for {len(o.videos)} videos"
+                )
+            cameras = list(rig.names[: len(o.videos)])
+            rig = rig.subset(cameras)
+            log(f"decoding up to {o.loop_frames} frames of {len(o.videos)} videos")
+            frames = read_video_frames(o.videos, cameras, o.loop_frames)
+            fps = o.fps or frames.fps
+            size = rig[0].size
+        else:
+            preset = bench_rig(o.cameras, o.resolution, o.rig, o.fps)
+            fps = preset.fps
+            rig, cameras, size = preset.rig, list(preset.rig.names), preset.rig[0].size
+            log(f"rendering {o.loop_frames} frame sets of {len(cameras)} views {size[0]}x{size[1]} ({preset.color})")
+            frames = render_frames(preset, o.loop_frames, o.seed)
+            if not o.live_render:
+                rig_file = tmp / "rig.toml"
+                save_calibration(rig, rig_file)
+                folders = write_image_folders(frames, tmp / "frames")
+        frames.fps = fps
+        config = build_live_config(o, model, rig_file, folders, cameras, fps, tmp)
+        engine_cfg, filter_cfg = config.engine, config.filter
+
+        result: dict[str, Any] = {
+            "schema": SCHEMA_VERSION,
+            "handstream": __version__,
+            "command": list(argv) if argv is not None else None,
+            "machine": describe_machine(
+                ["numpy", "onnxruntime", "pyzmq", "opencv-python-headless", "torch", "mediapipe"]
+            ),
+            "background_busy_cores_before": background,
+            "config": {
+                "source": o.source
+                if not (o.source == "synthetic" and o.live_render)
+                else "synthetic (rendered live in the captures)",
+                "frames": "pre-rendered, played from PGM/PPM files"
+                if o.source == "synthetic" and not o.live_render
+                else ("videos" if o.source == "video" else "rendered by each capture"),
+                "rig": o.rig if o.source == "synthetic" else str(o.calibration),
+                "cameras": len(cameras),
+                "camera_names": cameras,
+                "resolution": list(size),
+                "fps": fps,
+                "backend": o.backend,
+                "model": model_label,
+                "threads": o.threads,
+                "transport": o.transport,
+                "seconds": o.seconds,
+                "warmup_s": o.warmup,
+                "loop_frames": len(frames),
+                "seed": o.seed,
+            },
+        }
+
+        # -- live
+        log(f"starting the live system: {len(cameras)} capture processes + engine ({o.backend}), {fps:g} fps")
+        live = run_live(config, seconds=o.seconds, warmup=o.warmup, log=log)
+        result["live"] = live
+        result["config"]["backend_used"] = live["engine_status"].get("backend")
+
+        # -- in-process, same frames
+        backend = open_backend(model, o.backend, threads=o.threads)
+        pipe = Pipeline(rig, backend, engine_cfg, filter_cfg)
+        in_s = o.inprocess_seconds if o.inprocess_seconds is not None else max(2.0, o.seconds / 2)
+        calls = max(10, int(round(in_s * fps)))
+        log(f"in-process pipeline: {calls} frame sets paced at {fps:g} fps")
+        mon = ProcessMonitor()
+        mon.start({"bench (in-process pipeline)": os.getpid()})
+        inproc = run_inprocess(pipe, frames, calls=calls, fps=fps)
+        mon.stop({"bench (in-process pipeline)": os.getpid()})
+        inproc["processes"], inproc["machine"] = mon.report()
+        result["inprocess"] = inproc
+        lp, ip = live["latency_ms"], inproc["latency_ms"]
+        diff = {}
+        for q in ("p50", "p90", "p99"):
+            a, b = lp["end_to_end"][q], ip["total"][q]
+            diff[f"difference_{q}"] = None if a is None or b is None else round(a - b, 3)
+        a, b = lp["outside_pipeline"]["p50"], ip["outside_pipeline"]["p50"]
+        diff["per_pose_p50"] = None if a is None or b is None else round(a - b, 3)
+        parts = [lp[s]["p50"] for s in ("transport_in", "transport_out")]
+        diff["transport_stages_p50"] = None if None in parts else round(sum(parts), 3)
+        live_compute = sum(lp[s]["mean"] or 0.0 for s in PIPELINE_STAGES)
+        diff["live_compute_mean"] = round(live_compute, 3)
+        diff["inprocess_compute_mean"] = ip["total"]["mean"]
+        result["transport_overhead_ms"] = diff
+
+        # -- peers
+        result["compare"] = {}
+        if "mediapipe" in o.compare:
+            why = mediapipe_unavailable(mp_model)
+            if why is None:
+                log(f"MediaPipe hand landmarker on {o.compare_frames} frames x {len(cameras)} views")
+                try:
+                    result["compare"]["mediapipe"] = run_mediapipe(
+                        frames, mp_model, count=o.compare_frames, handstream_ms=ip["total"]["p50"]
+                    )
+                except Exception as exc:  # a broken install or bundle: say why, keep the rest
+                    why = f"MediaPipe failed: {type(exc).__name__}: {exc}"
+            if why is not None:
+                log(f"MediaPipe not compared: {why}")
+                result["compare"]["mediapipe"] = {"available": False, "reason": why}
+
+        # -- sweep
+        if o.sweep:
+            log(
+                f"sweep: views {list(o.sweep_views)} x resolutions {[f'{w}x{h}' for w, h in o.sweep_resolutions]}, "
+                f"{o.sweep_calls} calls each"
+            )
+            result["sweep"] = run_sweep(backend, engine_cfg, filter_cfg, o.sweep_views, o.sweep_resolutions,
+                                        base=o.rig if o.source == "synthetic" else "headset4", calls=o.sweep_calls,
+                                        seed=o.seed, log=log)  # fmt: skip
+        result["background_busy_cores_after"] = _other_load_now(1.0)
+        result["targets"] = evaluate_targets(result)
+
+        if o.out is not None:
+            out = Path(o.out)
+            out.mkdir(parents=True, exist_ok=True)
+            result["files"] = {"json": str(out / JSON_NAME), "png": None}
+            try:
+                write_png(result, out / PNG_NAME)
+                result["files"]["png"] = str(out / PNG_NAME)
+            except ImportError:
+                log("no PNG: matplotlib is not installed (pip install 'handstream[viz]')")
+            write_json(result, out / JSON_NAME)
+        return result
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+# --- output ----------------------------------------------------------------------------------------------
+
+
+def _plain(x: Any) -> Any:
+    """JSON-safe copy: NaN/inf -> None, numpy scalars -> Python, tuples -> lists."""
+    if isinstance(x, dict):
+        return {str(k): _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_plain(v) for v in x]
+    if isinstance(x, np.generic):
+        x = x.item()
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
+
+
+def write_json(result: dict[str, Any], path: str | Path) -> None:
+    """The report as JSON (NaN as null)."""
+    Path(path).write_text(json.dumps(_plain(result), indent=1, allow_nan=False) + "\n", encoding="utf-8")
+
+
+_COLORS = {
+    "transport_in": "#8c564b", "sync": "#bcbd22", "preprocess": "#1f77b4", "infer": "#ff7f0e", "decode": "#2ca02c",
+    "triangulate": "#d62728", "smooth": "#9467bd", "transport_out": "#e377c2", "residual": "#7f7f7f",
+}  # fmt: skip
+
+
+def write_png(result: dict[str, Any], path: str | Path) -> None:
+    """Latency distribution (histogram + CDF, live vs in-process) and stacked bars of mean stage times per
+    configuration (live, in-process, MediaPipe, the sweep). Matplotlib, Agg canvas (no display needed)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    cfg, live, inproc = result["config"], result.get("live"), result.get("inprocess")
+    sweep = result.get("sweep") or []
+    fig = Figure(figsize=(14, 9.5), dpi=110)
+    FigureCanvasAgg(fig)
+    gs = fig.add_gridspec(2, 2, height_ratios=[1, 1.1], hspace=0.35, wspace=0.35)
+    m = result["machine"]
+    w, h = cfg["resolution"]
+    title = (f"handstream bench: {cfg['cameras']} cameras {w}x{h} @ {cfg['fps']:g} fps, "
+             f"{cfg.get('backend_used') or cfg['backend']}, {m.get('cpu', '')} ({m.get('cores_usable')} cores), "
+             f"{(m.get('date') or '')[:10]}")  # fmt: skip
+    fig.suptitle(title, fontsize=10)
+    interval = 1000.0 / cfg["fps"]
+    series = []
+    if live:
+        series.append(("live end to end", np.asarray(live["samples"]["end_to_end_ms"], float), "#1f77b4"))
+    if inproc:
+        series.append(("in-process pipeline", np.asarray(inproc["samples"]["total_ms"], float), "#ff7f0e"))
+    ax = fig.add_subplot(gs[0, 0])
+    finite = [s[1][np.isfinite(s[1])] for s in series]
+    hi = max([float(np.percentile(a, 99.5)) for a in finite if a.size] + [interval * 1.1])
+    bins = np.linspace(0, hi * 1.05, 60)
+    for (name, _, color), a in zip(series, finite, strict=True):
+        if a.size:
+            ax.hist(np.clip(a, 0, bins[-1]), bins=bins, alpha=0.55, color=color, label=f"{name} (n={a.size})")
+    ax.axvline(interval, color="k", ls="--", lw=1, label=f"one frame interval ({interval:.1f} ms)")
+    ax.set_xlabel("latency, ms")
+    ax.set_ylabel("frame sets")
+    ax.set_title("latency distribution", fontsize=10)
+    ax.legend(fontsize=8)
+    ax = fig.add_subplot(gs[0, 1])
+    for k, ((name, _, color), a) in enumerate(zip(series, finite, strict=True)):
+        if a.size:
+            xs = np.sort(a)
+            ax.plot(xs, np.arange(1, xs.size + 1) / xs.size, color=color, label=name)
+            for q, mk in ((50, "o"), (99, "^")):
+                v = float(np.percentile(a, q))
+                ax.plot([v], [q / 100], mk, color=color)
+                ax.annotate(
+                    f"p{q} {v:.1f}",
+                    (v, q / 100),
+                    textcoords="offset points",
+                    xytext=(6, -12 - 11 * k if q == 50 else 4 - 11 * k),
+                    fontsize=8,
+                    color=color,
+                )
+    ax.axvline(interval, color="k", ls="--", lw=1)
+    ax.set_xlabel("latency, ms")
+    ax.set_ylabel("fraction of frame sets")
+    ax.set_ylim(0, 1.02)
+    ax.set_title("cumulative distribution", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+
+    # stacked bars: mean ms per stage (means add up; medians do not)
+    ax = fig.add_subplot(gs[1, 0] if sweep else gs[1, :])
+    bars: list[tuple[str, dict[str, float]]] = []
+    if live:
+        lm = {s: live["latency_ms"][s]["mean"] or 0.0 for s in LIVE_STAGES}
+        lm["residual"] = max(0.0, live["latency_ms"]["residual"]["mean"] or 0.0)
+        bars.append(("live, end to end", lm))
+    if inproc:
+        bars.append(("in-process", {s: inproc["latency_ms"][s]["mean"] or 0.0 for s in PIPELINE_STAGES}))
+    mp_ = (result.get("compare") or {}).get("mediapipe")
+    if mp_ and mp_.get("available"):
+        bars.append((f"MediaPipe, {mp_['views']} views\n(2D only)", {"mediapipe": mp_["per_frame_ms"]["mean"] or 0.0}))
+    handles = _stacked(ax, bars, interval)
+    ax.set_title("where the time goes: mean ms per multi-view frame", fontsize=10)
+    if sweep:
+        ax = fig.add_subplot(gs[1, 1])
+        sbars = [(f"{r['views']} view{'s' if r['views'] > 1 else ''} {r['resolution'][0]}x{r['resolution'][1]}",
+                  {s: r["latency_ms"][s]["mean"] or 0.0 for s in PIPELINE_STAGES}) for r in sweep]  # fmt: skip
+        handles.update(_stacked(ax, sbars, interval, fontsize=7))
+        ax.set_title("sweep, in-process, back to back: mean ms", fontsize=10)
+    order = [s for s in (*LIVE_STAGES, "residual", "mediapipe") if s in handles]
+    fig.legend([handles[s] for s in order], [STAGE_LABELS.get(s, "MediaPipe hand landmarker") for s in order],
+               loc="lower center", ncol=min(5, len(order)), fontsize=8, frameon=False)  # fmt: skip
+    fig.subplots_adjust(bottom=0.12, left=0.13)
+    fig.savefig(str(path))
+
+
+def _stacked(ax, bars: list[tuple[str, dict[str, float]]], interval: float, fontsize: int = 8) -> dict[str, Any]:
+    """Horizontal stacked bars, first configuration on top; returns stage -> legend handle."""
+    y = np.arange(len(bars))[::-1]
+    handles: dict[str, Any] = {}
+    for i, (_, parts) in enumerate(bars):
+        left = 0.0
+        for stage, v in parts.items():
+            h = ax.barh(y[i], v, left=left, color=_COLORS.get(stage, "#17becf"), height=0.6)
+            handles.setdefault(stage, h)
+            left += v
+        ax.text(left, y[i], f" {left:.1f}", ha="left", va="center", fontsize=fontsize)
+    ax.axvline(interval, color="k", ls="--", lw=1)
+    ax.set_yticks(y, [b[0] for b in bars], fontsize=fontsize)
+    ax.set_xlabel("ms (dashed: one frame interval)")
+    ax.margins(x=0.12)
+    return handles
+
+
+def _fmt(v: Any, digits: int = 1) -> str:
+    return "-" if v is None else f"{v:.{digits}f}"
+
+
+def print_report(result: dict[str, Any], console=None) -> None:
+    """The report as rich tables: latency by stage (live and in-process), throughput and drops, processes,
+    sweep, peers and targets."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console(width=None if sys.stdout.isatty() else 120)
+    cfg, live, inproc = result["config"], result.get("live"), result.get("inprocess")
+    m = result["machine"]
+    console.print(
+        f"[bold]handstream bench[/bold]: {cfg['cameras']} cameras {cfg['resolution'][0]}x{cfg['resolution'][1]} "
+        f"@ {cfg['fps']:g} fps, "
+        f"{cfg['source']} ({cfg['frames']}), backend {cfg.get('backend_used') or cfg['backend']}, model {cfg['model']}"
+    )
+    console.print(f"machine: {m.get('cpu')}, {m.get('cores_usable')} cores, {m.get('date')}; other load before/after: "
+                  f"{_fmt(result.get('background_busy_cores_before'), 2)} / "
+                  f"{_fmt(result.get('background_busy_cores_after'), 2)} busy cores")  # fmt: skip
+    t = Table(
+        title=f"latency, ms (live: {live['poses']} poses in {live['window_s']:.1f} s; "
+        f"in-process: {inproc['calls']} frame sets)"
+    )
+    t.add_column("stage")
+    for col in ("live p50", "p90", "p99", "max", "mean", "in-proc p50", "p90", "p99"):
+        t.add_column(col, justify="right")
+    lp, ip = live["latency_ms"], inproc["latency_ms"]
+    order = [
+        ("end_to_end", "total"),
+        *[(s, s if s in PIPELINE_STAGES else None) for s in LIVE_STAGES],
+        ("residual", None),
+    ]
+    for ls, is_ in order:
+        a = lp[ls]
+        b = ip.get(is_) if is_ else None
+        row = [SHORT_LABELS[ls]]
+        row += [_fmt(a[q]) for q in ("p50", "p90", "p99", "max", "mean")]
+        row += [_fmt(b[q]) if b else "" for q in ("p50", "p90", "p99")]
+        t.add_row(*row, style="bold" if ls == "end_to_end" else None)
+    console.print(t)
+    console.print(
+        "[dim]end to end: subscriber receive - capture time (in-process: the Pipeline.process call); transport in: "
+        "engine receive - capture send, incl. queueing while the engine is busy; publish + out: subscriber receive "
+        "- publish stamp; residual: end to end - the stages (capture read, engine loop)[/dim]"
+    )
+    ov = result["transport_overhead_ms"]
+    console.print(
+        f"transport overhead: per pose (live end to end minus that pose's pipeline stages, minus the same in-process) "
+        f"p50 {_fmt(ov['per_pose_p50'], 2)} ms; side by side (live end to end - in-process total): "
+        f"p50 {_fmt(ov['difference_p50'], 2)} ms, p90 {_fmt(ov['difference_p90'], 2)}, "
+        f"p99 {_fmt(ov['difference_p99'], 2)}; transport stages alone (in + out) p50 "
+        f"{_fmt(ov['transport_stages_p50'], 2)} ms; compute live {_fmt(ov['live_compute_mean'], 2)} vs in-process "
+        f"{_fmt(ov['inprocess_compute_mean'], 2)} ms (mean); in-process capacity "
+        f"{_fmt(inproc['capacity_fps'])} frame sets/s"
+    )
+    d = live["drops"]
+    t = Table(title="throughput and drops (measurement window)")
+    t.add_column("what")
+    t.add_column("value", justify="right")
+    t.add_row("poses / s (camera rate)", f"{_fmt(live['pose_rate'], 2)} ({cfg['fps']:g})")
+    t.add_row("frame sets with every view", f"{100 * (live['complete_sets'] or 0):.1f} %")
+    t.add_row("capture fps", " ".join(f"{_fmt(v)}" for v in d["capture_fps"].values()))
+    t.add_row("frames dropped (total)", str(d["frames_dropped"]))
+    t.add_row("  capture queue full", str(sum(d["capture_queue_full"].values())))
+    t.add_row("  superseded before the engine took them", str(d["engine_superseded"]))
+    t.add_row(
+        "  invalid at the engine (by reason)",
+        ", ".join(f"{k} {v}" for k, v in d["receiver_invalid"].items() if v) or "0",
+    )
+    t.add_row("  lost in transit (sequence gaps)", str(d["receiver_missed"]))
+    t.add_row(
+        "  sync: stale / unmatched / late", f"{d['sync']['stale']} / {d['sync']['unmatched']} / {d['sync']['late']}"
+    )
+    t.add_row(
+        "  engine: wrong size / error",
+        f"{d['engine_dropped_frames'].get('size', 0)} / {d['engine_dropped_frames'].get('error', 0)}",
+    )
+    t.add_row("frames skipped by captures (reader late)", str(d["frames_skipped_by_captures"]))
+    t.add_row("incomplete frame sets (sync)", str(d["sync"]["incomplete"]))
+    t.add_row("poses missed by the subscriber", str(live["subscriber_missed"]))
+    console.print(t)
+    t = Table(title="processes (CPU % of one core, RSS MiB)")
+    for col in ("process", "pid", "CPU %", "RSS mean", "RSS max"):
+        t.add_column(col, justify="right" if col != "process" else "left")
+    for name, p in live["processes"].items():
+        t.add_row(
+            name + (" (restarted)" if p.get("restarted") else ""),
+            str(p["pid"]),
+            _fmt(p["cpu_percent"]),
+            _fmt(p["rss_mb_mean"]),
+            _fmt(p["rss_mb_max"]),
+        )
+    mc = live["machine"]
+    busy = None if mc["busy_cores"] is None else 100 * mc["busy_cores"]
+    t.add_row("[dim]whole machine / other work[/dim]", "", f"{_fmt(busy)} / "
+              f"{_fmt(None if mc['other_busy_cores'] is None else 100 * mc['other_busy_cores'])}", "", "")  # fmt: skip
+    console.print(t)
+    if result.get("sweep"):
+        t = Table(title="sweep, in-process, back to back (ms)")
+        for col in (
+            "views",
+            "resolution",
+            "preprocess",
+            "infer",
+            "decode",
+            "triangulate",
+            "total p50",
+            "p90",
+            "per view",
+            "frame sets/s",
+        ):
+            t.add_column(col, justify="right")
+        for r in result["sweep"]:
+            lat = r["latency_ms"]
+            stages = [_fmt(lat[s]["p50"], 2) for s in ("preprocess", "infer", "decode", "triangulate")]
+            t.add_row(str(r["views"]), f"{r['resolution'][0]}x{r['resolution'][1]}", *stages, _fmt(lat["total"]["p50"]),
+                      _fmt(lat["total"]["p90"]), _fmt(r["per_view_ms"], 2), _fmt(r["capacity_fps"]))  # fmt: skip
+        console.print(t)
+    mp_ = (result.get("compare") or {}).get("mediapipe")
+    if mp_ is not None:
+        if mp_.get("available"):
+            console.print(
+                f"MediaPipe {mp_['version']} hand landmarker, {mp_['views']} views one after another: "
+                f"{_fmt(mp_['per_frame_ms']['p50'])} ms per multi-view frame (p50; {_fmt(mp_['per_view_ms']['p50'])} "
+                f"per view, {_fmt(mp_['hands_per_view'], 2)} hands found per view) vs handstream "
+                f"{_fmt(mp_['handstream_per_frame_ms'])} ms with 3D: [bold]{_fmt(mp_['ratio'], 2)}x[/bold]"
+            )
+        else:
+            console.print(f"MediaPipe: not compared: {mp_['reason']}")
+    t = Table(title="targets (docs/performance.md)")
+    for col in ("target", "wanted", "measured", "met"):
+        t.add_column(col)
+    for tg in result["targets"]:
+        met = "-" if tg["met"] is None else ("yes" if tg["met"] else "no")
+        if not tg["applies"]:
+            met += " (other config)"
+        t.add_row(tg["name"], tg["target"], tg["measured"] or "-", met)
+    console.print(t)
+    files = result.get("files") or {}
+    if files:
+        console.print(f"wrote {files.get('json')}" + (f" and {files['png']}" if files.get("png") else ""))
