@@ -875,6 +875,30 @@ def mediapipe_unavailable(model: str | Path | None) -> str | None:
     return None
 
 
+class _native_stderr_silenced:  # noqa: N801 (a context manager used like a function)
+    """Point file descriptor 2 at /dev/null (native libraries write there directly); re-entrant exit."""
+
+    def __init__(self) -> None:
+        self._saved: int | None = None
+
+    def __enter__(self) -> _native_stderr_silenced:
+        try:
+            sys.stderr.flush()
+            self._saved = os.dup(2)
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, 2)
+            os.close(null)
+        except OSError:
+            self._saved = None
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._saved is not None:
+            os.dup2(self._saved, 2)
+            os.close(self._saved)
+            self._saved = None
+
+
 def run_mediapipe(frames: FrameSets, model: str | Path, *, count: int, handstream_ms: float | None,
                   warmup: int = 5) -> dict[str, Any]:  # fmt: skip
     """Time MediaPipe's HandLandmarker (VIDEO mode, 2 hands) on ``count`` multi-view frames, one landmarker per
@@ -893,13 +917,18 @@ def run_mediapipe(frames: FrameSets, model: str | Path, *, count: int, handstrea
     opts = vision.HandLandmarkerOptions(
         base_options=BaseOptions(model_asset_path=str(model)), running_mode=vision.RunningMode.VIDEO, num_hands=2
     )
-    marks = [vision.HandLandmarker.create_from_options(opts) for _ in frames.cameras]
+    with _native_stderr_silenced():  # TFLite/glog chatter when a landmarker is created
+        marks = [vision.HandLandmarker.create_from_options(opts) for _ in frames.cameras]
     period_ms = 1000.0 / (frames.fps or 30.0)
     per_view: list[float] = []
     per_frame: list[float] = []
     hands: list[int] = []
+    quiet = _native_stderr_silenced()
+    quiet.__enter__()  # silenced through the warm-up frames (first inference logs too), restored below
     try:
         for i in range(warmup + count):
+            if i == warmup:
+                quiet.__exit__(None, None, None)
             ts = int(round(i * period_ms))
             total = 0.0
             for v, img in enumerate(frames.images[i % len(frames)]):
@@ -914,6 +943,7 @@ def run_mediapipe(frames: FrameSets, model: str | Path, *, count: int, handstrea
             if i >= warmup:
                 per_frame.append(total)
     finally:
+        quiet.__exit__(None, None, None)
         for m in marks:
             m.close()
     pf = summarize(per_frame)
@@ -1097,12 +1127,14 @@ def run_bench(
             ),
             "background_busy_cores_before": background,
             "config": {
-                "source": o.source
-                if not (o.source == "synthetic" and o.live_render)
-                else "synthetic (rendered live in the captures)",
-                "frames": "pre-rendered, played from PGM/PPM files"
-                if o.source == "synthetic" and not o.live_render
-                else ("videos" if o.source == "video" else "rendered by each capture"),
+                "source": o.source,
+                "frames": (
+                    "videos, played in a loop"
+                    if o.source == "video"
+                    else (
+                        "rendered live by each capture" if o.live_render else "pre-rendered, played from PGM/PPM files"
+                    )
+                ),
                 "rig": o.rig if o.source == "synthetic" else str(o.calibration),
                 "cameras": len(cameras),
                 "camera_names": cameras,
