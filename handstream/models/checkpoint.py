@@ -1,22 +1,41 @@
-"""Checkpoints for inference: a network's weights plus what is needed to feed it.
+"""Network weights for PyTorch: read them from a checkpoint or from an exported ONNX model.
 
-A checkpoint is a ``torch.save`` dict with at least ``"network"`` (a :class:`NetConfig` as a dict),
-``"model"`` (the state dict) and ``"codec"`` (``input_size``, ``stride``, ``sigma``). Training
-checkpoints add optimizer state and progress; this module ignores those. Files are read with
-``torch.load(weights_only=True)``, so loading never runs code from the file.
+Legend: ``N`` views, ``(H_in, W_in)`` network input size.
+
+:func:`load_network` reads every file that holds HandNet weights and returns the network with a
+:class:`ModelManifest` describing how to feed it:
+
+* the inference checkpoints of :func:`save_network` (``torch.save`` dict with ``"network"`` (a
+  :class:`NetConfig` as a dict), ``"model"`` (the state dict) and ``"codec"`` (``input_size``,
+  ``stride``, ``sigma``));
+* what ``handstream train`` writes (``OUT/model.pt``: ``model``, ``network``, ``recipe``, ``history``;
+  ``OUT/checkpoint.pt`` adds ``optimizer`` and ``epoch``): the codec comes from ``recipe["codec"]``,
+  the name from ``recipe["name"]``; optimizer state is ignored;
+* an exported ``.onnx`` model with its manifest: the network is rebuilt from the manifest's
+  ``network`` config with its batch norms folded into the convolutions (as the exporter folds them),
+  the weights are read from the graph's initializers, and the result is checked against ONNX Runtime
+  on one random input before it is returned. This lets the torch backend (CUDA graphs on a GPU) serve
+  the shipped ``.onnx`` model without a separate checkpoint.
+
+``.pt`` files are read with ``torch.load(weights_only=True)``, so loading never runs code from the file.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from handstream.errors import HandstreamError
 from handstream.models.manifest import ModelManifest
 
+ONNX_LOAD_TOLERANCE = 1e-3  # max abs diff (heatmaps ~[0, 1], presence probabilities) PyTorch vs ONNX Runtime
+
 
 def save_network(path: str | Path, net, *, input_size=(256, 192), stride: int = 4, sigma: float = 2.0, extra: dict[str, Any] | None = None) -> Path:
-    """Write the inference part of a checkpoint (creates parent folders)."""
+    """Write the inference part of a checkpoint (creates parent folders). ``input_size`` is (W_in, H_in) pixels."""
     import torch
 
     path = Path(path)
@@ -32,12 +51,28 @@ def save_network(path: str | Path, net, *, input_size=(256, 192), stride: int = 
 
 
 def load_network(path: str | Path):
-    """Read a checkpoint -> (HandNet in eval mode on CPU, ModelManifest describing it)."""
+    """Read HandNet weights -> (HandNet in eval mode on CPU, ModelManifest describing it).
+
+    Args:
+        path: a ``.pt``/``.pth``/``.ckpt`` checkpoint (:func:`save_network` or ``handstream train``'s
+            ``model.pt`` / ``checkpoint.pt``), or an ``.onnx`` model with its ``.onnx.json`` manifest.
+    Returns:
+        The network (for a checkpoint: as trained, batch norms intact; for ONNX: batch norms folded,
+        see :func:`fuse_batchnorm`) and a manifest: ``artifact_format`` ``checkpoint`` (or ``onnx``),
+        ``input_size`` (W_in, H_in) of training, ``stride``, ``sigma``, ``network``, and in
+        ``provenance`` the file's sha256 and, for training checkpoints, the recipe name, the epochs
+        trained and the last epoch's metrics.
+    Raises:
+        HandstreamError: missing or unreadable file, not a handstream checkpoint, weights that do not fit.
+    """
+    path = Path(path)
+    if path.suffix.lower() in (".onnx", ".json"):
+        return load_onnx_network(path)
     import torch
 
+    from handstream.export import file_sha256
     from handstream.models.network import HandNet, NetConfig
 
-    path = Path(path)
     if not path.is_file():
         raise HandstreamError(f"{path}: checkpoint not found")
     try:
@@ -46,22 +81,169 @@ def load_network(path: str | Path):
         raise HandstreamError(f"{path}: not a readable PyTorch checkpoint ({str(exc).splitlines()[0]})") from None
     if not isinstance(data, dict) or "model" not in data or "network" not in data:
         raise HandstreamError(f"{path}: not a handstream checkpoint (expected keys 'network' and 'model')")
+    if not isinstance(data["network"], dict) or not isinstance(data["model"], dict):
+        raise HandstreamError(f"{path}: 'network' and 'model' must be dicts (a NetConfig and a state dict)")
     config = NetConfig.from_dict(data["network"], f"{path}: network")
     net = HandNet(config)
     try:
         net.load_state_dict(data["model"])
     except RuntimeError as exc:
         raise HandstreamError(f"{path}: weights do not fit the network config ({str(exc).splitlines()[0]})") from None
-    codec = data.get("codec", {})
+    recipe = data.get("recipe") if isinstance(data.get("recipe"), dict) else {}
+    codec = data.get("codec") if isinstance(data.get("codec"), dict) else recipe.get("codec", {})
+    if not isinstance(codec, dict):
+        codec = {}
+    try:
+        input_size = tuple(int(v) for v in codec.get("input_size", (256, 192)))
+        stride, sigma = int(codec.get("stride", 4)), float(codec.get("sigma", 2.0))
+    except (TypeError, ValueError):
+        raise HandstreamError(f"{path}: codec {codec!r} is not input_size [W, H], stride, sigma") from None
+    if len(input_size) != 2:
+        raise HandstreamError(f"{path}: codec input_size must be [width, height], got {list(input_size)}")
+    provenance: dict[str, Any] = {"checkpoint": str(path), "checkpoint_sha256": file_sha256(path)}
+    history = data.get("history")
+    if recipe:
+        provenance["recipe_name"] = recipe.get("name")
+    if isinstance(history, list) and history:
+        provenance["epochs"] = len(history)
+        last = history[-1]
+        if isinstance(last, dict):
+            provenance["metrics"] = {k: v for k, v in last.items() if isinstance(v, int | float) and k.startswith("val_")}
     manifest = ModelManifest(
-        name=path.stem,
+        name=str(recipe.get("name") or path.stem) if recipe else path.stem,
         artifact=path.name,
         artifact_format="checkpoint",
-        input_size=tuple(codec.get("input_size", (256, 192))),
-        stride=int(codec.get("stride", 4)),
-        sigma=float(codec.get("sigma", 2.0)),
+        input_size=input_size,
+        stride=stride,
+        sigma=sigma,
         kpe=config.kpe,
         network=config.to_dict(),
         input_names=["image", "rays"] if config.kpe else ["image"],
+        provenance=provenance,
     )
     return net.eval(), manifest
+
+
+def fuse_batchnorm(net):
+    """Fold every ``Conv2d -> BatchNorm2d`` pair of ``net`` into the convolution, in place (eval only).
+
+    The batch norm becomes ``nn.Identity`` and the convolution gains a bias; outputs are unchanged up to
+    float rounding. This is what the ONNX exporter does to the graph, so a fused network has exactly the
+    weights of an exported model, and it is one kernel less per layer on the torch backend.
+    Returns ``net``.
+    """
+    from torch import nn
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    net.eval()
+    for module in net.modules():
+        if not isinstance(module, nn.Sequential):
+            continue
+        children = list(module)
+        for i in range(len(children) - 1):
+            if isinstance(children[i], nn.Conv2d) and isinstance(children[i + 1], nn.BatchNorm2d):
+                module[i] = fuse_conv_bn_eval(children[i], children[i + 1])
+                module[i + 1] = nn.Identity()
+    return net
+
+
+def load_onnx_network(path: str | Path, *, verify: bool = True):
+    """Rebuild the PyTorch network of an exported ``.onnx`` model -> (HandNet, its manifest).
+
+    The network comes from the manifest's ``network`` config with batch norms folded; each ``Conv`` /
+    ``Gemm`` node of the graph names its weight after the module it came from (``net.<module>.weight``,
+    as ``torch.onnx.export(dynamo=True)`` writes it), and its weight and bias initializers are copied
+    into that module. With ``verify`` the rebuilt network is run against ONNX Runtime on one random
+    input (N = 2) and must agree within :data:`ONNX_LOAD_TOLERANCE`.
+
+    Raises:
+        HandstreamError: no manifest, not an export of HandNet, or weights that cannot be matched.
+    """
+    import onnx
+    import torch
+    from onnx import numpy_helper
+
+    from handstream.models.manifest import load_manifest
+    from handstream.models.network import HandNet, NetConfig
+
+    manifest, artifact = load_manifest(path)
+    if manifest.artifact_format != "onnx":
+        raise HandstreamError(f"{artifact}: a {manifest.artifact_format} artifact has no ONNX graph to read weights from")
+    if not manifest.network:
+        raise HandstreamError(f"{artifact}: its manifest has no 'network' config; PyTorch cannot rebuild it (use onnxruntime)")
+    config = NetConfig.from_dict(manifest.network, f"{artifact}: manifest network")
+    net = fuse_batchnorm(HandNet(config))
+    try:
+        model = onnx.load(str(artifact))
+    except Exception as exc:  # onnx raises DecodeError and others for corrupt files
+        raise HandstreamError(f"{artifact}: not a readable ONNX model ({str(exc).splitlines()[0]})") from None
+    inits = {t.name: t for t in model.graph.initializer}
+    modules = dict(net.named_modules())
+    targets = {name for name, m in modules.items() if isinstance(m, torch.nn.Conv2d | torch.nn.Linear)}
+    done: set[str] = set()
+
+    def fail(why: str) -> HandstreamError:
+        return HandstreamError(f"{artifact}: cannot read its weights into PyTorch ({why}); serve it with backend 'onnxruntime' or give the checkpoint")
+
+    for node in model.graph.node:
+        if node.op_type not in ("Conv", "Gemm") or len(node.input) < 2:
+            continue
+        wname = node.input[1]
+        key = wname[4:] if wname.startswith("net.") else wname
+        key = key[: -len(".weight")] if key.endswith(".weight") else key
+        if key not in targets or wname not in inits:
+            raise fail(f"node {node.name or node.op_type} uses weight {wname!r}, which names no layer of the network")
+        if key in done:
+            raise fail(f"layer {key} is used twice")
+        module = modules[key]
+        weight = numpy_helper.to_array(inits[wname])
+        if node.op_type == "Gemm":
+            trans_b = next((a.i for a in node.attribute if a.name == "transB"), 0)
+            weight = weight if trans_b else weight.T
+        if tuple(weight.shape) != tuple(module.weight.shape):
+            raise fail(f"{key}: weight {tuple(weight.shape)} in the graph, {tuple(module.weight.shape)} in the network config")
+        bias = np.zeros(weight.shape[0], np.float32)
+        if len(node.input) > 2 and node.input[2]:
+            if node.input[2] not in inits:
+                raise fail(f"{key}: bias {node.input[2]!r} is not an initializer")
+            bias = numpy_helper.to_array(inits[node.input[2]]).reshape(-1)
+        if bias.shape != (weight.shape[0],):
+            raise fail(f"{key}: bias of shape {bias.shape}, expected ({weight.shape[0]},)")
+        with torch.no_grad():
+            module.weight.copy_(torch.from_numpy(np.array(weight, dtype=np.float32)))
+            if module.bias is None:
+                module.bias = torch.nn.Parameter(torch.from_numpy(np.array(bias, dtype=np.float32)))
+            else:
+                module.bias.copy_(torch.from_numpy(np.array(bias, dtype=np.float32)))
+        done.add(key)
+    missing = sorted(targets - done)
+    if missing:
+        raise fail(f"no weights in the graph for {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}")
+    net.eval()
+    if verify:
+        worst = _compare_with_onnxruntime(net, artifact, manifest)
+        if worst > ONNX_LOAD_TOLERANCE:
+            raise fail(f"the rebuilt network differs from ONNX Runtime by {worst:.2e}")
+    manifest = replace(manifest, provenance={**manifest.provenance, "weights_from": artifact.name})
+    return net, manifest
+
+
+def _compare_with_onnxruntime(net, artifact: Path, manifest: ModelManifest) -> float:
+    """Max abs difference of heatmaps and presence (probabilities), torch ``net`` vs ONNX Runtime, N = 2."""
+    import onnxruntime as ort
+    import torch
+
+    w, h = manifest.input_size
+    rng = np.random.default_rng(0)
+    image = rng.random((2, 1, h, w), dtype=np.float32)
+    rays = rng.uniform(-1.0, 1.0, (2, 2, -(-h // manifest.stride), -(-w // manifest.stride))).astype(np.float32)
+    feeds = {"image": image} | ({"rays": rays} if manifest.kpe else {})
+    try:
+        session = ort.InferenceSession(str(artifact), providers=["CPUExecutionProvider"])
+        ref = session.run(None, feeds)
+    except Exception as exc:  # onnxruntime's own exception types
+        raise HandstreamError(f"{artifact}: onnxruntime cannot run it ({str(exc).splitlines()[0]})") from None
+    with torch.inference_mode():
+        heatmaps, logits = net(torch.from_numpy(image), torch.from_numpy(rays) if manifest.kpe else None)
+    got = (heatmaps.numpy(), torch.sigmoid(logits).numpy())
+    return max(float(np.abs(a - b).max()) for a, b in zip(got, ref, strict=True))

@@ -104,7 +104,11 @@ class ModelManifest:
                 return default
             value = data[key]
             if kind is not None and not isinstance(value, kind) or isinstance(value, bool) and kind is int:
-                raise HandstreamError(f"{where}: field {key!r} must be {getattr(kind, '__name__', kind)}, got {value!r}")
+                kinds = kind if isinstance(kind, tuple) else (kind,)
+                names = {"dict": "an object", "list": "a list", "str": "a string", "int": "an integer", "float": "a number",
+                         "bool": "true or false", "NoneType": "null"}  # fmt: skip
+                expected = " or ".join(dict.fromkeys(names.get(k.__name__, k.__name__) for k in kinds))
+                raise HandstreamError(f"{where}: field {key!r} must be {expected}, got {value!r}")
             return value
 
         size = get("input_size", list, required=True)
