@@ -68,6 +68,9 @@ class Pipeline:
         w, h = self.manifest.input_size
         self._input = np.zeros((len(rig), 1, h, w), np.float32)
         self._subsets: dict[tuple[str, ...], Rig] = {}
+        prepare = getattr(backend, "prepare", None)  # torch on CUDA: capture a CUDA graph per view count now
+        if prepare is not None:
+            prepare(range(1, len(rig) + 1))
 
     def _subset(self, names: tuple[str, ...]) -> Rig:
         rig = self._subsets.get(names)
