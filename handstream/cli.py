@@ -17,6 +17,7 @@ from rich.table import Table
 from handstream import __version__
 from handstream.errors import HandstreamError
 from handstream.cli_serve import keys_command, serve_command, subscribe_command
+from handstream.cli_export import export_command
 from handstream.cli_bench import bench_command
 from handstream.synth.cli import synth_app
 from handstream.train.cli import train_command
@@ -37,6 +38,7 @@ app.command("eval")(eval_command)
 app.command("serve")(serve_command)
 app.command("subscribe")(subscribe_command)
 app.command("keys")(keys_command)
+app.command("export-engine")(export_command)
 app.command("bench")(bench_command)
 
 console = Console()
