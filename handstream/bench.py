@@ -1083,6 +1083,8 @@ def run_bench(
     tmp = Path(tempfile.mkdtemp(prefix="handstream-bench-"))
     try:
         model, model_label = resolve_model(o.model, tmp)
+        # the in-process backend first: a model/backend that cannot load fails here, in one line, before any work
+        backend = open_backend(model, o.backend, threads=o.threads)
         background = _other_load_now(1.0)
         mp_model = (
             o.mediapipe_model
@@ -1158,7 +1160,6 @@ def run_bench(
         result["config"]["backend_used"] = live["engine_status"].get("backend")
 
         # -- in-process, same frames
-        backend = open_backend(model, o.backend, threads=o.threads)
         pipe = Pipeline(rig, backend, engine_cfg, filter_cfg)
         in_s = o.inprocess_seconds if o.inprocess_seconds is not None else max(2.0, o.seconds / 2)
         calls = max(10, int(round(in_s * fps)))
