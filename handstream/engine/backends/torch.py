@@ -75,6 +75,8 @@ class TorchBackend:
         if self.cuda and self.device.index is None:
             self.device = torch.device("cuda", torch.cuda.current_device())
         self.cuda_graphs = bool(cuda_graphs) and self.cuda
+        if self.cuda:
+            torch.backends.cudnn.benchmark = True  # fixed shapes per view count: let cuDNN pick its fastest kernels
         self.outputs_on_device = self.cuda and _native.cuda_available()
         self._graphs: dict[int, _Graph] = {}
         self._host: dict[str, Any] = {}
