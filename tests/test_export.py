@@ -249,6 +249,20 @@ def test_auto_backend_on_cpu_never_imports_torch(exported):
     assert result.returncode == 0, result.stderr
 
 
+def test_gpu_check_without_a_gpu_exits_2_with_one_line(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present: benchmarks/gpu_check.py runs for real there")
+    from tests.conftest import REPO_ROOT
+
+    out = tmp_path / "gpu.json"
+    result = subprocess.run([sys.executable, str(REPO_ROOT / "benchmarks" / "gpu_check.py"), "--json", str(out)],
+                            capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    assert result.returncode == 2, result
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("gpu_check: no CUDA GPU"), result.stderr
+    assert not out.exists()
+
+
 # ---------------------------------------------------------------------------------------------------
 # GPU only
 # ---------------------------------------------------------------------------------------------------
