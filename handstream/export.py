@@ -214,13 +214,13 @@ def export_onnx(
         max_views=max_views,
         input_names=names,
         provenance={
+            **(provenance or {}),  # the caller's (checkpoint, recipe, ...); what describes this file wins
             "exported": datetime.now(UTC).isoformat(timespec="seconds"),
             "opset": OPSET,
             "torch": torch.__version__,
             "onnx": onnx.__version__,
             "onnxruntime": ort.__version__,
             "sha256": file_sha256(out),
-            **(provenance or {}),
         },
         parity={
             "reference": "PyTorch (CPU, fp32)",
