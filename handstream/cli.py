@@ -33,13 +33,13 @@ app = typer.Typer(
 calib_app = typer.Typer(help="Inspect and convert camera calibrations.", no_args_is_help=True)
 app.add_typer(calib_app, name="calib")
 app.add_typer(synth_app, name="synth")
-app.command("train")(train_command)
-app.command("eval")(eval_command)
 app.command("serve")(serve_command)
 app.command("subscribe")(subscribe_command)
 app.command("keys")(keys_command)
 app.command("export-engine")(export_command)
 app.command("bench")(bench_command)
+app.command("train")(train_command)
+app.command("eval")(eval_command)
 
 console = Console()
 
