@@ -117,6 +117,7 @@ def test_poses_stream_end_to_end(tmp_path, random_model, scheme):
 
 def test_killed_capture_poses_continue_and_camera_rejoins(random_model):
     cfg = config(random_model, preset="headset4")
+    cfg.supervisor.backoff_s = cfg.supervisor.backoff_max_s = 3.0  # the camera stays away long enough to look
     with Running(cfg) as run:
         sub = PoseSubscriber(cfg.endpoints.poses)
         try:
@@ -129,7 +130,7 @@ def test_killed_capture_poses_continue_and_camera_rejoins(random_model):
             poses, _ = collect(sub, 1.0)
             assert poses, "poses stopped when one camera died"
             assert all(victim not in p.views for p in poses[-3:]), [p.views for p in poses[-3:]]
-            new_pid = wait_for(lambda: run.sup.pids().get(f"capture-{victim}"), 10, "the restart")
+            new_pid = wait_for(lambda: run.sup.pids().get(f"capture-{victim}"), 15, "the restart")
             assert new_pid != old_pid
             wait_for(lambda: (m := sub.recv(200)) is not None and victim in m.views, 30, "the camera to rejoin")
         finally:
