@@ -28,6 +28,7 @@ import cv2
 import numpy as np
 
 from handstream.errors import HandstreamError
+from handstream.pacing import FramePacer
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".pgm", ".ppm")
 
@@ -62,39 +63,6 @@ class Source(Protocol):
     def close(self) -> None: ...
 
 
-class _Paced:
-    """Wall-clock pacing from a shared epoch: frame ``n`` is due at ``epoch + n * period``."""
-
-    def __init__(self, fps: float, epoch_ns: int | None, realtime: bool):
-        self.fps = float(fps)
-        self.period_ns = int(round(1e9 / self.fps))
-        self.epoch_ns = time.time_ns() if epoch_ns is None else int(epoch_ns)
-        self.realtime = realtime
-        self.skipped = 0
-
-    def first_index(self) -> int:
-        """Where a (re)started realtime source joins the stream: the frame due now."""
-        if not self.realtime:
-            return 0
-        return max(0, (time.time_ns() - self.epoch_ns) // self.period_ns)
-
-    def wait(self, n: int) -> tuple[int, int]:
-        """Block until frame ``n`` is due (realtime); skip ahead when late by more than a frame.
-        Returns (index to read, its timestamp)."""
-        if not self.realtime:
-            return n, self.epoch_ns + n * self.period_ns
-        now = time.time_ns()
-        due = self.epoch_ns + n * self.period_ns
-        if now > due + self.period_ns:
-            newest = (now - self.epoch_ns) // self.period_ns
-            self.skipped += int(newest - n)
-            n = int(newest)
-            due = self.epoch_ns + n * self.period_ns
-        elif now < due:
-            time.sleep((due - now) / 1e9)
-        return n, due
-
-
 class SyntheticCameraSource:
     """One camera of a synthetic rig preset. All cameras of the preset built with the same seed and epoch
     render the same hands at the same instants, so separate processes stay synchronized.
@@ -107,7 +75,9 @@ class SyntheticCameraSource:
         epoch_ns: shared time origin (None: now).
     """
 
-    def __init__(self, preset: str, camera: str | int, seed: int = 0, fps: float | None = None, epoch_ns: int | None = None):
+    def __init__(
+        self, preset: str, camera: str | int, seed: int = 0, fps: float | None = None, epoch_ns: int | None = None
+    ):
         from handstream.synth.generator import SynthGenerator
         from handstream.synth.rigs import get_preset
 
@@ -117,7 +87,7 @@ class SyntheticCameraSource:
         one = dataclasses.replace(full, rig=full.rig.subset([index]))
         self.generator = SynthGenerator(one, seed, sequence_length=None, motion_blur=False)
         self.generator.frame(0)  # warm up (ray grid, scene) before the first timed frame
-        self._pace = _Paced(full.fps, epoch_ns, True)
+        self._pace = FramePacer(full.fps, epoch_ns, True)
         self.fps, self.realtime = full.fps, True
         self._next: int | None = None
 
@@ -148,7 +118,16 @@ class VideoSource:
         epoch_ns: shared time origin (None: now).
     """
 
-    def __init__(self, path: str | Path, camera: str, fps: float | None = None, *, realtime: bool = True, loop: bool = False, epoch_ns: int | None = None):
+    def __init__(
+        self,
+        path: str | Path,
+        camera: str,
+        fps: float | None = None,
+        *,
+        realtime: bool = True,
+        loop: bool = False,
+        epoch_ns: int | None = None,
+    ):
         self.path = Path(path)
         if not self.path.is_file():
             raise HandstreamError(f"{self.path}: video file not found")
@@ -159,7 +138,7 @@ class VideoSource:
         file_fps = float(self._cap.get(cv2.CAP_PROP_FPS) or 0.0)
         self.fps = float(fps) if fps else (file_fps if 0 < file_fps <= 1000 else 30.0)
         self.camera, self.realtime, self.loop = camera, realtime, loop
-        self._pace = _Paced(self.fps, epoch_ns, realtime)
+        self._pace = FramePacer(self.fps, epoch_ns, realtime)
         self._pos = 0  # index (in the file) of the frame the decoder returns next
         self._next: int | None = None  # stream index (counting loops) of the next frame to emit
 
@@ -209,16 +188,27 @@ class ImageFolderSource:
         camera: camera name; fps: playback rate (default 30); realtime, loop, epoch_ns: as :class:`VideoSource`.
     """
 
-    def __init__(self, path: str | Path, camera: str, fps: float | None = None, *, realtime: bool = True, loop: bool = False, epoch_ns: int | None = None):
+    def __init__(
+        self,
+        path: str | Path,
+        camera: str,
+        fps: float | None = None,
+        *,
+        realtime: bool = True,
+        loop: bool = False,
+        epoch_ns: int | None = None,
+    ):
         self.path = Path(path)
         if not self.path.is_dir():
             raise HandstreamError(f"{self.path}: image folder not found")
-        self.files = sorted((p for p in self.path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES), key=lambda p: _natural_key(p.name))
+        self.files = sorted(
+            (p for p in self.path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES), key=lambda p: _natural_key(p.name)
+        )
         if not self.files:
             raise HandstreamError(f"{self.path}: no images ({', '.join(IMAGE_SUFFIXES)}) in the folder")
         self.fps = float(fps or 30.0)
         self.camera, self.realtime, self.loop = camera, realtime, loop
-        self._pace = _Paced(self.fps, epoch_ns, realtime)
+        self._pace = FramePacer(self.fps, epoch_ns, realtime)
         self._next: int | None = None
 
     @property
@@ -253,7 +243,16 @@ class DeviceSource:
     what the driver accepted is reported in the capture's status.
     """
 
-    def __init__(self, device: str, camera: str, *, width: int | None = None, height: int | None = None, fps: float | None = None, exposure: float | None = None):
+    def __init__(
+        self,
+        device: str,
+        camera: str,
+        *,
+        width: int | None = None,
+        height: int | None = None,
+        fps: float | None = None,
+        exposure: float | None = None,
+    ):
         self.device = str(device)
         if self.device.isdigit():
             self._cap = cv2.VideoCapture(int(self.device))
@@ -264,7 +263,11 @@ class DeviceSource:
         if not self._cap.isOpened():
             raise HandstreamError(f"camera {self.device}: cannot open (no such camera, or it is busy)")
         self._cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # newest frame, not a backlog
-        for prop, value in ((cv2.CAP_PROP_FRAME_WIDTH, width), (cv2.CAP_PROP_FRAME_HEIGHT, height), (cv2.CAP_PROP_FPS, fps)):
+        for prop, value in (
+            (cv2.CAP_PROP_FRAME_WIDTH, width),
+            (cv2.CAP_PROP_FRAME_HEIGHT, height),
+            (cv2.CAP_PROP_FPS, fps),
+        ):
             if value:
                 self._cap.set(prop, float(value))
         if exposure is not None:
@@ -311,9 +314,30 @@ def open_source(spec: dict[str, Any], *, preset: str | None = None, epoch_ns: in
             raise HandstreamError("a synthetic source needs a rig preset (rig.preset)")
         return SyntheticCameraSource(preset, camera, spec.get("seed", 0), spec.get("fps"), epoch_ns)
     if kind == "video":
-        return VideoSource(spec["path"], camera, spec.get("fps"), realtime=spec.get("realtime", True), loop=spec.get("loop", False), epoch_ns=epoch_ns)
+        return VideoSource(
+            spec["path"],
+            camera,
+            spec.get("fps"),
+            realtime=spec.get("realtime", True),
+            loop=spec.get("loop", False),
+            epoch_ns=epoch_ns,
+        )
     if kind == "images":
-        return ImageFolderSource(spec["path"], camera, spec.get("fps"), realtime=spec.get("realtime", True), loop=spec.get("loop", False), epoch_ns=epoch_ns)
+        return ImageFolderSource(
+            spec["path"],
+            camera,
+            spec.get("fps"),
+            realtime=spec.get("realtime", True),
+            loop=spec.get("loop", False),
+            epoch_ns=epoch_ns,
+        )
     if kind == "device":
-        return DeviceSource(spec["device"], camera, width=spec.get("width"), height=spec.get("height"), fps=spec.get("fps"), exposure=spec.get("exposure"))
+        return DeviceSource(
+            spec["device"],
+            camera,
+            width=spec.get("width"),
+            height=spec.get("height"),
+            fps=spec.get("fps"),
+            exposure=spec.get("exposure"),
+        )
     raise HandstreamError(f"unknown source kind {kind!r}")

@@ -17,7 +17,6 @@ content is deterministic in the seed whether it runs in real time or not.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -25,6 +24,7 @@ import numpy as np
 
 from handstream.errors import HandstreamError
 from handstream.geometry import Rig
+from handstream.pacing import FramePacer
 from handstream.synth.generator import SynthGenerator
 from handstream.synth.render import FrameLabels
 from handstream.synth.rigs import RigPreset, get_preset
@@ -94,10 +94,9 @@ class SyntheticSource:
         self.max_frames = None if max_frames is None else int(max_frames)
         self.start_ns = int(start_ns)
         self.generator = SynthGenerator(preset, seed, sequence_length=None, motion_blur=motion_blur)
-        self.dropped = 0
+        self._pacer = FramePacer(self.fps, None if self.realtime else self.start_ns, self.realtime)
         self._next = 0
         self._emitted = 0
-        self._t0_ns: int | None = None
         self._closed = False
 
     @property
@@ -113,7 +112,12 @@ class SyntheticSource:
     @property
     def period_ns(self) -> int:
         """Nanoseconds between frames."""
-        return int(round(1e9 / self.fps))
+        return self._pacer.period_ns
+
+    @property
+    def dropped(self) -> int:
+        """Frames skipped because rendering fell behind (realtime)."""
+        return self._pacer.skipped
 
     def __iter__(self) -> Iterator[FrameBundle]:
         return self
@@ -127,22 +131,7 @@ class SyntheticSource:
         """The next bundle (waits for its time when ``realtime``)."""
         if self._closed:
             raise HandstreamError("SyntheticSource: read() after close()")
-        seq = self._next
-        if self.realtime:
-            now = time.time_ns()
-            if self._t0_ns is None:
-                self._t0_ns = now
-            due = self._t0_ns + seq * self.period_ns
-            if now > due + self.period_ns:  # late by more than a frame: skip to the newest frame
-                newest = (now - self._t0_ns) // self.period_ns
-                self.dropped += int(newest - seq)
-                seq = int(newest)
-                due = self._t0_ns + seq * self.period_ns
-            elif now < due:
-                time.sleep((due - now) / 1e9)
-            t_capture = due
-        else:
-            t_capture = self.start_ns + seq * self.period_ns
+        seq, t_capture = self._pacer.wait(self._next)
         frame = self.generator.frame(seq)
         self._next = seq + 1
         self._emitted += 1
