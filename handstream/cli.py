@@ -15,13 +15,13 @@ from rich.console import Console
 from rich.table import Table
 
 from handstream import __version__
-from handstream.errors import HandstreamError
-from handstream.cli_serve import keys_command, serve_command, subscribe_command
-from handstream.cli_export import export_command
 from handstream.cli_bench import bench_command
+from handstream.cli_export import export_command
+from handstream.cli_serve import keys_command, serve_command, subscribe_command
+from handstream.errors import HandstreamError
+from handstream.eval.cli import eval_command
 from handstream.synth.cli import synth_app
 from handstream.train.cli import train_command
-from handstream.eval.cli import eval_command
 
 app = typer.Typer(
     name="handstream",

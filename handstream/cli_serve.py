@@ -54,8 +54,7 @@ def build_config(
 ) -> ServeConfig:
     """The serve config from a file (if any) with command-line flags applied on top."""
     cfg = load_config(config) if config is not None else ServeConfig()
-    rig_choices = sum(x is not None and x is not False for x in (demo or None, synthetic, calibration))
-    if rig_choices > 1:
+    if sum([demo, synthetic is not None, calibration is not None]) > 1:
         raise HandstreamError("give only one of --demo, --synthetic PRESET, --calibration FILE")
     if demo or synthetic:
         cfg.rig.preset, cfg.rig.calibration = (synthetic or "headset4"), None
@@ -72,7 +71,9 @@ def build_config(
     file_sources = [("video", str(p.resolve())) for p in videos] + [("images", str(p.resolve())) for p in images]
     if file_sources or devices:
         if demo or synthetic:
-            raise HandstreamError("--video/--images/--device film real cameras: use them with --calibration, not --demo/--synthetic")
+            raise HandstreamError(
+                "--video/--images/--device film real cameras: use them with --calibration, not --demo/--synthetic"
+            )
         cfg.sources = [SourceConfig(kind=k, path=p, fps=fps, realtime=not fast, loop=loop) for k, p in file_sources]
         cfg.sources += [SourceConfig(kind="device", device=d, fps=fps) for d in devices]
     if model is not None:
@@ -94,7 +95,9 @@ def build_config(
     if fast:
         cfg.engine.max_age_ms = 0.0
     if cfg.rig.preset is None and cfg.rig.calibration is None:
-        raise HandstreamError("nothing to serve: give --demo, --synthetic PRESET, --calibration FILE with --video/--device, or --config FILE")
+        raise HandstreamError(
+            "nothing to serve: give --demo, --synthetic PRESET, --calibration FILE with --video/--device, or --config FILE"
+        )
     return ServeConfig.from_dict(cfg.to_dict(), str(config) if config else "command line")
 
 
@@ -113,8 +116,12 @@ def serve_command(
     model: Path = typer.Option(None, "--model", help="Model (.onnx with manifest, .pt, .engine)."),
     backend: str = typer.Option(None, "--backend", help="auto | onnxruntime | torch | tensorrt."),
     threads: int = typer.Option(None, "--threads", help="Inference threads (0: all cores)."),
-    frames_endpoint: str = typer.Option(None, "--frames-endpoint", help="Engine frame socket (default tcp://127.0.0.1:5555)."),
-    poses_endpoint: str = typer.Option(None, "--poses-endpoint", help="Engine pose socket (default tcp://127.0.0.1:5556)."),
+    frames_endpoint: str = typer.Option(
+        None, "--frames-endpoint", help="Engine frame socket (default tcp://127.0.0.1:5555)."
+    ),
+    poses_endpoint: str = typer.Option(
+        None, "--poses-endpoint", help="Engine pose socket (default tcp://127.0.0.1:5556)."
+    ),
     no_filter: bool = typer.Option(False, "--no-filter", help="Turn the One-Euro smoothing off."),
     include_2d: bool = typer.Option(False, "--include-2d", help="Put per-view 2D joints in the pose messages."),
     seed: int = typer.Option(0, "--seed", help="Synthetic scene seed."),
@@ -135,10 +142,14 @@ def serve_command(
         config, demo, synthetic, calibration, unit_scale, video, images, device, fps, loop, fast,
         model, backend, threads, frames_endpoint, poses_endpoint, no_filter, include_2d, seed,
     )  # fmt: skip
+
     def started(p) -> None:
         cams = ", ".join(f"{s['camera']} ({s['kind']})" for s in p.sources)
         print(f"handstream serve: {len(p.sources)} cameras: {cams}; {p.fps:g} fps", file=sys.stderr)
-        print(f"handstream serve: poses on {cfg.endpoints.poses} (handstream subscribe -e {cfg.endpoints.poses}); Ctrl-C stops", file=sys.stderr)
+        print(
+            f"handstream serve: poses on {cfg.endpoints.poses} (handstream subscribe -e {cfg.endpoints.poses}); Ctrl-C stops",
+            file=sys.stderr,
+        )
 
     code = serve(cfg, seconds=seconds, on_status=_status_printer(quiet), on_start=started)
     if not quiet and sys.stderr.isatty():
@@ -162,8 +173,8 @@ def subscribe_command(
       handstream subscribe --json -n 100 > poses.jsonl
       handstream subscribe --record session.jsonl --seconds 60
     """
-    from handstream.config import curve_config
     from handstream.client import describe, pose_to_dict
+    from handstream.config import curve_config
     from handstream.transport.pubsub import PoseSubscriber
 
     sub = PoseSubscriber(endpoint, curve=curve_config(curve_dir))

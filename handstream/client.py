@@ -33,7 +33,9 @@ from handstream.transport.pubsub import DEFAULT_POSE_ENDPOINT, PoseSubscriber
 from handstream.transport.wire import HandPose, PoseMessage
 
 
-def subscribe(endpoint: str = DEFAULT_POSE_ENDPOINT, *, timeout_s: float | None = None, curve_dir: str | None = None) -> Iterator[PoseMessage]:
+def subscribe(
+    endpoint: str = DEFAULT_POSE_ENDPOINT, *, timeout_s: float | None = None, curve_dir: str | None = None
+) -> Iterator[PoseMessage]:
     """Yield poses from a running engine as they arrive.
 
     Args:
@@ -105,7 +107,14 @@ def pose_from_dict(data: dict[str, Any]) -> PoseMessage:
                 joints_2d=None if j2d is None else _array(j2d),
             )
         )
-    return PoseMessage(data["seq"], data["t_capture_ns"], data.get("t_publish_ns", 0), data.get("timings_ms", {}), data.get("views", []), hands)
+    return PoseMessage(
+        data["seq"],
+        data["t_capture_ns"],
+        data.get("t_publish_ns", 0),
+        data.get("timings_ms", {}),
+        data.get("views", []),
+        hands,
+    )
 
 
 def read_recording(path: str | Path) -> Iterator[PoseMessage]:
@@ -130,7 +139,9 @@ def describe(msg: PoseMessage, t_receive_ns: int) -> str:
         if ok.any():
             w = h.joints[0] * 1000 if ok[0] else np.nanmean(h.joints[ok], axis=0) * 1000
             err = np.nanmean(h.reproj_error[ok])
-            parts.append(f"{h.side:>5}: {ok.sum():2d}/21 wrist [{w[0]:7.1f} {w[1]:7.1f} {w[2]:7.1f}] mm  reproj {err:4.1f} px")
+            parts.append(
+                f"{h.side:>5}: {ok.sum():2d}/21 wrist [{w[0]:7.1f} {w[1]:7.1f} {w[2]:7.1f}] mm  reproj {err:4.1f} px"
+            )
         else:
             parts.append(f"{h.side:>5}: not tracked (presence {h.presence:.2f})")
     return "  ".join(parts)

@@ -280,7 +280,9 @@ def _build(cls: type, data: dict[str, Any], file: str, prefix: str = "") -> Any:
     fields = {f.name for f in dataclasses.fields(cls)} - {"base_dir"}
     unknown = sorted(set(data) - fields - ({"base_dir"} if not prefix else set()))
     if unknown:
-        raise HandstreamError(f"{file}: unknown key {prefix}{unknown[0]} (expected one of: {', '.join(sorted(fields))})")
+        raise HandstreamError(
+            f"{file}: unknown key {prefix}{unknown[0]} (expected one of: {', '.join(sorted(fields))})"
+        )
     return cls(**{name: _convert(value, hints[name], file, f"{prefix}{name}") for name, value in data.items()})
 
 
@@ -292,8 +294,14 @@ def _check(ok: bool, where: str, message: str) -> None:
 def validate(cfg: ServeConfig, where: str = "config") -> None:
     """Check values and cross-references (not files: :func:`handstream.serve.plan` opens those)."""
     r = cfg.rig
-    _check((r.calibration is None) != (r.preset is None), where, "rig: give exactly one of rig.calibration or rig.preset")
-    _check(r.unit_scale is None or r.unit_scale > 0, where, f"rig.unit_scale: expected a positive number, got {r.unit_scale}")
+    _check(
+        (r.calibration is None) != (r.preset is None), where, "rig: give exactly one of rig.calibration or rig.preset"
+    )
+    _check(
+        r.unit_scale is None or r.unit_scale > 0,
+        where,
+        f"rig.unit_scale: expected a positive number, got {r.unit_scale}",
+    )
     for i, s in enumerate(cfg.sources):
         here = f"sources[{i}]"
         _check(s.kind in SOURCE_KINDS, where, f"{here}.kind: expected one of {', '.join(SOURCE_KINDS)}, got {s.kind!r}")
@@ -302,7 +310,11 @@ def validate(cfg: ServeConfig, where: str = "config") -> None:
         if s.kind == "device":
             _check(bool(s.device), where, f"{here}.device: a device source needs a camera index or device path")
         _check(s.fps is None or 0 < s.fps <= 1000, where, f"{here}.fps: expected a number in (0, 1000], got {s.fps}")
-        _check(s.camera is None or is_valid_name(s.camera), where, f"{here}.camera: expected 1-64 characters of [A-Za-z0-9_-], got {s.camera!r}")
+        _check(
+            s.camera is None or is_valid_name(s.camera),
+            where,
+            f"{here}.camera: expected 1-64 characters of [A-Za-z0-9_-], got {s.camera!r}",
+        )
         for key in ("width", "height"):
             v = getattr(s, key)
             _check(v is None or v > 0, where, f"{here}.{key}: expected a positive integer, got {v}")
@@ -312,17 +324,45 @@ def validate(cfg: ServeConfig, where: str = "config") -> None:
     _check(m.threads >= 0, where, f"model.threads: expected an integer >= 0, got {m.threads}")
     e = cfg.engine
     _check(e.min_views >= 2, where, f"engine.min_views: expected an integer >= 2, got {e.min_views}")
-    _check(e.sync_tolerance_ms is None or e.sync_tolerance_ms > 0, where, f"engine.sync_tolerance_ms: expected a positive number, got {e.sync_tolerance_ms}")
+    _check(
+        e.sync_tolerance_ms is None or e.sync_tolerance_ms > 0,
+        where,
+        f"engine.sync_tolerance_ms: expected a positive number, got {e.sync_tolerance_ms}",
+    )
     _check(e.max_age_ms >= 0, where, f"engine.max_age_ms: expected a number >= 0, got {e.max_age_ms}")
-    _check(e.camera_timeout_ms > 0, where, f"engine.camera_timeout_ms: expected a positive number, got {e.camera_timeout_ms}")
-    _check(0 <= e.presence_threshold <= 1, where, f"engine.presence_threshold: expected a number in [0, 1], got {e.presence_threshold}")
-    _check(0 <= e.confidence_threshold <= 1, where, f"engine.confidence_threshold: expected a number in [0, 1], got {e.confidence_threshold}")
-    _check(e.ransac_threshold_px > 0, where, f"engine.ransac_threshold_px: expected a positive number, got {e.ransac_threshold_px}")
+    _check(
+        e.camera_timeout_ms > 0,
+        where,
+        f"engine.camera_timeout_ms: expected a positive number, got {e.camera_timeout_ms}",
+    )
+    _check(
+        0 <= e.presence_threshold <= 1,
+        where,
+        f"engine.presence_threshold: expected a number in [0, 1], got {e.presence_threshold}",
+    )
+    _check(
+        0 <= e.confidence_threshold <= 1,
+        where,
+        f"engine.confidence_threshold: expected a number in [0, 1], got {e.confidence_threshold}",
+    )
+    _check(
+        e.ransac_threshold_px > 0,
+        where,
+        f"engine.ransac_threshold_px: expected a positive number, got {e.ransac_threshold_px}",
+    )
     _check(0 <= e.min_joints <= 21, where, f"engine.min_joints: expected an integer in [0, 21], got {e.min_joints}")
-    _check(e.status_interval_s > 0, where, f"engine.status_interval_s: expected a positive number, got {e.status_interval_s}")
+    _check(
+        e.status_interval_s > 0,
+        where,
+        f"engine.status_interval_s: expected a positive number, got {e.status_interval_s}",
+    )
     _check(e.fps is None or 0 < e.fps <= 1000, where, f"engine.fps: expected a number in (0, 1000], got {e.fps}")
     f = cfg.filter
-    _check(f.min_cutoff > 0 and f.d_cutoff > 0 and f.beta >= 0, where, "filter: min_cutoff and d_cutoff must be > 0 and beta >= 0")
+    _check(
+        f.min_cutoff > 0 and f.d_cutoff > 0 and f.beta >= 0,
+        where,
+        "filter: min_cutoff and d_cutoff must be > 0 and beta >= 0",
+    )
     ep = cfg.endpoints
     try:
         Endpoints(ep.frames, ep.poses, ep.allow_remote)

@@ -139,12 +139,16 @@ def plan(config: ServeConfig) -> Plan:
                 raise HandstreamError(f"{where}: more sources ({len(specs)}) than cameras in the rig ({len(rig)})")
             spec["camera"] = rig.names[i]
         if spec["camera"] not in rig.names:
-            raise HandstreamError(f"{where}.camera: no camera {spec['camera']!r} in the rig (cameras: {', '.join(rig.names)})")
+            raise HandstreamError(
+                f"{where}.camera: no camera {spec['camera']!r} in the rig (cameras: {', '.join(rig.names)})"
+            )
         if spec["camera"] in used:
             raise HandstreamError(f"{where}.camera: camera {spec['camera']!r} has two sources")
         used.add(spec["camera"])
         if spec["kind"] == "synthetic" and preset is None:
-            raise HandstreamError(f"{where}: a synthetic source needs rig.preset (a synthetic rig), not a calibration file")
+            raise HandstreamError(
+                f"{where}: a synthetic source needs rig.preset (a synthetic rig), not a calibration file"
+            )
         for key in ("path",):
             if spec.get(key):
                 spec[key] = config.resolve(spec[key])
@@ -160,7 +164,9 @@ def plan(config: ServeConfig) -> Plan:
     model = Path(config.resolve(config.model.path))
     if model.suffix == ".onnx" or model.suffix == ".json" or model.suffix in (".engine", ".plan", ".trt"):
         if not model.exists() and model.name == "handstream-default.onnx":
-            raise HandstreamError(f"{model}: the default model is missing from this checkout (engines/ should ship it); pass --model")
+            raise HandstreamError(
+                f"{model}: the default model is missing from this checkout (engines/ should ship it); pass --model"
+            )
         load_manifest(model)
     elif not model.is_file():
         raise HandstreamError(f"{model}: model not found")
@@ -201,11 +207,19 @@ class LiveStats:
         recent = [lat for t, lat in self.poses if now - t <= 2.0]
         rate = len(recent) / 2.0
         fps = " ".join(f"{c[-8:]}:{self.captures.get(c, {}).get('fps', 0):.0f}" for c in cameras)
-        lat = f"p50 {np.percentile(recent, 50):.1f} p99 {np.percentile(recent, 99):.1f} ms" if recent else "p50 - p99 - ms"
+        lat = (
+            f"p50 {np.percentile(recent, 50):.1f} p99 {np.percentile(recent, 99):.1f} ms"
+            if recent
+            else "p50 - p99 - ms"
+        )
         dropped = sum(int(s.get("dropped", 0)) for s in self.captures.values())
         recv = self.engine.get("receiver", {})
         sync = self.engine.get("sync", {})
-        dropped += sum(int(v) for v in recv.get("dropped", {}).values()) + int(sync.get("stale", 0)) + int(sync.get("unmatched", 0))
+        dropped += (
+            sum(int(v) for v in recv.get("dropped", {}).values())
+            + int(sync.get("stale", 0))
+            + int(sync.get("unmatched", 0))
+        )
         return f"fps {fps} | poses {rate:.1f}/s | latency {lat} | drops {dropped}"
 
 
@@ -284,14 +298,21 @@ class Supervisor:
             ran = now - child.started
             child.failures = child.failures + 1 if ran < sv.stable_s else 1
             if child.name == "engine" and child.failures >= ENGINE_GIVE_UP and ran < 5.0:
-                print(f"handstream serve: error: the engine failed {child.failures} times in a row; giving up", file=sys.stderr)
+                print(
+                    f"handstream serve: error: the engine failed {child.failures} times in a row; giving up",
+                    file=sys.stderr,
+                )
                 return 2
             if not sv.restart:
                 print(f"handstream serve: error: {child.name} exited with code {code}", file=sys.stderr)
                 return 1
             delay = min(sv.backoff_s * 2 ** (child.failures - 1), sv.backoff_max_s)
             child.restart_at = now + delay
-            print(f"handstream serve: {child.name} exited with code {code}; restarting in {delay:.1f} s", file=sys.stderr, flush=True)
+            print(
+                f"handstream serve: {child.name} exited with code {code}; restarting in {delay:.1f} s",
+                file=sys.stderr,
+                flush=True,
+            )
         captures = [c for c in self.children if c.module == "handstream.capture"]
         if captures and all(c.finished for c in captures):
             return 0

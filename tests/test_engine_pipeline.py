@@ -125,7 +125,9 @@ def test_backend_errors_are_one_line(tmp_path, random_model):
     bad.write_bytes(b"not a model")
     with pytest.raises(HandstreamError, match="manifest"):
         open_backend(bad)
-    (tmp_path / "bad.onnx.json").write_text(random_model.with_name(random_model.name + ".json").read_text().replace("random.onnx", "bad.onnx"))
+    (tmp_path / "bad.onnx.json").write_text(
+        random_model.with_name(random_model.name + ".json").read_text().replace("random.onnx", "bad.onnx")
+    )
     with pytest.raises(HandstreamError, match="onnxruntime cannot load it"):
         open_backend(bad)
     with pytest.raises(HandstreamError, match="backend"):

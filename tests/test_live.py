@@ -20,10 +20,9 @@ import zmq
 
 from handstream.config import ServeConfig
 from handstream.serve import Supervisor, plan
-from handstream.transport.pubsub import FrameSender, PoseSubscriber
+from handstream.transport.pubsub import PoseSubscriber
 from handstream.transport.wire import PoseMessage, StatusMessage
 from tests.conftest import free_tcp_port
-
 
 
 def config(model: Path, preset: str = "stereo", endpoints: tuple[str, str] | None = None, **engine) -> ServeConfig:
@@ -178,7 +177,11 @@ def test_garbage_on_the_frame_socket_is_dropped_and_counted_while_poses_continue
                 lambda: [rng.bytes(int(rng.integers(1, 64)))],
                 lambda: [b"frame.cam_0", msgpack.packb({"v": 99}), b""],
                 lambda: [b"frame.cam_0", msgpack.packb(header_lie), b"short"],
-                lambda: [b"frame.cam_0", msgpack.packb({**header_lie, "buffers": [{"dtype": "uint8", "shape": [10**6, 10**6]}]}), b"x"],
+                lambda: [
+                    b"frame.cam_0",
+                    msgpack.packb({**header_lie, "buffers": [{"dtype": "uint8", "shape": [10**6, 10**6]}]}),
+                    b"x",
+                ],
                 lambda: [b"frame.cam_0", rng.bytes(40), rng.bytes(10)],
             ]
             for i in range(10_000):
@@ -235,7 +238,11 @@ def test_sigint_stops_everything_within_2_s_and_leaves_no_process(random_model):
         assert time.monotonic() - t0 < 2.0
         assert proc.returncode == 0, proc.stderr.read()
         time.sleep(0.1)
-        alive = [c for c in children if Path(f"/proc/{c}").exists() and "Z" not in Path(f"/proc/{c}/stat").read_text().split()[2]]
+        alive = [
+            c
+            for c in children
+            if Path(f"/proc/{c}").exists() and "Z" not in Path(f"/proc/{c}/stat").read_text().split()[2]
+        ]
         assert not alive, f"left behind: {alive}"
     finally:
         sub.close()

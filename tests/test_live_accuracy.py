@@ -63,4 +63,6 @@ def test_live_poses_match_ground_truth():
     assert tracked >= 0.3 * total, f"hands tracked in {tracked} of {total} hand-frames"
     med = float(np.median(errors)) * 1000
     allowed = _allowed_mm()
-    assert med < allowed, f"median per-hand joint error {med:.1f} mm against the synthetic truth (allowed {allowed:.1f})"
+    assert med < allowed, (
+        f"median per-hand joint error {med:.1f} mm against the synthetic truth (allowed {allowed:.1f})"
+    )

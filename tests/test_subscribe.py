@@ -22,9 +22,17 @@ def _pose(seq: int) -> PoseMessage:
     joints = rng.normal(0, 0.1, (21, 3)).astype(np.float32)
     joints[5] = np.nan
     hands = [
-        HandPose("left", 0.9, joints, np.full(21, 0.8, np.float32), np.full(21, 1.5, np.float32), np.full(21, 2, np.uint8)),
-        HandPose("right", 0.1, np.full((21, 3), np.nan, np.float32), np.full(21, np.nan, np.float32),
-                 np.full(21, np.nan, np.float32), np.zeros(21, np.uint8)),  # fmt: skip
+        HandPose(
+            "left", 0.9, joints, np.full(21, 0.8, np.float32), np.full(21, 1.5, np.float32), np.full(21, 2, np.uint8)
+        ),
+        HandPose(
+            "right",
+            0.1,
+            np.full((21, 3), np.nan, np.float32),
+            np.full(21, np.nan, np.float32),
+            np.full(21, np.nan, np.float32),
+            np.zeros(21, np.uint8),
+        ),  # fmt: skip
     ]
     return PoseMessage(seq, time.time_ns(), 0, {"infer": 5.0}, ["a", "b"], hands)
 

@@ -12,9 +12,11 @@ import os
 import time
 from typing import Any
 
+import zmq
+
 from handstream.capture.sources import Frame, Source, open_source
-from handstream.runtime import StopFlag, child_main
 from handstream.config import curve_config
+from handstream.runtime import StopFlag, child_main
 from handstream.transport.pubsub import FrameSender
 from handstream.transport.wire import FrameMessage
 
@@ -39,7 +41,7 @@ def run_capture(source: Source, sender: FrameSender, stop: StopFlag, *, max_fram
         window_frames += 1
         msg = FrameMessage(source.camera, frame.seq, frame.t_capture_ns, frame.image, meta=frame.meta)
         if not source.realtime:
-            while not stop.is_set() and not sender.socket.poll(100, 2):  # zmq.POLLOUT == 2
+            while not stop.is_set() and not sender.socket.poll(100, zmq.POLLOUT):
                 pass
         sender.send_message(msg)
         now = time.monotonic()

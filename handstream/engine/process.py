@@ -107,7 +107,9 @@ class Engine:
             "poses": self.poses,
             "pose_rate": round(poses_in_window / elapsed_s, 2),
             "fps_in": {c: round(n / elapsed_s, 2) for c, n in frames_in_window.items()},
-            "latency_ms": None if lat is None else {"p50": round(float(np.percentile(lat, 50)), 2), "p99": round(float(np.percentile(lat, 99)), 2)},
+            "latency_ms": None
+            if lat is None
+            else {"p50": round(float(np.percentile(lat, 50)), 2), "p99": round(float(np.percentile(lat, 99)), 2)},
             "sync": self.sync.counters.as_dict(),
             "receiver": self.receiver.counters.as_dict(),
             "dropped_frames": dict(self.dropped_frames),

@@ -29,7 +29,12 @@ class OneEuroFilter:
     """
 
     def __init__(self, min_cutoff: float = 1.0, beta: float = 20.0, d_cutoff: float = 1.0, enabled: bool = True):
-        self.min_cutoff, self.beta, self.d_cutoff, self.enabled = float(min_cutoff), float(beta), float(d_cutoff), enabled
+        self.min_cutoff, self.beta, self.d_cutoff, self.enabled = (
+            float(min_cutoff),
+            float(beta),
+            float(d_cutoff),
+            enabled,
+        )
         self._x: np.ndarray | None = None
         self._dx: np.ndarray | None = None
         self._t_ns: int | None = None

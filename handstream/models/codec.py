@@ -70,11 +70,19 @@ class HeatmapCodec:
         """
         kp = np.asarray(keypoints, dtype=np.float64).reshape(-1, 2)
         if kp.shape[0] != self.num_maps:
-            raise HandstreamError(f"codec.encode: expected ({len(HANDS)}, {NUM_JOINTS}, 2) keypoints, got {np.shape(keypoints)}")
+            raise HandstreamError(
+                f"codec.encode: expected ({len(HANDS)}, {NUM_JOINTS}, 2) keypoints, got {np.shape(keypoints)}"
+            )
         w_in = np.ones(len(kp)) if weight is None else np.asarray(weight, dtype=np.float64).reshape(-1)
         w, h = self.heatmap_size
         c = self.to_heatmap(kp)
-        inside = np.isfinite(c).all(axis=1) & (c[:, 0] >= -0.5) & (c[:, 0] <= w - 0.5) & (c[:, 1] >= -0.5) & (c[:, 1] <= h - 0.5)
+        inside = (
+            np.isfinite(c).all(axis=1)
+            & (c[:, 0] >= -0.5)
+            & (c[:, 0] <= w - 0.5)
+            & (c[:, 1] >= -0.5)
+            & (c[:, 1] <= h - 0.5)
+        )
         c = np.where(inside[:, None], c, -1e4)
         inv = -0.5 / self.sigma**2
         gx = np.exp(inv * (np.arange(w)[None, :] - c[:, :1]) ** 2)

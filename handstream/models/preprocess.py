@@ -93,7 +93,11 @@ def prepare_views(
             raise HandstreamError(f"image {i}: expected uint8 pixels, got {grey.dtype}")
         box = Letterbox.fit((grey.shape[1], grey.shape[0]), input_size)
         rw, rh = box.resized
-        small = grey if (rw, rh) == (grey.shape[1], grey.shape[0]) else cv2.resize(grey, (rw, rh), interpolation=cv2.INTER_AREA)
+        small = (
+            grey
+            if (rw, rh) == (grey.shape[1], grey.shape[0])
+            else cv2.resize(grey, (rw, rh), interpolation=cv2.INTER_AREA)
+        )
         dst = batch[i, 0]
         dst[:rh, :rw] = small
         dst[:rh, :rw] *= 1.0 / 255.0
