@@ -1,4 +1,6 @@
-"""``handstream eval``: metrics of an exported model on a synthetic dataset (table + JSON)."""
+"""``handstream eval``: metrics of a model on a synthetic dataset with truth (``--data``), or label-free
+consistency metrics of a model or the MediaPipe teacher on any calibrated recording (``--recording``); a rich
+table and optionally JSON."""
 
 from __future__ import annotations
 
@@ -36,21 +38,107 @@ def _fmt(v) -> str:
     return str(v)
 
 
+def _check_modes(
+    data: Path | None,
+    recording: list[Path],
+    model: Path | None,
+    teacher: Path | None,
+    *,
+    calibration: Path | None,
+    unit_scale: float | None,
+    frames: str | None,
+    mirrored: bool,
+    pair: str | None,
+    limit: int | None,
+) -> None:
+    """One line (HandstreamError) for a combination of options that does not make sense."""
+    from handstream.errors import HandstreamError
+
+    if (data is None) == (not recording):
+        raise HandstreamError(
+            "give either --data SYNTH_FOLDER (metrics against its labels) or --recording PATH per camera "
+            "(label-free consistency metrics)"
+        )
+    if data is not None:
+        if model is None:
+            raise HandstreamError("--data: needs --model (an exported .onnx with its manifest)")
+        for name, value in (
+            ("--teacher", teacher), ("--calibration", calibration), ("--unit-scale", unit_scale), ("--frames", frames),
+        ):  # fmt: skip
+            if value is not None:
+                raise HandstreamError(f"{name}: only with --recording (with --data use --limit)")
+        if mirrored:
+            raise HandstreamError("--mirrored: only with --recording and --teacher")
+        return
+    if (model is None) == (teacher is None):
+        raise HandstreamError(
+            "--recording: give either --model (a handstream model) or --teacher (a MediaPipe .task bundle)"
+        )
+    for name, value in (("--pair", pair), ("--limit", limit)):
+        if value is not None:
+            raise HandstreamError(f"{name}: only with --data (with --recording use --frames START:STOP)")
+
+
 def eval_command(
-    model: Path = typer.Option(..., "--model", help="Exported model (.onnx with its .onnx.json manifest)."),
-    data: Path = typer.Option(..., "--data", help="Synthetic dataset folder (handstream synth render)."),
+    model: Path = typer.Option(
+        None, "--model", help="Model: exported .onnx with its .onnx.json manifest (a .pt checkpoint with --recording)."
+    ),
+    data: Path = typer.Option(
+        None, "--data", help="Synthetic dataset folder (handstream synth render): scored against its labels."
+    ),
+    recording: list[Path] = typer.Option(
+        [],
+        "--recording",
+        help="A video file or image folder per camera, in the calibration's order (repeat); no labels needed.",
+    ),
+    calibration: Path = typer.Option(
+        None, "--calibration", help="Calibration of the --recording cameras (.toml, .yaml, .json)."
+    ),
+    unit_scale: float = typer.Option(
+        None, "--unit-scale", help="Metres per calibration length unit (e.g. 0.04 for 4 cm board squares)."
+    ),
+    frames: str = typer.Option(
+        None, "--frames", help="Frame range START:STOP of the --recording (e.g. 200:250 or 200:)."
+    ),
+    teacher: Path = typer.Option(
+        None,
+        "--teacher",
+        help="Score MediaPipe's hand landmarker (.task bundle) instead of a --model (--recording only).",
+    ),
+    mirrored: bool = typer.Option(
+        False, "--mirrored", help="--teacher: the images are horizontally flipped (selfie view): swap left and right."
+    ),
     json_out: Path = typer.Option(None, "--json", help="Write the metrics to this JSON file."),
     pair: str = typer.Option(
-        None, "--pair", help="The two views of the 2-view figures, e.g. 0,1 (default: the two that see most joints)."
+        None,
+        "--pair",
+        help="--data: the two views of the 2-view figures, e.g. 0,1 (default: the two that see most joints).",
     ),
-    limit: int = typer.Option(None, "--limit", help="Evaluate only the first N frames."),
+    limit: int = typer.Option(None, "--limit", help="--data: evaluate only the first N frames."),
     threads: int = typer.Option(0, "--threads", help="ONNX Runtime threads (0: its default)."),
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
 ) -> None:
-    """2D EPE / PCK, multi-view and 2-view MPJPE after RANSAC triangulation, PA-MPJPE, 3D PCK and AUC.
+    """Evaluate 2D and 3D hand pose: against synthetic labels (--data), or without labels (--recording).
+
+    --data: 2D EPE / PCK, multi-view and 2-view MPJPE after RANSAC triangulation, PA-MPJPE, 3D PCK and AUC.
+    --recording: the detections of every view are triangulated as the engine does (RANSAC), then reprojection
+    error (px), coverage, bone-length variation (%) and frame-to-frame jitter are reported.
 
     Example: handstream eval --model engines/handstream-default.onnx --data data/h4-test --json eval.json
+
+    Example: handstream eval --teacher hand_landmarker.task --recording cam0.mp4 --recording cam1.mp4
+    --calibration calibration.toml --frames 200:250
     """
+    _check_modes(
+        data, recording, model, teacher, calibration=calibration, unit_scale=unit_scale, frames=frames,
+        mirrored=mirrored, pair=pair, limit=limit,
+    )  # fmt: skip
+    if recording:
+        _eval_recording(
+            recording, calibration, model=model, teacher=teacher, unit_scale=unit_scale, frames=frames,
+            mirrored=mirrored, threads=threads, progress=not no_progress, json_out=json_out,
+        )  # fmt: skip
+        return
     from rich.console import Console
     from rich.table import Table
 
@@ -69,7 +157,84 @@ def eval_command(
             table.add_row(f"{section[3:]} {key}", _fmt(value))
     table.add_row("onnx ms/frame (median)", _fmt(res["onnx_ms_per_frame"]["median"]))
     console.print(table)
+    _write_json(res, json_out, console)
+
+
+def _write_json(res: dict, json_out: Path | None, console) -> None:
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(_nan_to_null(res), indent=2, allow_nan=False) + "\n")
         console.print(f"wrote {json_out}")
+
+
+def _pct(v) -> str:
+    return "nan" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.1f} %"
+
+
+def _eval_recording(
+    recording: list[Path],
+    calibration: Path | None,
+    *,
+    model: Path | None,
+    teacher: Path | None,
+    unit_scale: float | None,
+    frames: str | None,
+    mirrored: bool,
+    threads: int,
+    progress: bool,
+    json_out: Path | None,
+) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from handstream.adapt.recording import parse_frame_range
+    from handstream.eval.consistency import evaluate_recording
+
+    res = evaluate_recording(
+        [str(p) for p in recording], calibration, model=model, teacher=teacher, unit_scale=unit_scale,
+        frames=parse_frame_range(frames), mirrored=mirrored, threads=threads, progress=progress,
+    )  # fmt: skip
+    console = Console()
+    span = res["recording"].get("frames") or [0, res["frames"]]
+    unit = res["length_unit"]
+    console.print(
+        f"{res['detector']} on {res['views']} views ({', '.join(res['cameras'])}), frames {span[0]}:{span[1]} "
+        f"({res['frames']}); RANSAC {res['settings']['threshold_px']:g} px, a hand needs "
+        f"{res['settings']['min_joints']} joints"
+    )
+    rp = res["reprojection"]
+    table = Table(title="multi-view consistency (no labels)")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    table.add_row(
+        "reprojection, views used: mean / median px", f"{_fmt(rp['inlier_mean_px'])} / {_fmt(rp['inlier_median_px'])}"
+    )
+    table.add_row(
+        "reprojection, all views: mean / median px",
+        f"{_fmt(rp['all_views_mean_px'])} / {_fmt(rp['all_views_median_px'])}",
+    )
+    table.add_row("detections used by RANSAC", _pct(rp["inlier_rate"]))
+    table.add_row("joints the views agree on", _pct(rp["agreement_rate"]))
+    table.add_row("joints triangulated", str(rp["joints"]))
+    for name, pv in res["per_view"].items():
+        table.add_row(
+            f"{name}: hand found / reprojection px", f"{_pct(pv['hand_found'])} / {_fmt(pv['reproj_mean_px'])}"
+        )
+    console.print(table)
+    hands = Table(title=f"per hand (lengths in {unit})")
+    hands.add_column("metric")
+    for side in res["hands"]:
+        hands.add_column(side, justify="right")
+    rows = (
+        ("coverage (tracked frames)", lambda h: f"{_pct(h['coverage'])} ({h['frames_tracked']})"),
+        ("bone length CV, mean over bones", lambda h: f"{_fmt(h['bone_cv_pct'])} %"),
+        ("bone length CV, median over bones", lambda h: f"{_fmt(h['bone_cv_pct_median'])} %"),
+        ("palm length (wrist - middle MCP)", lambda h: _fmt(h["palm_length"])),
+        ("jitter per frame (median)", lambda h: _fmt(h["jitter"])),
+        ("jitter, 2nd difference (median)", lambda h: _fmt(h["jitter_2nd"])),
+    )
+    for label, get in rows:
+        hands.add_row(label, *(get(h) for h in res["hands"].values()))
+    console.print(hands)
+    console.print(f"detection took {res['seconds']:.1f} s")
+    _write_json(res, json_out, console)
