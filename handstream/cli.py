@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from handstream import __version__
+from handstream.adapt.cli import adapt_command
 from handstream.cli_bench import bench_command
 from handstream.cli_export import export_command
 from handstream.cli_serve import keys_command, serve_command, subscribe_command
@@ -40,6 +41,7 @@ app.command("export-engine")(export_command)
 app.command("bench")(bench_command)
 app.command("train")(train_command)
 app.command("eval")(eval_command)
+app.command("adapt")(adapt_command)
 
 console = Console()
 

@@ -12,7 +12,8 @@ Every item is a dict of tensors (float32 unless said):
   self-occluded or occluded by the other hand (the network must still place them, the triangulation needs
   them), ``occluded_weight`` when hidden by the scene; a joint outside the frame is "known absent" (zero map,
   weight kept); an unlabelled joint is "unknown" (weight 0).
-* ``presence`` (H,) 0/1: the hand has at least ``min_joints`` labelled joints inside the input.
+* ``presence`` (H,) 0/1: the hand has at least ``min_joints`` labelled joints inside the input;
+  ``presence_known`` (H,) 0 when every joint of the hand is unknown (then presence is not scored).
 * ``hand_known`` () 1 when the hand axis is known (synthetic), 0 for single-hand images of unknown side: the
   loss then takes the better of the two assignments (:func:`handstream.train.loss.hand_loss`).
 * ``affine`` (2, 3) frame -> input (float64), ``keypoints`` (H, K, 2) frame pixels (float64) and ``in_frame``
@@ -147,6 +148,8 @@ def make_item(
     weight = np.where(status == OCCLUDED_BY_SCENE, spec.occluded_weight, 1.0)
     maps, weights = codec.encode(target_kp, weight)
     presence = (inside.sum(axis=1) >= spec.min_joints).astype(np.float32)
+    # a hand with no label at all (pseudo-labels without consensus) says nothing about its presence
+    presence_known = (status >= 0).any(axis=1).astype(np.float32)
     rays = ray_angles(camera, mapping, codec.stride)
     return {
         "image": torch.from_numpy(np.ascontiguousarray(inp, dtype=np.float32)[None]),
@@ -154,6 +157,7 @@ def make_item(
         "heatmaps": torch.from_numpy(maps),
         "weights": torch.from_numpy(weights),
         "presence": torch.from_numpy(presence),
+        "presence_known": torch.from_numpy(presence_known),
         "hand_known": torch.tensor(float(hand_known)),
         "affine": torch.from_numpy(mapping.matrix),
         "keypoints": torch.from_numpy(np.where(np.isfinite(kp), kp, np.nan)),

@@ -25,6 +25,7 @@ def hand_loss(
     Args:
         pred: (N, H*K, h, w) predicted heatmaps; presence_logits: (N, H).
         batch: ``heatmaps`` (N, H*K, h, w) targets, ``weights`` (N, H*K), ``presence`` (N, H) 0/1,
+            ``presence_known`` (N, H) optional 0/1 mask of the presence loss,
             ``hand_known`` (N,) 1 when the hand axis is known, 0 for one hand of unknown side stored in
             the left slot (both assignments are scored, the better one is kept, per image).
         sigma: target Gaussian sigma in cells: each map's squared error is divided by its target's
@@ -46,6 +47,8 @@ def hand_loss(
     hm = direct.sum() / w.sum().clamp(min=1.0)
     presence = batch["presence"]
     bce = F.binary_cross_entropy_with_logits(presence_logits, presence, reduction="none")  # (N, H)
+    if "presence_known" in batch:  # hands without any label (no consensus) do not teach absence
+        bce = bce * batch["presence_known"]
     if not bool(known.all()):
         any_hand = F.binary_cross_entropy_with_logits(
             presence_logits.max(dim=1).values, presence[:, 0], reduction="none"

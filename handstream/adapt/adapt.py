@@ -1,0 +1,331 @@
+"""Unsupervised multi-view adaptation: rounds of (detect -> consensus pseudo-labels -> fine-tune).
+
+Legend: ``F`` frames, ``V`` views, ``H`` hands (2), ``K`` joints (21).
+
+::
+
+    round r:  detections  = teacher (round 0 with --teacher) or the current student, every view
+              [no calibration: extrinsics from the detections, handstream.adapt.extrinsics]
+              labels      = consensus_labels(rig, detections)      (handstream.adapt.pseudo)
+              student     = fine-tune(student, frames, labels)     (the supervised loss and augmentation)
+
+Output folder::
+
+    OUT/round-R/detections.npz  labels.npz  model.pt  report.json
+    OUT/model.pt  OUT/<name>.onnx (+ .onnx.json)  OUT/report.json  OUT/adapt.log
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from handstream.adapt.predict import Detections2D, predict_recording
+from handstream.adapt.pseudo import LABELLED, ConsensusConfig, PseudoLabels, consensus_labels, label_error
+from handstream.adapt.recording import Recording
+from handstream.errors import HandstreamError
+from handstream.models.codec import HeatmapCodec
+from handstream.train.augment import AugmentConfig
+from handstream.train.data import SampleSpec, collate, make_item
+from handstream.train.loss import hand_loss
+
+
+@dataclass(frozen=True)
+class AdaptConfig:
+    """Settings of :func:`adapt`.
+
+    Attributes:
+        rounds: detect -> label -> fine-tune rounds.
+        steps: optimizer steps per round; batch: images per step; lr: peak learning rate (cosine per round).
+        crop: (W, H) training window of the input (as in supervised training), None for whole inputs.
+        threads: CPU threads for training and inference (0: all).
+        consensus: the pseudo-label rules.
+        augment: augmentation of the pseudo-labelled frames.
+        estimate_extrinsics: ignore the calibration's extrinsics and estimate them from the hands each round.
+        hand_scale: the user's hand size relative to the average adult hand (metric scale without calibration).
+        presence_weight: weight of the presence loss.
+        seed: randomness of the sampling and augmentation.
+    """
+
+    rounds: int = 3
+    steps: int = 300
+    batch: int = 32
+    lr: float = 5e-4
+    weight_decay: float = 1e-4
+    crop: tuple[int, int] | None = (160, 128)
+    threads: int = 0
+    consensus: ConsensusConfig = field(default_factory=ConsensusConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    estimate_extrinsics: bool = False
+    hand_scale: float = 1.0
+    presence_weight: float = 0.1
+    seed: int = 0
+
+
+class PseudoViews(torch.utils.data.Dataset):
+    """One training item per (frame, view) of a recording that has at least one label (see
+    :func:`handstream.train.data.make_item`: the same targets, weights and augmentation as supervised
+    training)."""
+
+    def __init__(self, recording: Recording, labels: PseudoLabels, spec: SampleSpec, seed: int = 0):
+        self.recording, self.labels, self.spec, self.seed = recording, labels, spec, seed
+        known = (labels.status >= 0).any(axis=(2, 3))  # (F, V)
+        self.index = np.argwhere(known)
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        f, v = (int(x) for x in self.index[int(i)])
+        rng = np.random.default_rng([self.seed, self.epoch, int(i)]) if self.spec.augment is not None else None
+        cam = self.recording.rig[self.recording.names[v]]
+        return make_item(
+            self.spec, self.recording.images[v][f], cam, self.labels.keypoints[f, v], self.labels.status[f, v], rng
+        )
+
+
+def fine_tune(
+    net, dataset: PseudoViews, cfg: AdaptConfig, *, progress: bool = True, desc: str = "fine-tune"
+) -> dict[str, float]:
+    """``cfg.steps`` AdamW steps of the supervised loss on ``dataset`` (cosine learning rate, short warm-up).
+    Batch norms train too, so their statistics move to the new cameras. Returns mean losses."""
+    codec = dataset.spec.codec
+    gen = torch.Generator().manual_seed(cfg.seed)
+    sampler = torch.utils.data.RandomSampler(
+        dataset, replacement=True, num_samples=cfg.steps * cfg.batch, generator=gen
+    )
+    loader = torch.utils.data.DataLoader(
+        dataset,
+        batch_size=cfg.batch,
+        sampler=sampler,
+        num_workers=1,
+        collate_fn=collate,
+        drop_last=True,
+        prefetch_factor=4,
+    )
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    warm = min(20, max(1, cfg.steps // 10))
+    net.train()
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=cfg.steps, desc=desc, unit="step", file=sys.stderr, dynamic_ncols=True)
+    sums = {"loss": 0.0, "heatmap": 0.0, "presence": 0.0}
+    t0, n = time.perf_counter(), 0
+    for step, batch in enumerate(loader):
+        lr = (
+            cfg.lr * (step + 1) / warm
+            if step < warm
+            else cfg.lr * 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, cfg.steps - warm)))
+        )
+        for g in opt.param_groups:
+            g["lr"] = lr
+        hm, logits = net(batch["image"], batch["rays"])
+        loss, parts = hand_loss(hm, logits, batch, codec.sigma, cfg.presence_weight)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
+        opt.step()
+        n += 1
+        sums["loss"] += float(loss.detach())
+        sums["heatmap"] += parts["heatmap"]
+        sums["presence"] += parts["presence"]
+        if bar is not None:
+            bar.set_postfix(loss=f"{sums['loss'] / n:.4f}", lr=f"{lr:.2e}")
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    net.eval()
+    n = max(n, 1)
+    return {
+        "train_loss": sums["loss"] / n,
+        "heatmap_loss": sums["heatmap"] / n,
+        "presence_loss": sums["presence"] / n,
+        "train_s": time.perf_counter() - t0,
+    }
+
+
+def _score(recording: Recording, det: Detections2D, labels: PseudoLabels) -> dict[str, Any]:
+    """Scoring against synthetic truth (reported, never used to adapt)."""
+    t = recording.truth
+    if not t:
+        return {}
+    from handstream.eval import metrics
+
+    vis = t["visibility"]
+    m = (vis < 4) & (det.conf > 0)
+    out = dict(label_error(labels, t["keypoints_2d"], vis))
+    out["detection_epe_px"] = metrics.epe(det.keypoints, t["keypoints_2d"], m) if m.any() else float("nan")
+    jm = np.isfinite(labels.joints).all(axis=-1)
+    if jm.any():
+        out["consensus_mpjpe_mm"] = 1000 * float(np.linalg.norm(labels.joints[jm] - t["joints_3d"][jm], axis=-1).mean())
+    return out
+
+
+def adapt(
+    recording: Recording,
+    model: str | Path,
+    out: str | Path,
+    cfg: AdaptConfig | None = None,
+    *,
+    teacher: str | Path | None = None,
+    detections: Detections2D | None = None,
+    name: str = "adapted",
+    export: bool = True,
+    progress: bool = True,
+    log=print,
+) -> dict[str, Any]:
+    """Adapt the estimator ``model`` to the cameras of ``recording`` without labels.
+
+    Args:
+        recording: synchronized frames of every camera with a rig (its extrinsics are re-estimated from the
+            hands when ``cfg.estimate_extrinsics``; the intrinsics are always needed).
+        model: the starting network: a ``.pt`` checkpoint (``handstream train``'s ``model.pt``: batch norms
+            intact, preferred) or an ``.onnx`` with its manifest (batch norms folded).
+        out: output folder (see the module docstring).
+        teacher: a MediaPipe hand landmarker ``.task`` bundle: round 0 labels come from it instead of the
+            student (fused by the same consensus, so the student can end better than the teacher).
+        detections: round 0 detections given directly (e.g. ``round-0/detections.npz`` of an earlier run,
+            :meth:`Detections2D.load`) instead of computing them.
+    Returns:
+        The report (also ``OUT/report.json``): per round the consensus counts, losses, extrinsics when
+        estimated, and, for synthetic recordings, the label and detection errors against the truth.
+    """
+    from handstream.models.checkpoint import load_network, save_network
+
+    cfg = cfg or AdaptConfig()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if recording.rig is None:
+        raise HandstreamError(
+            "adapt: the cameras' intrinsics are needed: pass --calibration (with --estimate-extrinsics when its extrinsics are unknown)"
+        )
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    net, manifest = load_network(model)
+    codec = HeatmapCodec(manifest.input_size, manifest.stride, manifest.sigma)
+    spec = SampleSpec(codec, cfg.augment, cfg.crop, 3, 1.0)
+    truth_rig = recording.rig
+    report: dict[str, Any] = {
+        "model": str(model),
+        "teacher": str(teacher) if teacher else None,
+        "recording": recording.source,
+        "frames": len(recording),
+        "views": recording.names,
+        "config": _jsonable(asdict(cfg)),
+        "rounds": [],
+    }
+    current: Any = model
+    for r in range(cfg.rounds):
+        rdir = out / f"round-{r}"
+        rdir.mkdir(exist_ok=True)
+        t0 = time.perf_counter()
+        if r == 0 and detections is not None:
+            det = detections
+        elif r == 0 and teacher is not None:
+            from handstream.adapt.teacher import teacher_recording
+
+            det = teacher_recording(recording, teacher, progress=progress)
+        else:
+            det = predict_recording(
+                recording, current, threads=cfg.threads, progress=progress, desc=f"round {r}: detecting"
+            )
+        det.save(rdir / "detections.npz")
+        entry: dict[str, Any] = {
+            "round": r,
+            "detections": det.source or str(current),
+            "detect_s": time.perf_counter() - t0,
+        }
+        rig = recording.rig
+        if cfg.estimate_extrinsics:
+            from handstream.adapt.extrinsics import estimate_extrinsics, extrinsics_error
+
+            est = estimate_extrinsics(list(truth_rig), det.keypoints, det.conf, hand_scale=cfg.hand_scale)
+            rig = est.rig
+            entry["extrinsics"] = est.to_dict()
+            # the calibration's own extrinsics, when it has any, are the reference (exact for synthetic data)
+            if any(np.linalg.norm(c.t) > 0 for c in truth_rig):
+                entry["extrinsics_error"] = extrinsics_error(rig, truth_rig)
+        work = recording.with_rig(rig)
+        labels = consensus_labels(rig, det, cfg.consensus)
+        labels.save(rdir / "labels.npz")
+        entry["consensus"] = labels.report
+        entry.update(_score(recording, det, labels))
+        dataset = PseudoViews(work, labels, spec, seed=cfg.seed + r)
+        n_lab = int((labels.status == LABELLED).sum())
+        log(
+            f"round {r}: {n_lab} joint labels in {len(dataset)} views ({_summary(labels)})"
+            + (f", label error {entry['label_epe_px']:.2f} px" if "label_epe_px" in entry else "")
+        )
+        if len(dataset) < cfg.batch:
+            raise HandstreamError(
+                f"adapt: round {r} produced labels for only {len(dataset)} views (< batch {cfg.batch}): the views do not agree on the hands; "
+                "check that the recordings are synchronized and match the calibration, record more frames, or loosen --threshold-px"
+            )
+        losses = fine_tune(
+            net, dataset, replace(cfg, seed=cfg.seed + r), progress=progress, desc=f"round {r}: fine-tune"
+        )
+        entry.update(losses)
+        current = save_network(
+            rdir / "model.pt",
+            net,
+            input_size=manifest.input_size,
+            stride=manifest.stride,
+            sigma=manifest.sigma,
+            extra={"adapted_from": str(model), "round": r},
+        )
+        entry["round_s"] = time.perf_counter() - t0
+        report["rounds"].append(_jsonable(entry))
+        (rdir / "report.json").write_text(json.dumps(_jsonable(entry), indent=2) + "\n")
+        log(f"round {r}: loss {losses['train_loss']:.4f}, {entry['round_s']:.0f} s")
+    save_network(
+        out / "model.pt",
+        net,
+        input_size=manifest.input_size,
+        stride=manifest.stride,
+        sigma=manifest.sigma,
+        extra={"adapted_from": str(model), "rounds": cfg.rounds},
+    )
+    if export:
+        from handstream.export import export_onnx, file_sha256
+
+        m = export_onnx(
+            net, out / f"{name}.onnx", name=name, input_size=manifest.input_size, stride=manifest.stride, sigma=manifest.sigma,
+            provenance={"adapted_from": str(model), "checkpoint_sha256": file_sha256(out / "model.pt"), "teacher": str(teacher) if teacher else None, "recording": recording.source},
+        )  # fmt: skip
+        report["onnx"] = str(out / f"{name}.onnx")
+        log(f"exported {out / f'{name}.onnx'} (parity max abs diff {m.parity['max_abs_diff']})")
+    (out / "report.json").write_text(json.dumps(_jsonable(report), indent=2) + "\n")
+    return report
+
+
+def _summary(labels: PseudoLabels) -> str:
+    h = labels.report["hands"]
+    return ", ".join(
+        f"{side} hand labelled in {v['labelled']} frames, absent {v['absent']}, unknown {v['unknown']}"
+        for side, v in h.items()
+    )
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj

@@ -1,0 +1,118 @@
+"""``handstream adapt``: adapt the estimator to a camera layout from unlabeled synchronized recordings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from handstream.errors import HandstreamError
+
+
+def _positive(value, option: str, integer: bool = False):
+    if value is None or value <= 0 or (integer and int(value) != value):
+        raise HandstreamError(f"{option}: expected a positive {'integer' if integer else 'number'}, got {value}")
+    return value
+
+
+def adapt_command(
+    recording: list[Path] = typer.Option(
+        ...,
+        "--recording",
+        help="One video or image folder per camera (repeat, in the calibration's order), or one synthetic dataset folder.",
+    ),
+    out: Path = typer.Option(..., "--out", help="Output folder (rounds, report.json, model.pt, <name>.onnx)."),
+    model: Path = typer.Option(
+        None,
+        "--model",
+        help="Starting network: a .pt checkpoint (preferred: batch norms intact) or an .onnx with manifest (default: the shipped model).",
+    ),
+    calibration: Path = typer.Option(
+        None, "--calibration", help="Calibration of the cameras (intrinsics always needed)."
+    ),
+    unit_scale: float = typer.Option(None, "--unit-scale", help="Metres per calibration length unit."),
+    estimate_extrinsics: bool = typer.Option(
+        False,
+        "--estimate-extrinsics",
+        help="Ignore the calibration's extrinsics: estimate them from the hands (essential matrix + bone lengths).",
+    ),
+    hand_scale: float = typer.Option(
+        1.0,
+        "--hand-scale",
+        help="With --estimate-extrinsics: your hand's size relative to the average adult hand (sets the metric scale).",
+    ),
+    teacher: Path = typer.Option(
+        None, "--teacher", help="MediaPipe hand landmarker .task bundle: round 0 labels from it instead of the model."
+    ),
+    frames: str = typer.Option(None, "--frames", help="Frames to adapt on, START:STOP (e.g. 0:200)."),
+    rounds: int = typer.Option(3, "--rounds", help="Detect -> pseudo-label -> fine-tune rounds."),
+    steps: int = typer.Option(300, "--steps", help="Fine-tuning steps per round."),
+    batch: int = typer.Option(32, "--batch", help="Images per step."),
+    lr: float = typer.Option(5e-4, "--lr", help="Peak learning rate (cosine within each round)."),
+    threshold_px: float = typer.Option(
+        8.0, "--threshold-px", help="Views agree on a joint when within this many pixels of its reprojection."
+    ),
+    min_views: int = typer.Option(2, "--min-views", help="Views that must agree on a joint for it to get a label."),
+    min_conf: float = typer.Option(0.3, "--min-conf", help="Detections below this confidence are not used."),
+    name: str = typer.Option("adapted", "--name", help="Name of the exported model (OUT/NAME.onnx)."),
+    threads: int = typer.Option(0, "--threads", help="CPU threads (0: all)."),
+    no_export: bool = typer.Option(False, "--no-export", help="Do not export OUT/NAME.onnx."),
+    no_progress: bool = typer.Option(False, "--no-progress", help="No progress bars."),
+) -> None:
+    """Adapt the 2D estimator to your cameras without labels: cross-view consensus pseudo-labels and fine-tuning.
+
+    Example: handstream adapt --recording cam0.mp4 --recording cam1.mp4 --calibration calib.toml --out runs/my-rig
+    Without calibrated extrinsics: add --estimate-extrinsics (the file still gives the intrinsics).
+    With a teacher: --teacher hand_landmarker.task. Serve the result: handstream serve --model OUT/adapted.onnx ...
+    """
+    from dataclasses import replace
+
+    from handstream.adapt.adapt import AdaptConfig, adapt
+    from handstream.adapt.pseudo import ConsensusConfig
+    from handstream.adapt.recording import open_recording, parse_frame_range
+    from handstream.config import DEFAULT_MODEL
+
+    for option, value, integer in (
+        ("--rounds", rounds, True),
+        ("--steps", steps, True),
+        ("--batch", batch, True),
+        ("--lr", lr, False),
+        ("--threshold-px", threshold_px, False),
+        ("--hand-scale", hand_scale, False),
+    ):
+        _positive(value, option, integer)
+    if min_views < 2:
+        raise HandstreamError(f"--min-views: expected >= 2 (a consensus needs two views), got {min_views}")
+    if not 0 <= min_conf < 1:
+        raise HandstreamError(f"--min-conf: expected a number in [0, 1), got {min_conf}")
+    if teacher is not None:
+        if not teacher.is_file():
+            raise HandstreamError(f"--teacher: {teacher}: file not found (a MediaPipe hand_landmarker .task bundle)")
+        from handstream.bench import mediapipe_unavailable
+
+        why = mediapipe_unavailable(teacher)
+        if why:
+            raise HandstreamError(f"--teacher: {why}")
+    model = model or Path(DEFAULT_MODEL)
+    if not model.exists():
+        raise HandstreamError(f"--model: {model}: not found")
+    rng = parse_frame_range(frames)
+    rec = open_recording(list(recording), calibration, unit_scale=unit_scale, frames=rng, progress=not no_progress)
+    if rec.rig is None:
+        raise HandstreamError(
+            "--calibration: needed for the cameras' intrinsics (add --estimate-extrinsics when its extrinsics are unknown)"
+        )
+    if len(rec) < 2:
+        raise HandstreamError(f"--recording: {len(rec)} frame(s) in the range; adaptation needs many (hundreds)")
+    cfg = AdaptConfig(
+        rounds=rounds,
+        steps=steps,
+        batch=batch,
+        lr=lr,
+        threads=threads,
+        estimate_extrinsics=estimate_extrinsics,
+        hand_scale=hand_scale,
+    )
+    cfg = replace(cfg, consensus=ConsensusConfig(threshold_px=threshold_px, min_views=min_views, min_conf=min_conf))
+    report = adapt(rec, model, out, cfg, teacher=teacher, name=name, export=not no_export, progress=not no_progress)
+    typer.echo(f"wrote {out / 'report.json'}" + (f" and {report['onnx']}" if report.get("onnx") else ""))
