@@ -161,3 +161,32 @@ def test_adapt_cli_errors_are_one_line(args, needle, stereo_rec, tmp_path):
     lines = [ln for ln in proc.stderr.strip().splitlines() if ln]
     assert len(lines) == 1 and needle in lines[0], proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_adapt_without_calibrated_extrinsics_reports_their_error(stereo_rec, random_model, tmp_path):
+    """--estimate-extrinsics: the rig used for the consensus comes from the hands; the report compares it
+    with the dataset's true calibration."""
+    pytest.importorskip("torch")
+    from handstream.adapt.adapt import AdaptConfig, adapt
+
+    cfg = AdaptConfig(
+        rounds=1, steps=2, batch=4, crop=None, estimate_extrinsics=True, consensus=ConsensusConfig(min_joints=3)
+    )
+    det = truth_detections(stereo_rec, 0.5, seed=6)
+    report = adapt(
+        stereo_rec,
+        random_model,
+        tmp_path / "run",
+        cfg,
+        detections=det,
+        export=False,
+        progress=False,
+        log=lambda s: None,
+    )
+    entry = report["rounds"][0]
+    assert [v["name"] for v in entry["extrinsics"]["views"]] == stereo_rec.names
+    err = entry["extrinsics_error"]
+    assert len(err) == 2
+    assert err[1]["rotation_deg"] < 2.0 and err[1]["translation_direction_deg"] < 3.0
+    # the scale rests on the average-hand prior: the synthetic subject is 0.8-1.2 of it
+    assert 0.75 < err[1]["scale_ratio"] < 1.3

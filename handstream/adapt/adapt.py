@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from handstream.adapt.predict import Detections2D, predict_recording
-from handstream.adapt.pseudo import LABELLED, ConsensusConfig, PseudoLabels, consensus_labels, label_error
+from handstream.adapt.pseudo import LABELLED, ConsensusConfig, PseudoLabels, consensus_labels, label_error, merge_labels
 from handstream.adapt.recording import Recording
 from handstream.errors import HandstreamError
 from handstream.models.codec import HeatmapCodec
@@ -194,7 +194,8 @@ def adapt(
             intact, preferred) or an ``.onnx`` with its manifest (batch norms folded).
         out: output folder (see the module docstring).
         teacher: a MediaPipe hand landmarker ``.task`` bundle: round 0 labels come from it instead of the
-            student (fused by the same consensus, so the student can end better than the teacher).
+            student (fused by the same consensus, so the student can end better than the teacher); in later
+            rounds the teacher's consensus labels a hand wherever the student's detections find none.
         detections: round 0 detections given directly (e.g. ``round-0/detections.npz`` of an earlier run,
             :meth:`Detections2D.load`) instead of computing them.
     Returns:
@@ -258,6 +259,10 @@ def adapt(
                 entry["extrinsics_error"] = extrinsics_error(rig, truth_rig)
         work = recording.with_rig(rig)
         labels = consensus_labels(rig, det, cfg.consensus)
+        if r == 0:
+            first = labels
+        elif teacher is not None:  # the student's consensus first; the teacher's where the student has none
+            labels = merge_labels(labels, first)
         labels.save(rdir / "labels.npz")
         entry["consensus"] = labels.report
         entry.update(_score(recording, det, labels))

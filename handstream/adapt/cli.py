@@ -42,7 +42,9 @@ def adapt_command(
         help="With --estimate-extrinsics: your hand's size relative to the average adult hand (sets the metric scale).",
     ),
     teacher: Path = typer.Option(
-        None, "--teacher", help="MediaPipe hand landmarker .task bundle: round 0 labels from it instead of the model."
+        None,
+        "--teacher",
+        help="MediaPipe hand landmarker .task bundle: round 0 labels from it instead of the model; later rounds fall back to them where the student finds no consensus.",
     ),
     frames: str = typer.Option(None, "--frames", help="Frames to adapt on, START:STOP (e.g. 0:200)."),
     rounds: int = typer.Option(3, "--rounds", help="Detect -> pseudo-label -> fine-tune rounds."),

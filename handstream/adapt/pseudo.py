@@ -184,6 +184,22 @@ def consensus_labels(rig: Rig, det: Detections2D, cfg: ConsensusConfig | None = 
     return PseudoLabels(keypoints, status, joints, inliers, report)
 
 
+def merge_labels(primary: PseudoLabels, fallback: PseudoLabels) -> PseudoLabels:
+    """Per (frame, hand): the primary labels where they label the hand (any view labelled), else the
+    fallback's (e.g. the student's consensus first, the teacher's where the student has none)."""
+    use_p = (primary.status == LABELLED).any(axis=(1, 3))  # (F, H)
+    use_f = ~use_p & (fallback.status >= 0).any(axis=(1, 3))
+    take = use_f[:, None, :, None]  # (F, 1, H, 1) over views and joints
+    status = np.where(take, fallback.status, primary.status)
+    keypoints = np.where(take[..., None], fallback.keypoints, primary.keypoints)
+    joints = np.where(use_f[..., None, None], fallback.joints, primary.joints)
+    inliers = np.where(take, fallback.inliers, primary.inliers)
+    report = dict(primary.report)
+    report["from_fallback_hands"] = {side: int(use_f[:, i].sum()) for i, side in enumerate(HANDS)}
+    report["labelled_joints"] = (status == LABELLED).sum(axis=(0, 2, 3)).tolist()
+    return PseudoLabels(keypoints, status, joints, inliers, report)
+
+
 def label_error(labels: PseudoLabels, truth_2d: np.ndarray, visibility: np.ndarray) -> dict[str, float]:
     """Scoring only (synthetic recordings): pixel error of the labels against the true 2D joints, over
     labelled joints inside the frame. ``truth_2d`` (F, V, H, K, 2) px, ``visibility`` (F, V, H, K) codes."""
