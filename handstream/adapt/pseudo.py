@@ -14,6 +14,7 @@ Status codes of the labels are those of the training data (:func:`handstream.tra
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,8 +41,13 @@ class ConsensusConfig:
             whole hand is unknown in that frame).
         absent_presence: a hand whose presence is below this in every view is labelled absent (no peaks,
             presence 0): that negative is as useful as a positive.
-        bone_tolerance: a labelled joint whose bone to its parent differs from the recording's median length
-            of that bone by more than this fraction is dropped (a consistent but anatomically wrong point).
+        bone_tolerance: a labelled joint whose bone to its parent differs from the reference length of that
+            bone by more than this fraction is dropped (a consistent but anatomically wrong point).
+        anatomy: the reference lengths: ``"metric"`` (the rig is in metres: the average adult hand,
+            :func:`handstream.adapt.extrinsics.reference_bone_lengths`; a hand whose median bone ratio is
+            outside ``hand_scale_range`` is dropped whole) or ``"relative"`` (calibrations in unknown units:
+            the recording's own median bone lengths, which only helps when most agreements are right).
+        hand_scale_range: (min, max) plausible hand size relative to the average adult hand (metric).
     """
 
     threshold_px: float = 8.0
@@ -51,6 +57,8 @@ class ConsensusConfig:
     min_joints: int = 10
     absent_presence: float = 0.1
     bone_tolerance: float = 0.35
+    anatomy: str = "metric"
+    hand_scale_range: tuple[float, float] = (0.7, 1.35)
 
 
 @dataclass
@@ -117,14 +125,27 @@ def consensus_labels(rig: Rig, det: Detections2D, cfg: ConsensusConfig | None = 
     agreed = np.isfinite(joints).all(axis=-1)  # (F, H, K)
     inliers &= agreed[:, None]
 
-    # anatomy: bones far from this recording's typical length are a consistent but wrong point
+    # anatomy: a point the views agree on can still be wrong (two views agreeing along an epipolar line);
+    # bones of implausible length expose it
     lengths = _bone_lengths(joints)  # (F, H, B)
-    typical = None
-    if np.isfinite(lengths).any(axis=(0, 1)).all():
-        typical = np.nanmedian(lengths, axis=(0, 1))  # (B,) over frames and both hands
+    child = np.array([c for _, c in BONES])
+    if cfg.anatomy == "metric":
+        from handstream.adapt.extrinsics import reference_bone_lengths
+
+        ratio = lengths / reference_bone_lengths(1.0)
+        with warnings.catch_warnings():  # a hand with no triangulated bone: NaN, and numpy says so
+            warnings.simplefilter("ignore", RuntimeWarning)
+            hand_scale = np.nanmedian(ratio, axis=-1)  # (F, H)
+        lo, hi = cfg.hand_scale_range
+        implausible = ~((hand_scale >= lo) & (hand_scale <= hi))  # NaN (no bone) counts as implausible
+        agreed &= ~implausible[..., None]
+        typical = reference_bone_lengths(1.0) * np.where(np.isfinite(hand_scale), hand_scale, 1.0)[..., None]
+    elif cfg.anatomy == "relative":
+        typical = np.nanmedian(lengths, axis=(0, 1)) if np.isfinite(lengths).any(axis=(0, 1)).all() else None
+    else:
+        raise ValueError(f"anatomy must be 'metric' or 'relative', got {cfg.anatomy!r}")
     if typical is not None:
         bad = np.abs(lengths / typical - 1.0) > cfg.bone_tolerance  # NaN compares False
-        child = np.array([c for _, c in BONES])
         drop = np.zeros_like(agreed)
         drop[..., child] = bad
         agreed &= ~drop
