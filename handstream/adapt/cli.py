@@ -56,6 +56,11 @@ def adapt_command(
     ),
     min_views: int = typer.Option(2, "--min-views", help="Views that must agree on a joint for it to get a label."),
     min_conf: float = typer.Option(0.3, "--min-conf", help="Detections below this confidence are not used."),
+    anatomy: str = typer.Option(
+        "metric",
+        "--anatomy",
+        help="Bone-length check of the consensus: metric (calibration in metres, vs the average hand) or relative (unknown units).",
+    ),
     name: str = typer.Option("adapted", "--name", help="Name of the exported model (OUT/NAME.onnx)."),
     threads: int = typer.Option(0, "--threads", help="CPU threads (0: all)."),
     no_export: bool = typer.Option(False, "--no-export", help="Do not export OUT/NAME.onnx."),
@@ -85,6 +90,8 @@ def adapt_command(
         _positive(value, option, integer)
     if min_views < 2:
         raise HandstreamError(f"--min-views: expected >= 2 (a consensus needs two views), got {min_views}")
+    if anatomy not in ("metric", "relative"):
+        raise HandstreamError(f"--anatomy: expected metric or relative, got {anatomy!r}")
     if not 0 <= min_conf < 1:
         raise HandstreamError(f"--min-conf: expected a number in [0, 1), got {min_conf}")
     if teacher is not None:
@@ -115,6 +122,9 @@ def adapt_command(
         estimate_extrinsics=estimate_extrinsics,
         hand_scale=hand_scale,
     )
-    cfg = replace(cfg, consensus=ConsensusConfig(threshold_px=threshold_px, min_views=min_views, min_conf=min_conf))
+    cfg = replace(
+        cfg,
+        consensus=ConsensusConfig(threshold_px=threshold_px, min_views=min_views, min_conf=min_conf, anatomy=anatomy),
+    )
     report = adapt(rec, model, out, cfg, teacher=teacher, name=name, export=not no_export, progress=not no_progress)
     typer.echo(f"wrote {out / 'report.json'}" + (f" and {report['onnx']}" if report.get("onnx") else ""))
