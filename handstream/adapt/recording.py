@@ -21,7 +21,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from handstream.capture.sources import IMAGE_SUFFIXES, _natural_key
+from handstream.capture.sources import list_images, read_image
 from handstream.errors import HandstreamError
 from handstream.geometry import Rig, load_calibration
 
@@ -121,22 +121,7 @@ def _read_video(path: Path, start: int, stop: int | None) -> list[np.ndarray]:
 
 
 def _read_folder(path: Path, start: int, stop: int | None) -> list[np.ndarray]:
-    files = sorted(
-        (p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES), key=lambda p: _natural_key(p.name)
-    )
-    if not files:
-        raise HandstreamError(f"{path}: no images ({', '.join(IMAGE_SUFFIXES)}) in the folder")
-    out = []
-    for p in files[start:stop]:
-        img = cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
-        if img is None:
-            raise HandstreamError(f"{p}: cannot read as an image")
-        if img.dtype == np.uint16:
-            img = (img >> 8).astype(np.uint8)
-        if img.ndim == 3 and img.shape[2] == 4:
-            img = cv2.cvtColor(img, cv2.COLOR_BGRA2BGR)
-        out.append(img)
-    return out
+    return [read_image(p) for p in list_images(path)[start:stop]]
 
 
 def open_recording(

@@ -180,6 +180,28 @@ def _natural_key(text: str) -> list:
     return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", text)]
 
 
+def list_images(folder: Path) -> list[Path]:
+    """The images of a folder (suffixes in :data:`IMAGE_SUFFIXES`), in natural order (``2.png`` before ``10.png``)."""
+    files = sorted(
+        (p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES), key=lambda p: _natural_key(p.name)
+    )
+    if not files:
+        raise HandstreamError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)}) in the folder")
+    return files
+
+
+def read_image(path: Path) -> np.ndarray:
+    """One image file -> (h, w) uint8 grey or (h, w, 3) uint8 BGR (16-bit scaled down, alpha dropped)."""
+    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise HandstreamError(f"{path}: cannot read as an image")
+    if image.dtype == np.uint16:
+        image = (image >> 8).astype(np.uint8)
+    if image.ndim == 3 and image.shape[2] == 4:
+        image = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+    return image
+
+
 class ImageFolderSource:
     """A folder of images (sorted in natural order: ``2.png`` before ``10.png``) played back as one camera.
 
@@ -201,11 +223,7 @@ class ImageFolderSource:
         self.path = Path(path)
         if not self.path.is_dir():
             raise HandstreamError(f"{self.path}: image folder not found")
-        self.files = sorted(
-            (p for p in self.path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES), key=lambda p: _natural_key(p.name)
-        )
-        if not self.files:
-            raise HandstreamError(f"{self.path}: no images ({', '.join(IMAGE_SUFFIXES)}) in the folder")
+        self.files = list_images(self.path)
         self.fps = float(fps or 30.0)
         self.camera, self.realtime, self.loop = camera, realtime, loop
         self._pace = FramePacer(self.fps, epoch_ns, realtime)
@@ -220,14 +238,7 @@ class ImageFolderSource:
         n, t = self._pace.wait(n)
         if n >= len(self.files) and not self.loop:
             return None
-        path = self.files[n % len(self.files)]
-        image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-        if image is None:
-            raise HandstreamError(f"{path}: cannot read as an image")
-        if image.dtype == np.uint16:
-            image = (image >> 8).astype(np.uint8)
-        if image.ndim == 3 and image.shape[2] == 4:
-            image = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+        image = read_image(self.files[n % len(self.files)])
         self._next = n + 1
         return Frame(image, t, n, {} if self.realtime else {"clock": "media"})
 
