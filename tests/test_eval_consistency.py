@@ -161,7 +161,7 @@ def _one_line_error(capsys) -> str:
 @pytest.mark.parametrize(
     "args, text",
     [
-        (["--recording", "{tmp}/nope.mp4", "--recording", "{tmp}/nope1.mp4", "--teacher", "{task}"], "nope.mp4"),
+        (["--recording", "{tmp}/nope.mp4", "--recording", "{tmp}/nope1.mp4", "--model", "{model}"], "nope.mp4"),
         (["--recording", "{tmp}/a.mp4", "--calibration", "{tmp}/c.toml"], "--model"),
         (["--recording", "{tmp}/a.mp4", "--model", "m.onnx", "--teacher", "{task}"], "--teacher"),
         (["--recording", "{tmp}/a.mp4", "--teacher", "{tmp}/missing.task"], "missing.task"),
@@ -175,7 +175,9 @@ def _one_line_error(capsys) -> str:
 def test_eval_recording_user_errors_are_one_line(tmp_path, capsys, args, text):
     task = tmp_path / "fake.task"
     task.write_bytes(b"not a bundle")
-    argv = ["eval", "--no-progress"] + [a.format(tmp=tmp_path, task=task) for a in args]
+    model = tmp_path / "m.onnx"  # never opened: the recording is checked first
+    model.write_bytes(b"")
+    argv = ["eval", "--no-progress"] + [a.format(tmp=tmp_path, task=task, model=model) for a in args]
     assert main(argv) == 2
     assert text in _one_line_error(capsys)
 
