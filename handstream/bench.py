@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from handstream import records
 from handstream.errors import HandstreamError
 
 LIVE_STAGES = ("transport_in", "sync", "preprocess", "infer", "decode", "triangulate", "smooth", "transport_out")
@@ -1230,22 +1231,9 @@ def run_bench(
 # --- output ----------------------------------------------------------------------------------------------
 
 
-def _plain(x: Any) -> Any:
-    """JSON-safe copy: NaN/inf -> None, numpy scalars -> Python, tuples -> lists."""
-    if isinstance(x, dict):
-        return {str(k): _plain(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_plain(v) for v in x]
-    if isinstance(x, np.generic):
-        x = x.item()
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x
-
-
 def write_json(result: dict[str, Any], path: str | Path) -> None:
     """The report as JSON (NaN as null)."""
-    Path(path).write_text(json.dumps(_plain(result), indent=1, allow_nan=False) + "\n", encoding="utf-8")
+    records.write_json(result, path, indent=1)
 
 
 _COLORS = {

@@ -17,7 +17,6 @@ Output folder::
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 import time
@@ -33,6 +32,7 @@ from handstream.adapt.pseudo import LABELLED, ConsensusConfig, PseudoLabels, con
 from handstream.adapt.recording import Recording
 from handstream.errors import HandstreamError
 from handstream.models.codec import HeatmapCodec
+from handstream.records import json_safe, write_json
 from handstream.train.augment import AugmentConfig
 from handstream.train.data import SampleSpec, collate, make_item
 from handstream.train.loss import hand_loss
@@ -223,7 +223,7 @@ def adapt(
         "recording": recording.source,
         "frames": len(recording),
         "views": recording.names,
-        "config": _jsonable(asdict(cfg)),
+        "config": json_safe(asdict(cfg)),
         "rounds": [],
     }
     current: Any = model
@@ -290,8 +290,8 @@ def adapt(
             extra={"adapted_from": str(model), "round": r},
         )
         entry["round_s"] = time.perf_counter() - t0
-        report["rounds"].append(_jsonable(entry))
-        (rdir / "report.json").write_text(json.dumps(_jsonable(entry), indent=2) + "\n")
+        report["rounds"].append(json_safe(entry))
+        write_json(entry, rdir / "report.json")
         log(f"round {r}: loss {losses['train_loss']:.4f}, {entry['round_s']:.0f} s")
     save_network(
         out / "model.pt",
@@ -310,7 +310,7 @@ def adapt(
         )  # fmt: skip
         report["onnx"] = str(out / f"{name}.onnx")
         log(f"exported {out / f'{name}.onnx'} (parity max abs diff {m.parity['max_abs_diff']})")
-    (out / "report.json").write_text(json.dumps(_jsonable(report), indent=2) + "\n")
+    write_json(report, out / "report.json")
     return report
 
 
@@ -320,17 +320,3 @@ def _summary(labels: PseudoLabels) -> str:
         f"{side} hand labelled in {v['labelled']} frames, absent {v['absent']}, unknown {v['unknown']}"
         for side, v in h.items()
     )
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj

@@ -4,11 +4,12 @@ table and optionally JSON."""
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 import typer
+
+from handstream.records import write_json
 
 
 def _pair(value: str | None) -> tuple[int, int] | None:
@@ -21,15 +22,6 @@ def _pair(value: str | None) -> tuple[int, int] | None:
     except ValueError:
         raise HandstreamError(f"--pair: expected two view indices like 0,1, got {value!r}") from None
     return a, b
-
-
-def _nan_to_null(obj):
-    """JSON has no NaN: write null instead."""
-    if isinstance(obj, dict):
-        return {k: _nan_to_null(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_nan_to_null(v) for v in obj]
-    return None if isinstance(obj, float) and math.isnan(obj) else obj
 
 
 def _fmt(v) -> str:
@@ -163,7 +155,7 @@ def eval_command(
 def _write_json(res: dict, json_out: Path | None, console) -> None:
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(_nan_to_null(res), indent=2, allow_nan=False) + "\n")
+        write_json(res, json_out)
         console.print(f"wrote {json_out}")
 
 
