@@ -20,7 +20,9 @@ from typing import Any
 
 import numpy as np
 
+from handstream.adapt.extrinsics import bone_lengths, reference_bone_lengths
 from handstream.adapt.predict import Detections2D
+from handstream.eval.consistency import triangulate_detections
 from handstream.geometry import Rig
 from handstream.skeleton import BONES, HANDS, NUM_JOINTS
 
@@ -85,13 +87,6 @@ class PseudoLabels:
         )
 
 
-def _bone_lengths(joints: np.ndarray) -> np.ndarray:
-    """(..., K, 3) -> (..., len(BONES)) lengths (NaN where an end is missing)."""
-    parent = np.array([p for p, _ in BONES])
-    child = np.array([c for _, c in BONES])
-    return np.linalg.norm(joints[..., child, :] - joints[..., parent, :], axis=-1)
-
-
 def consensus_labels(rig: Rig, det: Detections2D, cfg: ConsensusConfig | None = None) -> PseudoLabels:
     """Pseudo-labels for every view of every frame from the detections of all views.
 
@@ -114,24 +109,21 @@ def consensus_labels(rig: Rig, det: Detections2D, cfg: ConsensusConfig | None = 
         raise ValueError(f"detections have {V} views, the rig {len(rig)} cameras")
     use = (det.conf >= cfg.min_conf) & (det.presence[..., None] >= cfg.min_presence)
     use &= np.isfinite(det.keypoints).all(axis=-1)
-    joints = np.full((F, H, K, 3), np.nan)
-    inliers = np.zeros((F, V, H, K), bool)
-    for f in range(F):
-        kp = np.where(use[f][..., None], det.keypoints[f], np.nan).reshape(V, H * K, 2)
-        w = np.where(use[f], det.conf[f], 0.0).reshape(V, H * K)
-        tri = rig.triangulate(kp, w, method="ransac", threshold_px=cfg.threshold_px, min_views=cfg.min_views)
-        joints[f] = tri.points.reshape(H, K, 3)
-        inliers[f] = tri.inliers.reshape(V, H, K)
-    agreed = np.isfinite(joints).all(axis=-1)  # (F, H, K)
-    inliers &= agreed[:, None]
+    # the engine's rules over the whole recording in one call; the hand-level rule comes after the anatomy check
+    joints, inliers, _, agreed = triangulate_detections(
+        rig,
+        det.keypoints,
+        np.where(use, det.conf, 0.0),
+        threshold_px=cfg.threshold_px,
+        min_views=cfg.min_views,
+        min_joints=1,
+    )
 
     # anatomy: a point the views agree on can still be wrong (two views agreeing along an epipolar line);
     # bones of implausible length expose it
-    lengths = _bone_lengths(joints)  # (F, H, B)
+    lengths = bone_lengths(joints)  # (F, H, B)
     child = np.array([c for _, c in BONES])
     if cfg.anatomy == "metric":
-        from handstream.adapt.extrinsics import reference_bone_lengths
-
         ratio = lengths / reference_bone_lengths(1.0)
         with warnings.catch_warnings():  # a hand with no triangulated bone: NaN, and numpy says so
             warnings.simplefilter("ignore", RuntimeWarning)
