@@ -139,6 +139,8 @@ class EngineConfig:
         confidence_threshold: heatmap peaks below this do not count as detections.
         ransac_threshold_px: inlier threshold of the RANSAC triangulation, pixels.
         min_joints: a hand is tracked when at least this many joints are triangulated.
+        max_hand_extent_m: a triangulated joint farther than this (metres) from its hand's median joint
+            is dropped as an outlier (no hand is that large; 0: off). See ``engine/hand_check.py``.
         include_2d: put the per-view 2D joints in the pose messages.
         status_interval_s: how often the engine publishes ``status.engine``.
         fps: nominal camera rate (None: the sources'); sets the default tolerance.
@@ -152,6 +154,7 @@ class EngineConfig:
     confidence_threshold: float = 0.2
     ransac_threshold_px: float = 12.0
     min_joints: int = 8
+    max_hand_extent_m: float = 0.2
     include_2d: bool = False
     status_interval_s: float = 1.0
     fps: float | None = None
@@ -349,6 +352,11 @@ def validate(cfg: ServeConfig, where: str = "config") -> None:
         e.ransac_threshold_px > 0,
         where,
         f"engine.ransac_threshold_px: expected a positive number, got {e.ransac_threshold_px}",
+    )
+    _check(
+        e.max_hand_extent_m >= 0,
+        where,
+        f"engine.max_hand_extent_m: expected a number of metres >= 0 (0: off), got {e.max_hand_extent_m}",
     )
     _check(0 <= e.min_joints <= 21, where, f"engine.min_joints: expected an integer in [0, 21], got {e.min_joints}")
     _check(

@@ -22,6 +22,7 @@ import numpy as np
 
 from handstream.config import EngineConfig, FilterConfig
 from handstream.engine.backends import Backend
+from handstream.engine.hand_check import drop_far_joints
 from handstream.engine.smoothing import OneEuroFilter
 from handstream.errors import HandstreamError
 from handstream.geometry import Rig
@@ -145,12 +146,14 @@ class Pipeline:
                 det.keypoints.reshape(V, -1, 2), det.conf.reshape(V, -1), method="ransac",
                 threshold_px=self.cfg.ransac_threshold_px, min_views=self.cfg.min_views,
             )  # fmt: skip
-            joints = tri.points.reshape(len(HANDS), NUM_JOINTS, 3)
+            joints = drop_far_joints(tri.points.reshape(len(HANDS), NUM_JOINTS, 3), self.cfg.max_hand_extent_m)
             reproj = tri.reproj_error.reshape(len(HANDS), NUM_JOINTS)
             n_views = tri.n_views.reshape(len(HANDS), NUM_JOINTS).astype(np.uint8)
             inl = tri.inliers.reshape(V, len(HANDS), NUM_JOINTS)
             with np.errstate(invalid="ignore", divide="ignore"):
                 conf3d = (det.conf * inl).sum(axis=0) / inl.sum(axis=0)
+            dropped = ~np.isfinite(joints).all(axis=-1)
+            reproj[dropped], n_views[dropped], conf3d[dropped] = np.nan, 0, np.nan
             tracked = np.isfinite(joints).all(axis=-1).sum(axis=-1) >= max(self.cfg.min_joints, 1)
             joints[~tracked] = np.nan
             n_views[~tracked] = 0

@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from handstream.config import EngineConfig
+from handstream.engine.hand_check import drop_far_joints
 from handstream.errors import HandstreamError
 from handstream.eval import metrics
 from handstream.models.kpe import ray_angles
@@ -72,6 +74,7 @@ def evaluate(
     presence_threshold: float = 0.5,
     conf_threshold: float = 0.2,
     threshold_px: float = 10.0,
+    max_hand_extent_m: float = EngineConfig().max_hand_extent_m,
     min_joints: int = 3,
     threads: int = 0,
     progress: bool = False,
@@ -83,6 +86,7 @@ def evaluate(
         limit: evaluate only the first ``limit`` frames.
         presence_threshold, conf_threshold: inference gates (model outputs only).
         threshold_px: RANSAC inlier threshold, frame pixels.
+        max_hand_extent_m: the engine's outlier rule (:func:`~handstream.engine.hand_check.drop_far_joints`).
         threads: ONNX Runtime intra-op threads (0: its default).
     """
     import onnxruntime as ort
@@ -139,6 +143,8 @@ def evaluate(
         kp = np.where((w > 0)[..., None], kp, np.nan)
         p3_all.append(rig.triangulate(kp, w, method="ransac", threshold_px=threshold_px).points)
         p3_pair.append(sub.triangulate(kp[[a, b]], w[[a, b]], method="ransac", threshold_px=threshold_px).points)
+        p3_all[-1] = drop_far_joints(p3_all[-1], max_hand_extent_m)  # synthetic rigs are in metres
+        p3_pair[-1] = drop_far_joints(p3_pair[-1], max_hand_extent_m)
         lab = labels[i]
         kp2d_pred.append(kp)
         kp2d_gt.append(lab["keypoints_2d"])
@@ -164,6 +170,7 @@ def evaluate(
             "presence_threshold": presence_threshold,
             "conf_threshold": conf_threshold,
             "ransac_threshold_px": threshold_px,
+            "max_hand_extent_m": max_hand_extent_m,
             "min_joints": min_joints,
         },  # fmt: skip
         "2d": {
