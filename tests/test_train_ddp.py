@@ -72,3 +72,33 @@ def test_torchrun_two_processes_then_resume(tmp_path, data):
     rows = _rows(out / "metrics.csv")
     assert [r["epoch"] for r in rows] == ["1", "2"]
     assert torch.load(out / "checkpoint.pt", weights_only=True)["epoch"] == 1
+
+
+def test_init_starts_from_another_runs_weights(tmp_path, data, capsys):
+    from handstream.cli import main
+
+    first = tmp_path / "first"
+    recipe = tmp_path / "r.toml"
+    recipe.write_text(RECIPE.format(data=data, epochs=1))
+    assert main(["train", "--recipe", str(recipe), "--out", str(first), "--no-progress"]) == 0
+    start = torch.load(first / "model.pt", weights_only=True)["model"]
+
+    # train.init loads those weights: with lr ~0 the second run ends where the first one did
+    init = f'[train]\ninit = "{first / "model.pt"}"\nlr = 1e-12\n'
+    text = RECIPE.format(data=data, epochs=1).replace("[train]\n", init)
+    recipe.write_text(text)
+    assert main(["train", "--recipe", str(recipe), "--out", str(tmp_path / "second"), "--no-progress"]) == 0
+    after = torch.load(tmp_path / "second" / "model.pt", weights_only=True)["model"]
+    conv = [k for k in start if k.endswith("weight") and start[k].ndim == 4]
+    for k in conv:
+        torch.testing.assert_close(after[k], start[k], atol=1e-6, rtol=0)
+
+    # a missing file or another network: one line naming train.init, exit 2, before any data is read
+    recipe.write_text(text.replace(str(first / "model.pt"), str(tmp_path / "nope.pt")))
+    assert main(["train", "--recipe", str(recipe), "--out", str(tmp_path / "third"), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "train.init" in err[0] and "nope.pt" in err[0]
+    recipe.write_text(text.replace("widths = [8, 16, 16, 16]", "widths = [8, 16, 16, 24]"))
+    assert main(["train", "--recipe", str(recipe), "--out", str(tmp_path / "third"), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "train.init" in err[0] and "another network" in err[0]

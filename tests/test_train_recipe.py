@@ -28,6 +28,9 @@ def test_shipped_recipes_parse():
     seeds = {s.seed for s in rec.train_sources}
     assert {s.seed for s in rec.val_sources}.isdisjoint(seeds)
     assert 9001 not in seeds  # the record's test split
+    stage2 = load_recipe(ROOT / "training" / "default-stage2.toml")  # continues stage 1 on the same data
+    assert stage2.train.init and stage2.network == rec.network
+    assert [s.seed for s in stage2.train_sources] == [s.seed for s in rec.train_sources]
 
 
 @pytest.mark.parametrize(

@@ -78,6 +78,7 @@ class TrainConfig:
     val_max_items: int = 0
     grad_clip: float = 5.0
     seed: int = 0
+    init: str = ""  # start from these weights (a run's model.pt or checkpoint.pt; relative to the recipe)
 
 
 @dataclass(frozen=True)

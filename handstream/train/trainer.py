@@ -159,6 +159,8 @@ def train(recipe: Recipe, out: str | Path, resume: bool = False, progress: bool 
     torch.set_num_threads(threads)
     torch.manual_seed(t.seed)
     ckpt_path = out / "checkpoint.pt"
+    if t.init and not resume and not recipe.resolve(t.init).is_file():  # fail before rendering any data
+        raise HandstreamError(f"{recipe.path}: train.init: {recipe.resolve(t.init)} not found")
     if main:
         out.mkdir(parents=True, exist_ok=True)
         if recipe.path is not None and recipe.path.resolve() != (out / "recipe.toml").resolve():
@@ -199,6 +201,11 @@ def train(recipe: Recipe, out: str | Path, resume: bool = False, progress: bool 
     net = HandNet(recipe.network).to(device)
     opt = torch.optim.AdamW(net.parameters(), lr=t.lr, weight_decay=t.weight_decay)
     start_epoch, history = 0, []
+    if t.init and not resume:
+        init_path = recipe.resolve(t.init)
+        load_weights(net, init_path, recipe, f"{recipe.path}: train.init")
+        if main:
+            log(f"starting from the weights of {init_path}")
     if resume:
         if not ckpt_path.is_file():
             raise HandstreamError(f"{ckpt_path}: no checkpoint to resume from")
@@ -315,6 +322,26 @@ def train(recipe: Recipe, out: str | Path, resume: bool = False, progress: bool 
     return row
 
 
+def load_weights(net: HandNet, path: Path, recipe: Recipe, where: str) -> None:
+    """Load the weights of a run's ``model.pt`` or ``checkpoint.pt`` into ``net`` (fine-tuning).
+
+    Raises HandstreamError naming ``where`` when the file is missing or holds another network.
+    """
+    if not path.is_file():
+        raise HandstreamError(f"{where}: {path} not found (expected a run's model.pt or checkpoint.pt)")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's input error
+        raise HandstreamError(f"{where}: {path} is not a handstream checkpoint ({exc})") from None
+    if not isinstance(ckpt, dict) or "model" not in ckpt:
+        raise HandstreamError(f"{where}: {path} is not a handstream checkpoint (no 'model' weights)")
+    if ckpt.get("network") != recipe.network.to_dict():
+        raise HandstreamError(
+            f"{where}: {path} holds another network ({ckpt.get('network')}) than [network] ({recipe.network.to_dict()})"
+        )
+    net.load_state_dict(ckpt["model"])
+
+
 def _fmt(v: Any) -> str:
     return f"{v:.5g}" if isinstance(v, float) else str(v)
 
@@ -330,7 +357,7 @@ def export_model(net: HandNet, recipe: Recipe, onnx_path: Path, out: Path, val_s
         items = [val_sets[0][i] for i in range(min(4, len(val_sets[0])))]
         real = [(torch.stack([it["image"] for it in items]), torch.stack([it["rays"] for it in items]))]
     manifest = export_onnx(
-        net, onnx_path, name=recipe.name, input_size=recipe.codec.input_size, stride=recipe.codec.stride,
+        net, onnx_path, name=onnx_path.stem, input_size=recipe.codec.input_size, stride=recipe.codec.stride,
         sigma=recipe.codec.sigma, real_inputs=real,
         provenance={
             "recipe": str(recipe.path) if recipe.path else None, "checkpoint_sha256": file_sha256(out / "model.pt"),
