@@ -29,6 +29,7 @@ import torch.distributed as dist
 
 from handstream.errors import HandstreamError
 from handstream.eval.metrics import epe, pck_2d
+from handstream.models.checkpoint import load_network
 from handstream.models.codec import HeatmapCodec
 from handstream.models.network import HandNet
 from handstream.train.data import EpochSampler, Images2D, SampleSpec, SynthViews, collate
@@ -203,7 +204,16 @@ def train(recipe: Recipe, out: str | Path, resume: bool = False, progress: bool 
     start_epoch, history = 0, []
     if t.init and not resume:
         init_path = recipe.resolve(t.init)
-        load_weights(net, init_path, recipe, f"{recipe.path}: train.init")
+        try:
+            start, _ = load_network(init_path)
+        except HandstreamError as exc:
+            raise HandstreamError(f"{recipe.path}: train.init: {exc}") from None
+        if start.config.to_dict() != recipe.network.to_dict():
+            raise HandstreamError(
+                f"{recipe.path}: train.init: {init_path} holds another network ({start.config.to_dict()}) "
+                f"than [network] ({recipe.network.to_dict()})"
+            )
+        net.load_state_dict(start.state_dict())
         if main:
             log(f"starting from the weights of {init_path}")
     if resume:
@@ -320,26 +330,6 @@ def train(recipe: Recipe, out: str | Path, resume: bool = False, progress: bool 
         dist.barrier()
         dist.destroy_process_group()
     return row
-
-
-def load_weights(net: HandNet, path: Path, recipe: Recipe, where: str) -> None:
-    """Load the weights of a run's ``model.pt`` or ``checkpoint.pt`` into ``net`` (fine-tuning).
-
-    Raises HandstreamError naming ``where`` when the file is missing or holds another network.
-    """
-    if not path.is_file():
-        raise HandstreamError(f"{where}: {path} not found (expected a run's model.pt or checkpoint.pt)")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's input error
-        raise HandstreamError(f"{where}: {path} is not a handstream checkpoint ({exc})") from None
-    if not isinstance(ckpt, dict) or "model" not in ckpt:
-        raise HandstreamError(f"{where}: {path} is not a handstream checkpoint (no 'model' weights)")
-    if ckpt.get("network") != recipe.network.to_dict():
-        raise HandstreamError(
-            f"{where}: {path} holds another network ({ckpt.get('network')}) than [network] ({recipe.network.to_dict()})"
-        )
-    net.load_state_dict(ckpt["model"])
 
 
 def _fmt(v: Any) -> str:
