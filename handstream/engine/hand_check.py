@@ -8,8 +8,6 @@ the median of its hand's other triangulated joints is an outlier whatever the vi
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 
 
@@ -27,12 +25,11 @@ def drop_far_joints(joints: np.ndarray, max_extent_m: float) -> np.ndarray:
     out = np.array(joints, dtype=np.float64, copy=True)
     if max_extent_m <= 0:
         return out
-    finite = np.isfinite(out).all(axis=-1)  # (..., K)
-    if not finite.any():
-        return out
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN hand: nanmedian warns, gives NaN
-        centre = np.nanmedian(np.where(finite[..., None], out, np.nan), axis=-2, keepdims=True)
-    dist = np.linalg.norm(out - centre, axis=-1)
-    out[finite & ~(dist <= max_extent_m)] = np.nan
+    hands = out.reshape(-1, *out.shape[-2:])  # (N, K, 3) view of out
+    for hand in hands:  # a few hands per frame: a loop is cheaper than nanmedian over all of them
+        finite = np.isfinite(hand).all(axis=-1)
+        if finite.any():
+            centre = np.median(hand[finite], axis=0)
+            far = finite & (np.linalg.norm(hand - centre, axis=-1) > max_extent_m)
+            hand[far] = np.nan
     return out
