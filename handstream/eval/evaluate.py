@@ -141,10 +141,11 @@ def evaluate(
             np.isfinite(conf) & (conf > conf_threshold) & (presence[:, :, None] > presence_threshold), conf, 0.0
         )
         kp = np.where((w > 0)[..., None], kp, np.nan)
-        p3_all.append(rig.triangulate(kp, w, method="ransac", threshold_px=threshold_px).points)
-        p3_pair.append(sub.triangulate(kp[[a, b]], w[[a, b]], method="ransac", threshold_px=threshold_px).points)
-        p3_all[-1] = drop_far_joints(p3_all[-1], max_hand_extent_m)  # synthetic rigs are in metres
-        p3_pair[-1] = drop_far_joints(p3_pair[-1], max_hand_extent_m)
+        # then the engine's outlier rule (synthetic rigs are in metres)
+        all_views = rig.triangulate(kp, w, method="ransac", threshold_px=threshold_px).points
+        two_views = sub.triangulate(kp[[a, b]], w[[a, b]], method="ransac", threshold_px=threshold_px).points
+        p3_all.append(drop_far_joints(all_views, max_hand_extent_m))
+        p3_pair.append(drop_far_joints(two_views, max_hand_extent_m))
         lab = labels[i]
         kp2d_pred.append(kp)
         kp2d_gt.append(lab["keypoints_2d"])
