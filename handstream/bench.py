@@ -42,10 +42,12 @@ import numpy as np
 from handstream import records
 from handstream.errors import HandstreamError
 
-LIVE_STAGES = ("transport_in", "sync", "preprocess", "infer", "decode", "triangulate", "smooth", "transport_out")
+LIVE_STAGES = (
+    "transport_in", "sync", "preprocess", "infer", "decode", "refine", "triangulate", "smooth", "transport_out",
+)  # fmt: skip
 """Per-pose stages of the live system, in order (``transport_out`` = subscriber receive - publish stamp)."""
 
-PIPELINE_STAGES = ("preprocess", "infer", "decode", "triangulate", "smooth")
+PIPELINE_STAGES = ("preprocess", "infer", "decode", "refine", "triangulate", "smooth")
 """Stages of :meth:`Pipeline.process` (the in-process run)."""
 
 STAGE_LABELS = {
@@ -65,7 +67,7 @@ STAGE_LABELS = {
 
 SHORT_LABELS = {
     "end_to_end": "end to end", "transport_in": "transport in", "sync": "sync wait", "preprocess": "preprocess",
-    "infer": "infer", "decode": "decode", "triangulate": "triangulate", "smooth": "smooth",
+    "infer": "infer", "decode": "decode", "refine": "refine", "triangulate": "triangulate", "smooth": "smooth",
     "transport_out": "publish + out", "residual": "residual",
 }  # fmt: skip
 
@@ -98,6 +100,7 @@ class BenchOptions:
             pre-rendered synthetic frames, else the rig's own.
         fps: camera rate, frames/s (video source: None = the files').
         backend / model / threads: the estimator (``model`` None: the shipped default; ``"random-init"``).
+        refiner: the refine stage's model (``"default"``: the shipped refiner; ``"none"``: no refine stage).
         source: ``synthetic`` (pre-rendered frames of :func:`bench_rig`) or ``video`` (``videos`` +
             ``calibration``, ``unit_scale``).
         rig: the synthetic rig preset the cameras are taken from (``headset4``, ``stereo``, ``random-<seed>``).
@@ -120,6 +123,7 @@ class BenchOptions:
     fps: float | None = 30.0
     backend: str = "auto"
     model: str | None = None
+    refiner: str = "default"
     threads: int = 0
     source: str = "synthetic"
     videos: list[str] = field(default_factory=list)
@@ -542,6 +546,18 @@ def resolve_model(model: str | None, tmp: Path) -> tuple[Path, str]:
     return path.resolve(), str(path)
 
 
+def resolve_refiner(refiner: str) -> Path | None:
+    """--refiner: ``default`` -> the shipped refiner, ``none`` -> None (no refine stage), else a path."""
+    from handstream.config import DEFAULT_REFINER
+
+    if refiner.lower() == "none":
+        return None
+    path = DEFAULT_REFINER if refiner.lower() == "default" else Path(refiner)
+    if not path.exists():
+        raise HandstreamError(f"--refiner: {path}: model not found (--refiner none runs without the refine stage)")
+    return path.resolve()
+
+
 # --- live ----------------------------------------------------------------------------------------------
 
 
@@ -829,7 +845,7 @@ def run_inprocess(
     }
 
 
-def run_sweep(backend, engine_cfg, filter_cfg, views: Sequence[int], resolutions: Sequence[tuple[int, int]], *,
+def run_sweep(backend, engine_cfg, filter_cfg, refiner, views: Sequence[int], resolutions: Sequence[tuple[int, int]], *,
               base: str, calls: int, seed: int, log: Callable[[str], None]) -> list[dict[str, Any]]:  # fmt: skip
     """In-process :meth:`Pipeline.process` over views x resolutions (back to back, ``calls`` timed calls each,
     8 distinct rendered frame sets cycled). One dict per configuration: ``views``, ``resolution``,
@@ -841,7 +857,7 @@ def run_sweep(backend, engine_cfg, filter_cfg, views: Sequence[int], resolutions
         for v in views:
             preset = bench_rig(v, res, base)
             frames = render_frames(preset, min(8, calls), seed)
-            pipe = Pipeline(preset.rig, backend, engine_cfg, filter_cfg)
+            pipe = Pipeline(preset.rig, backend, engine_cfg, filter_cfg, refiner=refiner)
             r = run_inprocess(pipe, frames, calls=calls, fps=None, warmup_calls=3)
             p50 = r["latency_ms"]["total"]["p50"]
             row = {
@@ -1024,7 +1040,7 @@ def evaluate_targets(result: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def build_live_config(o: BenchOptions, model: Path, rig_file: Path | None, folders: dict[str, Path] | None,
-                      cameras: list[str], fps: float | None, tmp: Path):  # fmt: skip
+                      cameras: list[str], fps: float | None, tmp: Path, refiner: Path | None = None):  # fmt: skip
     """The :class:`handstream.config.ServeConfig` of the live run."""
     from handstream.config import ServeConfig
 
@@ -1033,7 +1049,7 @@ def build_live_config(o: BenchOptions, model: Path, rig_file: Path | None, folde
     else:
         endpoints = {"frames": f"tcp://127.0.0.1:{free_tcp_port()}", "poses": f"tcp://127.0.0.1:{free_tcp_port()}"}
     data: dict[str, Any] = {
-        "model": {"path": str(model), "backend": o.backend, "threads": o.threads},
+        "model": {"path": str(model), "refiner": str(refiner or ""), "backend": o.backend, "threads": o.threads},
         "engine": {"status_interval_s": 0.5, **({"fps": fps} if fps else {})},
         "endpoints": endpoints,
         "supervisor": {"restart": False},
@@ -1086,6 +1102,8 @@ def run_bench(
         model, model_label = resolve_model(o.model, tmp)
         # the in-process backend first: a model/backend that cannot load fails here, in one line, before any work
         backend = open_backend(model, o.backend, threads=o.threads)
+        refiner = resolve_refiner(o.refiner)
+        refine = open_backend(refiner, o.backend, threads=o.threads) if refiner else None
         background = _other_load_now(1.0)
         mp_model = (
             o.mediapipe_model
@@ -1118,7 +1136,7 @@ def run_bench(
                 save_calibration(rig, rig_file)
                 folders = write_image_folders(frames, tmp / "frames")
         frames.fps = fps
-        config = build_live_config(o, model, rig_file, folders, cameras, fps, tmp)
+        config = build_live_config(o, model, rig_file, folders, cameras, fps, tmp, refiner)
         engine_cfg, filter_cfg = config.engine, config.filter
 
         result: dict[str, Any] = {
@@ -1145,6 +1163,7 @@ def run_bench(
                 "fps": fps,
                 "backend": o.backend,
                 "model": model_label,
+                "refiner": str(refiner) if refiner else None,
                 "threads": o.threads,
                 "transport": o.transport,
                 "seconds": o.seconds,
@@ -1161,7 +1180,7 @@ def run_bench(
         result["config"]["backend_used"] = live["engine_status"].get("backend")
 
         # -- in-process, same frames
-        pipe = Pipeline(rig, backend, engine_cfg, filter_cfg)
+        pipe = Pipeline(rig, backend, engine_cfg, filter_cfg, refiner=refine)
         in_s = o.inprocess_seconds if o.inprocess_seconds is not None else max(2.0, o.seconds / 2)
         calls = max(10, int(round(in_s * fps)))
         log(f"in-process pipeline: {calls} frame sets paced at {fps:g} fps")
@@ -1207,7 +1226,7 @@ def run_bench(
                 f"sweep: views {list(o.sweep_views)} x resolutions {[f'{w}x{h}' for w, h in o.sweep_resolutions]}, "
                 f"{o.sweep_calls} calls each"
             )
-            result["sweep"] = run_sweep(backend, engine_cfg, filter_cfg, o.sweep_views, o.sweep_resolutions,
+            result["sweep"] = run_sweep(backend, engine_cfg, filter_cfg, refine, o.sweep_views, o.sweep_resolutions,
                                         base=o.rig if o.source == "synthetic" else "headset4", calls=o.sweep_calls,
                                         seed=o.seed, log=log)  # fmt: skip
         result["background_busy_cores_after"] = _other_load_now(1.0)
@@ -1238,7 +1257,7 @@ def write_json(result: dict[str, Any], path: str | Path) -> None:
 
 _COLORS = {
     "transport_in": "#8c564b", "sync": "#bcbd22", "preprocess": "#1f77b4", "infer": "#ff7f0e", "decode": "#2ca02c",
-    "triangulate": "#d62728", "smooth": "#9467bd", "transport_out": "#e377c2", "residual": "#7f7f7f",
+    "refine": "#17becf", "triangulate": "#d62728", "smooth": "#9467bd", "transport_out": "#e377c2", "residual": "#7f7f7f",
 }  # fmt: skip
 
 

@@ -39,6 +39,9 @@ def bench_command(
         help="Model (.onnx with manifest, .pt, .engine), or random-init (random weights: timings only) "
         "[default: engines/handstream-default.onnx].",
     ),
+    refiner: str = typer.Option(
+        "default", "--refiner", help="Refine stage model: default (the shipped refiner), none, or a path."
+    ),
     threads: int = typer.Option(0, "--threads", help="Inference threads (0: one per core)."),
     source: str = typer.Option(
         "synthetic", "--source", help="synthetic (pre-rendered frames played by the captures) | video."
@@ -99,6 +102,7 @@ def bench_command(
         fps=fps if fps is not None else (30.0 if source == "synthetic" else None),
         backend=backend,
         model=model,
+        refiner=refiner,
         threads=threads,
         source=source,
         videos=[str(v) for v in video],

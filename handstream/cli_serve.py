@@ -51,6 +51,7 @@ def build_config(
     no_filter: bool,
     include_2d: bool,
     seed: int,
+    refiner: str | None = None,
 ) -> ServeConfig:
     """The serve config from a file (if any) with command-line flags applied on top."""
     cfg = load_config(config) if config is not None else ServeConfig()
@@ -80,6 +81,8 @@ def build_config(
         cfg.model.path = str(model.resolve())
     elif config is None:
         cfg.model.path = str(DEFAULT_MODEL)
+    if refiner is not None:
+        cfg.model.refiner = "" if refiner.lower() in ("none", "") else str(Path(refiner).resolve())
     if backend is not None:
         cfg.model.backend = backend
     if threads is not None:
@@ -114,6 +117,9 @@ def serve_command(
     loop: bool = typer.Option(False, "--loop", help="Replay videos/folders forever."),
     fast: bool = typer.Option(False, "--fast", help="Play videos/folders as fast as the engine takes them."),
     model: Path = typer.Option(None, "--model", help="Model (.onnx with manifest, .pt, .engine)."),
+    refiner: str = typer.Option(
+        None, "--refiner", help="Refiner model (a second look at each hand), or 'none' to skip that stage."
+    ),
     backend: str = typer.Option(None, "--backend", help="auto | onnxruntime | torch | tensorrt."),
     threads: int = typer.Option(None, "--threads", help="Inference threads (0: all cores)."),
     frames_endpoint: str = typer.Option(
@@ -140,7 +146,7 @@ def serve_command(
 
     cfg = build_config(
         config, demo, synthetic, calibration, unit_scale, video, images, device, fps, loop, fast,
-        model, backend, threads, frames_endpoint, poses_endpoint, no_filter, include_2d, seed,
+        model, backend, threads, frames_endpoint, poses_endpoint, no_filter, include_2d, seed, refiner=refiner,
     )  # fmt: skip
 
     def started(p) -> None:

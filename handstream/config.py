@@ -18,6 +18,7 @@ A complete example (every key is optional except where noted; see docs/serving.m
 
     [model]
     path = "engines/handstream-default.onnx"
+    refiner = "engines/handstream-refiner.onnx"   # a second look at each hand ("" = off)
     backend = "auto"                   # auto | onnxruntime | torch | tensorrt
     threads = 0                        # inference threads (0: all cores)
 
@@ -56,6 +57,7 @@ from handstream.transport.topics import is_valid_name
 SOURCE_KINDS = ("synthetic", "video", "images", "device")
 BACKENDS = ("auto", "onnxruntime", "torch", "tensorrt")
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "engines" / "handstream-default.onnx"
+DEFAULT_REFINER = DEFAULT_MODEL.with_name("handstream-refiner.onnx")
 
 
 @dataclass
@@ -112,14 +114,17 @@ class ModelConfig:
     """The estimator.
 
     Attributes:
-        path: the model artifact (``.onnx`` with its ``.onnx.json`` manifest; ``.pt`` for the torch
-            backend; ``.engine`` for TensorRT).
+        path: the model artifact, the detector (``.onnx`` with its ``.onnx.json`` manifest; ``.pt`` for
+            the torch backend; ``.engine`` for TensorRT).
+        refiner: the refiner artifact (same kinds, same backend), which looks again at a window around
+            each detected hand (:mod:`handstream.engine.refine`); ``""`` turns the refine stage off.
         backend: ``auto`` (the fastest available for the artifact), ``onnxruntime``, ``torch``, ``tensorrt``.
         threads: inference threads (0: one per core).
         device: torch device for the torch backend (``cpu``, ``cuda``, ``cuda:1``).
     """
 
     path: str = str(DEFAULT_MODEL)
+    refiner: str = str(DEFAULT_REFINER)
     backend: str = "auto"
     threads: int = 0
     device: str = "cpu"

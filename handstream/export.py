@@ -128,6 +128,7 @@ def export_onnx(
     provenance: dict[str, Any] | None = None,
     real_inputs: list[tuple[Any, Any]] | None = None,
     tolerance: float = PARITY_TOLERANCE,
+    crop: dict | None = None,
 ) -> ModelManifest:
     """Write ``out`` (ONNX, dynamic view axis) and ``out.json`` (manifest) from a :class:`HandNet`.
 
@@ -141,6 +142,7 @@ def export_onnx(
         real_inputs: ``(image (N, 1, H_in, W_in), rays (N, 2, h, w) | None)`` pairs (tensors or arrays)
             from real frames through the real preprocessing (:func:`real_parity_inputs`).
         tolerance: max abs difference of heatmaps and presence allowed between ONNX Runtime and PyTorch.
+        crop: for a refiner, its window rule (``{"margin", "min_side"}``, :mod:`handstream.models.crop`).
 
     The ONNX model is run with ONNX Runtime on random inputs (N = 1 and 4) and on ``real_inputs`` and
     compared with PyTorch; a difference above ``tolerance`` raises HandstreamError (the files are
@@ -228,6 +230,7 @@ def export_onnx(
             **figures,
             "tolerance": tolerance,
         },
+        crop=dict(crop) if crop else None,
     )
     manifest.save(manifest_path(out))
     return manifest
@@ -625,7 +628,7 @@ def export_engine(
         with progress.step(f"export {onnx_path} (opset {OPSET}, input {size[0]}x{size[1]}, dynamic views) and check it"):
             onnx_manifest = export_onnx(
                 net, onnx_path, name=out.name, input_size=size, stride=source_manifest.stride, sigma=source_manifest.sigma,
-                max_views=max_views, provenance=provenance, real_inputs=real,
+                max_views=max_views, provenance=provenance, real_inputs=real, crop=source_manifest.crop,
             )  # fmt: skip
         p = onnx_manifest.parity
         kp = p["keypoints_px"]

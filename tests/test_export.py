@@ -142,6 +142,27 @@ def test_load_network_reads_training_checkpoints(train_checkpoint, tmp_path):
         load_network(tmp_path / "other.pt")
 
 
+def test_refiner_checkpoint_exports_with_its_window_rule(train_checkpoint, tmp_path):
+    """A refiner's window rule (its recipe's [hand_crop]) travels checkpoint -> ONNX manifest -> engine."""
+    from handstream.export import export_engine
+    from handstream.models.checkpoint import load_network
+
+    data = torch.load(train_checkpoint, weights_only=True)
+    data["recipe"] = {**data["recipe"], "hand_crop": {"margin": 1.5, "min_side": 20.0, "negatives": 0.1}}
+    torch.save(data, tmp_path / "refiner.pt")
+    _, manifest = load_network(tmp_path / "refiner.pt")
+    assert manifest.crop == {"margin": 1.5, "min_side": 20.0}
+    (onnx_path, onnx_manifest), = export_engine(tmp_path / "refiner.pt", tmp_path / "refiner", real_frames=1)
+    loaded, _ = load_manifest(onnx_path)
+    assert loaded.crop == {"margin": 1.5, "min_side": 20.0} == onnx_manifest.crop
+    assert "window around one hand" in json.loads(manifest_path(onnx_path).read_text())["input"]["tensor"]
+    bad = json.loads(manifest_path(onnx_path).read_text())
+    bad["crop"] = {"margin": 0.5}
+    manifest_path(onnx_path).write_text(json.dumps(bad))
+    with pytest.raises(HandstreamError, match="'crop' must be"):
+        load_manifest(onnx_path)
+
+
 def fake_engine_manifest(tmp_path, **tensorrt) -> tuple:
     engine = tmp_path / "hs.engine"
     engine.write_bytes(b"not really an engine")

@@ -10,7 +10,7 @@ from handstream.models.codec import HeatmapCodec
 from handstream.models.kpe import ray_angles
 from handstream.models.preprocess import prepare_views
 from handstream.synth.dataset import write_dataset
-from handstream.train.augment import AugmentConfig, InputMapping
+from handstream.train.augment import AugmentConfig, HandCropConfig, InputMapping
 from handstream.train.data import Images2D, SampleSpec, SynthViews, collate, pinhole_for
 from handstream.train.loss import hand_loss
 
@@ -135,3 +135,30 @@ def test_a_few_training_steps_reduce_the_loss(tiny):
         opt.step()
         losses.append(float(loss.detach()))
     assert losses[-1] < 0.7 * losses[0]
+
+
+def test_hand_windows_are_exact_and_cover_each_seen_hand(tiny):
+    """Refiner items: one per (frame, view, hand) the frame shows; targets decode back to the labels."""
+    codec = HeatmapCodec((128, 128), 4, 2.0)
+    for aug in (None, AugmentConfig()):
+        ds = SynthViews(tiny, SampleSpec(codec, aug, hand_crop=HandCropConfig(negatives=0.0)), seed=2)
+        seen = [(f, v, h) for f, v, h in ds._hands_seen()]
+        assert len(ds) == len(seen) > 0
+        for i in range(len(ds)):
+            item = ds[i]
+            f, v, h = seen[i]
+            assert item["image"].shape == (1, 128, 128) and item["rays"].shape == (2, 32, 32)
+            scored = item["in_frame"].numpy()
+            assert scored[h].sum() >= 3 and not scored[1 - h].any()  # validation scores the window's hand
+            assert item["presence"][h] == 1
+            aff = item["affine"].numpy()
+            mapping = InputMapping((128, 128), tuple(aff.ravel()))
+            np.testing.assert_allclose(item["rays"].numpy(), ray_angles(ds.data.rig[v], mapping, 4), atol=1e-6)
+            kp = item["keypoints"].numpy()
+            kin = mapping.to_input(kp)
+            if aug is None:  # the engine's window: margin 1.6 around the box, every joint well inside
+                assert ((kin[h][scored[h]] > 12) & (kin[h][scored[h]] < 116)).all()
+            # targets decode back to the labels (away from the border, where the Gaussian is cut: as above)
+            interior = scored & (kin[..., 0] > 24) & (kin[..., 0] < 104) & (kin[..., 1] > 24) & (kin[..., 1] < 104)
+            err = np.abs(mapping.to_input(_frame_px(item, codec)) - kin)[interior]
+            assert err.max() < 0.1, err.max()

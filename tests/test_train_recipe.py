@@ -31,6 +31,10 @@ def test_shipped_recipes_parse():
     stage2 = load_recipe(ROOT / "training" / "default-stage2.toml")  # continues stage 1 on the same data
     assert stage2.train.init and stage2.network == rec.network
     assert [s.seed for s in stage2.train_sources] == [s.seed for s in rec.train_sources]
+    refiner = load_recipe(ROOT / "training" / "refiner.toml")  # the refiner starts from the detector's weights
+    assert refiner.hand_crop is not None and refiner.hand_crop.margin == 1.6 and refiner.train.crop is None
+    assert refiner.network == rec.network and refiner.train.init.endswith("handstream-default-stage2/model.pt")
+    assert {s.seed for s in refiner.val_sources}.isdisjoint({s.seed for s in refiner.train_sources})
 
 
 @pytest.mark.parametrize(
@@ -51,6 +55,10 @@ def test_shipped_recipes_parse():
         (GOOD + "[[data.train]]\nkind = 'images2d'\n", "data.train[1].path"),
         (GOOD + "[export]\nonnx = 'model.pt'\n", "export.onnx"),
         ("name = 'x'\n[[data.train]\n", "not valid TOML"),
+        (GOOD + "[hand_crop]\nmargin = 3.0\n", "hand_crop"),
+        (GOOD + "[hand_crop]\nnegatives = 2.0\n", "hand_crop.negatives"),
+        (GOOD + "[hand_crop]\nzoom = 2.0\n", "hand_crop.zoom"),
+        (GOOD + "[train]\ncrop = [96, 64]\n[hand_crop]\n", "train.crop"),
     ],
 )
 def test_recipe_errors_are_one_line_naming_the_field(tmp_path, capsys, text, field):

@@ -58,6 +58,7 @@ def predict_recording(
     threads: int = 0,
     progress: bool = False,
     desc: str = "predicting",
+    refiner: str | Path | None = None,
 ) -> Detections2D:
     """Run an estimator over every frame of ``recording`` with :meth:`Pipeline.detect` (letterbox, rays,
     inference, decode, presence and confidence gating: exactly what the engine does).
@@ -65,6 +66,8 @@ def predict_recording(
     Args:
         model: a model path (``.onnx`` + manifest, or a ``.pt`` checkpoint) or an opened backend.
         engine: gating thresholds (presence, confidence); default :class:`EngineConfig`.
+        refiner: a refiner model for the engine's refine stage (None: the detector's keypoints as they are;
+            adaptation trains the detector and runs without it).
     Returns:
         :class:`Detections2D` with ``F = len(recording)``.
     """
@@ -76,7 +79,8 @@ def predict_recording(
     rig = recording.rig
     if rig is None:
         raise ValueError("predict_recording needs the cameras' intrinsics: give the recording a rig")
-    pipe = Pipeline(Rig(list(rig)), backend, engine)
+    refine = open_backend(refiner, threads=threads) if refiner else None
+    pipe = Pipeline(Rig(list(rig)), backend, engine, refiner=refine)
     out = Detections2D.empty(
         len(recording), recording.num_views, f"model:{model}" if isinstance(model, (str, Path)) else "model"
     )

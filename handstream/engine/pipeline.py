@@ -7,6 +7,7 @@ input, ``(h, w)`` heatmaps.
 
     preprocess (letterbox, grey, ray angles) -> infer (backend, one batch of V views)
       -> decode (heatmaps -> sub-pixel peaks, back to frame pixels) -> gate (presence, confidence)
+      -> refine (optional: a window around each detected hand, full resolution, one batch; engine/refine.py)
       -> triangulate (undistort, RANSAC over views, both hands in one call) -> smooth (One-Euro) -> PoseMessage
 
 :class:`Pipeline` is used by the engine process (:mod:`handstream.engine.process`, which adds sockets and
@@ -23,6 +24,7 @@ import numpy as np
 from handstream.config import EngineConfig, FilterConfig
 from handstream.engine.backends import Backend
 from handstream.engine.hand_check import drop_far_joints
+from handstream.engine.refine import Refiner
 from handstream.engine.smoothing import OneEuroFilter
 from handstream.errors import HandstreamError
 from handstream.geometry import Rig
@@ -55,10 +57,25 @@ class Pipeline:
         backend: an opened inference backend (:func:`handstream.engine.backends.open_backend`).
         engine: thresholds (:class:`handstream.config.EngineConfig`).
         smoothing: One-Euro settings (:class:`handstream.config.FilterConfig`).
+        refiner: an opened backend of a refiner model (a manifest with a ``crop`` rule), or None: the
+            detector's keypoints go to the triangulation as they are.
     """
 
-    def __init__(self, rig: Rig, backend: Backend, engine: EngineConfig | None = None, smoothing: FilterConfig | None = None):
+    def __init__(
+        self,
+        rig: Rig,
+        backend: Backend,
+        engine: EngineConfig | None = None,
+        smoothing: FilterConfig | None = None,
+        refiner: Backend | None = None,
+    ):
+        if backend.manifest.crop is not None:
+            raise HandstreamError(
+                f"model {backend.manifest.name!r} is a refiner (its manifest has a 'crop' rule): use it as "
+                "model.refiner, with a detector (e.g. engines/handstream-default.onnx) as model.path"
+            )
         self.rig = rig
+        self.refiner = Refiner(refiner, 2 * len(rig)) if refiner is not None else None
         self.backend = backend
         self.manifest = backend.manifest
         self.codec = self.manifest.codec
@@ -105,6 +122,11 @@ class Pipeline:
         timings["preprocess"] = (t1 - t0) * 1e3
         timings["infer"] = (t2 - t1) * 1e3
         timings["decode"] = (t3 - t2) * 1e3
+        if self.refiner is not None:
+            cams = [self.rig[n] for n in names]
+            c = self.cfg
+            self.refiner(cams, images, keypoints, conf, presence, c.presence_threshold, c.confidence_threshold)
+            timings["refine"] = (time.perf_counter() - t3) * 1e3
         return Detections(keypoints, conf, presence)
 
     def process(self, frames: dict[str, np.ndarray], t_capture_ns: int, timings: dict[str, float] | None = None) -> PoseMessage:

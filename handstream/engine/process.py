@@ -48,7 +48,10 @@ class Engine:
         )
         m = config.model
         self.backend = open_backend(config.resolve(m.path), m.backend, threads=m.threads, device=m.device)
-        self.pipeline = Pipeline(rig, self.backend, e, config.filter)
+        refiner = None
+        if m.refiner:
+            refiner = open_backend(config.resolve(m.refiner), m.backend, threads=m.threads, device=m.device)
+        self.pipeline = Pipeline(rig, self.backend, e, config.filter, refiner=refiner)
         ep = config.endpoints
         curve = curve_config(ep.curve_dir)
         self.receiver = FrameReceiver(ep.frames, cameras=rig.names, allow_remote=ep.allow_remote, curve=curve)

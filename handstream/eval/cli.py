@@ -30,6 +30,22 @@ def _fmt(v) -> str:
     return str(v)
 
 
+def _refiner(value: str) -> Path | None:
+    """--refiner: 'default' -> the shipped refiner, 'none' -> None, else the path (checked by the loader)."""
+    from handstream.config import DEFAULT_REFINER
+    from handstream.errors import HandstreamError
+
+    if value.lower() == "none":
+        return None
+    if value.lower() == "default":
+        if not DEFAULT_REFINER.is_file():
+            raise HandstreamError(
+                f"{DEFAULT_REFINER}: the default refiner is missing; pass --refiner PATH or --refiner none"
+            )
+        return DEFAULT_REFINER
+    return Path(value)
+
+
 def _check_modes(
     data: Path | None,
     recording: list[Path],
@@ -107,6 +123,12 @@ def eval_command(
         help="--data: the two views of the 2-view figures, e.g. 0,1 (default: the two that see most joints).",
     ),
     limit: int = typer.Option(None, "--limit", help="--data: evaluate only the first N frames."),
+    refiner: str = typer.Option(
+        "default",
+        "--refiner",
+        help="With --model: the refine stage's model, as the engine runs it ('default': the shipped "
+        "engines/handstream-refiner.onnx; 'none': the detector alone).",
+    ),
     threads: int = typer.Option(0, "--threads", help="ONNX Runtime threads (0: its default)."),
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
 ) -> None:
@@ -125,10 +147,11 @@ def eval_command(
         data, recording, model, teacher, calibration=calibration, unit_scale=unit_scale, frames=frames,
         mirrored=mirrored, pair=pair, limit=limit,
     )  # fmt: skip
+    refiner_path = _refiner(refiner) if model is not None else None
     if recording:
         _eval_recording(
             recording, calibration, model=model, teacher=teacher, unit_scale=unit_scale, frames=frames,
-            mirrored=mirrored, threads=threads, progress=not no_progress, json_out=json_out,
+            mirrored=mirrored, threads=threads, progress=not no_progress, json_out=json_out, refiner=refiner_path,
         )  # fmt: skip
         return
     from rich.console import Console
@@ -136,9 +159,14 @@ def eval_command(
 
     from handstream.eval.evaluate import evaluate
 
-    res = evaluate(model, data, pair=_pair(pair), limit=limit, threads=threads, progress=not no_progress)
+    res = evaluate(
+        model, data, pair=_pair(pair), limit=limit, threads=threads, progress=not no_progress, refiner=refiner_path
+    )
     console = Console()
-    console.print(f"{model} on {data}: {res['frames']} frames, {res['views']} views, 2-view pair {res['pair']}")
+    with_refiner = f" + refiner {refiner_path}" if refiner_path else " (no refiner)"
+    console.print(
+        f"{model}{with_refiner} on {data}: {res['frames']} frames, {res['views']} views, 2-view pair {res['pair']}"
+    )
     table = Table()
     table.add_column("metric")
     table.add_column("value", justify="right")
@@ -148,6 +176,8 @@ def eval_command(
         for key, value in res[section].items():
             table.add_row(f"{section[3:]} {key}", _fmt(value))
     table.add_row("onnx ms/frame (median)", _fmt(res["onnx_ms_per_frame"]["median"]))
+    if refiner_path:
+        table.add_row("refine ms/frame (median)", _fmt(res["onnx_ms_per_frame"]["refine_median"]))
     console.print(table)
     _write_json(res, json_out, console)
 
@@ -175,6 +205,7 @@ def _eval_recording(
     threads: int,
     progress: bool,
     json_out: Path | None,
+    refiner: Path | None = None,
 ) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -184,7 +215,7 @@ def _eval_recording(
 
     res = evaluate_recording(
         [str(p) for p in recording], calibration, model=model, teacher=teacher, unit_scale=unit_scale,
-        frames=parse_frame_range(frames), mirrored=mirrored, threads=threads, progress=progress,
+        frames=parse_frame_range(frames), mirrored=mirrored, threads=threads, progress=progress, refiner=refiner,
     )  # fmt: skip
     console = Console()
     span = res["recording"].get("frames") or [0, res["frames"]]

@@ -240,6 +240,7 @@ def evaluate_recording(
     min_views: int = 2,
     min_joints: int = 8,
     progress: bool = False,
+    refiner: str | Path | None = None,
 ) -> dict[str, Any]:
     """Load a recording, detect 2D keypoints with a model or the teacher, and score their consistency.
 
@@ -255,6 +256,7 @@ def evaluate_recording(
         frames: (start, stop) frame range (stop None = to the end).
         mirrored: teacher only: the images are horizontally flipped (selfie view).
         threshold_px, min_views, min_joints: see :func:`consistency_metrics`.
+        refiner: with ``model``: a refiner for the engine's refine stage (None: off).
     Returns:
         :func:`consistency_metrics`'s dict plus ``detector`` (``model:<path>`` / ``teacher:<path>``),
         ``recording`` (sources, calibration, frame range) and ``length_unit`` (``"m"`` with a unit scale or a
@@ -295,11 +297,11 @@ def evaluate_recording(
     else:
         from handstream.adapt.predict import predict_recording
 
-        det = predict_recording(rec, model, threads=threads, progress=progress)
+        det = predict_recording(rec, model, threads=threads, progress=progress, refiner=refiner)
     seconds = time.perf_counter() - t0
     res = consistency_metrics(rec.rig, det, threshold_px=threshold_px, min_views=min_views, min_joints=min_joints)
     synthetic = rec.truth is not None
-    res["detector"] = det.source
+    res["detector"] = det.source + (f" + refiner:{refiner}" if model is not None and refiner else "")
     res["recording"] = dict(rec.source)
     res["length_unit"] = "m" if (unit_scale is not None or synthetic) else "calibration units"
     res["seconds"] = round(seconds, 3)

@@ -2,10 +2,10 @@
 
 Legend: ``V`` views, ``H`` hands (2), ``K`` joints (21), ``(h, w)`` heatmap size.
 
-Per frame: every view through :func:`~handstream.models.preprocess.prepare_views` and
-:func:`~handstream.models.kpe.ray_angles` (the engine's own preprocessing), ONNX Runtime, the manifest's
-codec (:meth:`HeatmapCodec.decode`), letterbox back to frame pixels, then RANSAC triangulation
-(:meth:`Rig.triangulate`) with all views and with a pair of views. Nothing at inference reads the labels:
+Per frame: all views through the engine's own detect stage (:meth:`Pipeline.detect`: letterbox, ray angles,
+ONNX Runtime, the manifest's codec, back to frame pixels, presence/confidence gates, and the refine stage
+when a refiner is given), then RANSAC triangulation (:meth:`Rig.triangulate`) with all views and with a
+pair of views. Nothing at inference reads the labels:
 a hand's observations count in a view when the model's presence > ``presence_threshold`` and a joint's
 heatmap peak > ``conf_threshold``. The labels are used only to score:
 
@@ -18,7 +18,6 @@ heatmap peak > ``conf_threshold``. The labels are used only to score:
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +27,7 @@ from handstream.config import EngineConfig
 from handstream.engine.hand_check import drop_far_joints
 from handstream.errors import HandstreamError
 from handstream.eval import metrics
-from handstream.models.kpe import ray_angles
 from handstream.models.manifest import load_manifest
-from handstream.models.preprocess import prepare_views
 
 OUT_OF_FRAME = 4
 
@@ -78,6 +75,7 @@ def evaluate(
     min_joints: int = 3,
     threads: int = 0,
     progress: bool = False,
+    refiner: str | Path | None = None,
 ) -> dict[str, Any]:
     """Run ``model`` (ONNX + manifest) on the synthetic dataset folder ``data``; returns the metrics dict.
 
@@ -88,9 +86,10 @@ def evaluate(
         threshold_px: RANSAC inlier threshold, frame pixels.
         max_hand_extent_m: the engine's outlier rule (:func:`~handstream.engine.hand_check.drop_far_joints`).
         threads: ONNX Runtime intra-op threads (0: its default).
+        refiner: a refiner model (ONNX + manifest with a ``crop`` rule) for the engine's refine stage, or None.
     """
-    import onnxruntime as ort
-
+    from handstream.engine.backends import open_backend
+    from handstream.engine.pipeline import Pipeline
     from handstream.synth.dataset import SynthDataset
 
     manifest, artifact = load_manifest(model)
@@ -103,11 +102,10 @@ def evaluate(
     n_views = len(rig)
     if n_views < 2:
         raise HandstreamError(f"{data}: needs at least 2 views to triangulate, the rig has {n_views}")
-    opts = ort.SessionOptions()
-    if threads:
-        opts.intra_op_num_threads = threads
-    session = ort.InferenceSession(str(artifact), opts, providers=["CPUExecutionProvider"])
-    codec = manifest.codec
+    backend = open_backend(artifact, "onnxruntime", threads=threads)
+    refine = open_backend(refiner, "onnxruntime", threads=threads) if refiner else None
+    gates = EngineConfig(presence_threshold=presence_threshold, confidence_threshold=conf_threshold)
+    pipe = Pipeline(rig, backend, gates, refiner=refine)
     frames = len(ds) if limit is None else min(int(limit), len(ds))
     labels = [ds.labels(i) for i in range(frames)]
     vis = np.stack([lab["visibility"] for lab in labels])  # (T, V, H, K)
@@ -120,7 +118,7 @@ def evaluate(
 
     kp2d_pred, kp2d_gt, in_frame, boxes = [], [], [], []
     p3_all, p3_pair, gt3 = [], [], []
-    times = []
+    times: dict[str, list[float]] = {"infer": [], "refine": []}
     iterator = range(frames)
     if progress:
         from tqdm import tqdm
@@ -128,19 +126,11 @@ def evaluate(
         iterator = tqdm(iterator, desc="eval", unit="frame")
     for i in iterator:
         images = [ds.image(i, v) for v in range(n_views)]
-        batch, lbs = prepare_views(images, manifest.input_size)
-        feeds = {"image": batch}
-        if manifest.kpe:
-            feeds["rays"] = np.stack([ray_angles(cam, box, manifest.stride) for cam, box in zip(rig, lbs, strict=True)])
-        t0 = time.perf_counter()
-        heatmaps, presence = session.run(["heatmaps", "presence"], feeds)
-        times.append(time.perf_counter() - t0)
-        kp_in, conf = codec.decode(heatmaps)  # (V, H, K, 2), (V, H, K)
-        kp = np.stack([box.to_frame(kp_in[v]) for v, box in enumerate(lbs)])
-        w = np.where(
-            np.isfinite(conf) & (conf > conf_threshold) & (presence[:, :, None] > presence_threshold), conf, 0.0
-        )
-        kp = np.where((w > 0)[..., None], kp, np.nan)
+        timings: dict[str, float] = {}
+        det = pipe.detect(list(rig.names), images, timings)  # the engine's own detect (+ refine) stage
+        for k in times:
+            times[k].append(timings.get(k, 0.0))
+        kp, w = det.keypoints, det.conf
         # then the engine's outlier rule (synthetic rigs are in metres)
         all_views = rig.triangulate(kp, w, method="ransac", threshold_px=threshold_px).points
         two_views = sub.triangulate(kp[[a, b]], w[[a, b]], method="ransac", threshold_px=threshold_px).points
@@ -161,6 +151,7 @@ def evaluate(
     gt3a = np.stack(gt3)
     res: dict[str, Any] = {
         "model": str(artifact),
+        "refiner": str(refiner) if refiner else None,
         "data": str(data),
         "preset": ds.manifest.get("preset"),
         "seed": ds.manifest.get("seed"),
@@ -184,8 +175,9 @@ def evaluate(
         f"3d_{n_views}view": _score_3d(np.stack(p3_all), gt3a, hand_in_view.sum(axis=1) >= 2),
         "3d_2view": _score_3d(np.stack(p3_pair), gt3a, hand_in_view[:, [a, b]].sum(axis=1) >= 2),
         "onnx_ms_per_frame": {
-            "median": 1000 * float(np.median(times)),
-            "p90": 1000 * float(np.percentile(times, 90)),
+            "median": float(np.median(times["infer"])),
+            "p90": float(np.percentile(times["infer"], 90)),
+            "refine_median": float(np.median(times["refine"])) if refine else None,
             "views": n_views,
             "threads": threads or "default",
         },

@@ -34,7 +34,15 @@ from handstream.models.manifest import ModelManifest
 ONNX_LOAD_TOLERANCE = 1e-3  # max abs diff (heatmaps ~[0, 1], presence probabilities) PyTorch vs ONNX Runtime
 
 
-def save_network(path: str | Path, net, *, input_size=(256, 192), stride: int = 4, sigma: float = 2.0, extra: dict[str, Any] | None = None) -> Path:
+def save_network(
+    path: str | Path,
+    net,
+    *,
+    input_size=(256, 192),
+    stride: int = 4,
+    sigma: float = 2.0,
+    extra: dict[str, Any] | None = None,
+) -> Path:
     """Write the inference part of a checkpoint (creates parent folders). ``input_size`` is (W_in, H_in) pixels."""
     import torch
 
@@ -108,7 +116,9 @@ def load_network(path: str | Path):
         provenance["epochs"] = len(history)
         last = history[-1]
         if isinstance(last, dict):
-            provenance["metrics"] = {k: v for k, v in last.items() if isinstance(v, int | float) and k.startswith("val_")}
+            provenance["metrics"] = {
+                k: v for k, v in last.items() if isinstance(v, int | float) and k.startswith("val_")
+            }
     manifest = ModelManifest(
         name=str(recipe.get("name") or path.stem) if recipe else path.stem,
         artifact=path.name,
@@ -120,8 +130,20 @@ def load_network(path: str | Path):
         network=config.to_dict(),
         input_names=["image", "rays"] if config.kpe else ["image"],
         provenance=provenance,
+        crop=_crop_of(recipe.get("hand_crop"), path),
     )
     return net.eval(), manifest
+
+
+def _crop_of(hand_crop: Any, path: Path) -> dict | None:
+    """A refiner checkpoint's window rule (its recipe's [hand_crop]) in the manifest's form; None for a detector."""
+    if not isinstance(hand_crop, dict):
+        return None
+    from handstream.models.manifest import _crop_rule
+
+    return _crop_rule(
+        {"margin": hand_crop.get("margin"), "min_side": hand_crop.get("min_side", 0.0)}, f"{path}: recipe.hand_crop"
+    )
 
 
 def fuse_batchnorm(net):
@@ -168,9 +190,13 @@ def load_onnx_network(path: str | Path, *, verify: bool = True):
 
     manifest, artifact = load_manifest(path)
     if manifest.artifact_format != "onnx":
-        raise HandstreamError(f"{artifact}: a {manifest.artifact_format} artifact has no ONNX graph to read weights from")
+        raise HandstreamError(
+            f"{artifact}: a {manifest.artifact_format} artifact has no ONNX graph to read weights from"
+        )
     if not manifest.network:
-        raise HandstreamError(f"{artifact}: its manifest has no 'network' config; PyTorch cannot rebuild it (use onnxruntime)")
+        raise HandstreamError(
+            f"{artifact}: its manifest has no 'network' config; PyTorch cannot rebuild it (use onnxruntime)"
+        )
     config = NetConfig.from_dict(manifest.network, f"{artifact}: manifest network")
     net = fuse_batchnorm(HandNet(config))
     try:
@@ -183,7 +209,9 @@ def load_onnx_network(path: str | Path, *, verify: bool = True):
     done: set[str] = set()
 
     def fail(why: str) -> HandstreamError:
-        return HandstreamError(f"{artifact}: cannot read its weights into PyTorch ({why}); serve it with backend 'onnxruntime' or give the checkpoint")
+        return HandstreamError(
+            f"{artifact}: cannot read its weights into PyTorch ({why}); serve it with backend 'onnxruntime' or give the checkpoint"
+        )
 
     for node in model.graph.node:
         if node.op_type not in ("Conv", "Gemm") or len(node.input) < 2:
@@ -201,7 +229,9 @@ def load_onnx_network(path: str | Path, *, verify: bool = True):
             trans_b = next((a.i for a in node.attribute if a.name == "transB"), 0)
             weight = weight if trans_b else weight.T
         if tuple(weight.shape) != tuple(module.weight.shape):
-            raise fail(f"{key}: weight {tuple(weight.shape)} in the graph, {tuple(module.weight.shape)} in the network config")
+            raise fail(
+                f"{key}: weight {tuple(weight.shape)} in the graph, {tuple(module.weight.shape)} in the network config"
+            )
         bias = np.zeros(weight.shape[0], np.float32)
         if len(node.input) > 2 and node.input[2]:
             if node.input[2] not in inits:

@@ -42,6 +42,9 @@ class ModelManifest:
         provenance: where it came from (checkpoint sha256, recipe, opset, torch/TensorRT versions, date).
         parity: figures of the export check (max abs diff against PyTorch, on which inputs).
         tensorrt: for engines: TensorRT version, GPU name and compute capability, precision.
+        crop: None for a detector (whole frames, letterboxed); for a refiner, the rule of its hand windows
+            (``{"margin": 1.6, "min_side": 24.0}``: side = margin x max(box side, min_side) frame px), see
+            :mod:`handstream.models.crop`.
     """
 
     name: str
@@ -59,6 +62,7 @@ class ModelManifest:
     provenance: dict = field(default_factory=dict)
     parity: dict = field(default_factory=dict)
     tensorrt: dict | None = None
+    crop: dict | None = None
 
     @property
     def codec(self) -> HeatmapCodec:
@@ -72,7 +76,9 @@ class ModelManifest:
             "version": VERSION,
             **d,
             "input": {
-                "tensor": "image (N, 1, H_in, W_in) float32: grey = BGR->grey / 255, letterboxed top-left, zero padding",
+                "tensor": "image (N, 1, H_in, W_in) float32: grey = BGR->grey / 255, letterboxed top-left, zero padding"
+                if self.crop is None
+                else "image (N, 1, H_in, W_in) float32: grey = BGR->grey / 255, a square window around one hand (crop)",
                 "rays": "rays (N, 2, H_in/stride, W_in/stride) float32: atan(x/z), atan(y/z) per heatmap cell"
                 if self.kpe
                 else None,
@@ -90,9 +96,13 @@ class ModelManifest:
         if not isinstance(data, dict):
             raise HandstreamError(f"{where}: expected a JSON object")
         if data.get("format") != FORMAT:
-            raise HandstreamError(f"{where}: 'format' must be {FORMAT!r}, got {data.get('format')!r} (not a handstream model manifest)")
+            raise HandstreamError(
+                f"{where}: 'format' must be {FORMAT!r}, got {data.get('format')!r} (not a handstream model manifest)"
+            )
         if data.get("version") != VERSION:
-            raise HandstreamError(f"{where}: manifest version {data.get('version')!r} is not supported (this handstream reads {VERSION})")
+            raise HandstreamError(
+                f"{where}: manifest version {data.get('version')!r} is not supported (this handstream reads {VERSION})"
+            )
         layout = data.get("layout", {})
         if layout.get("hands", list(HANDS)) != list(HANDS) or layout.get("joints", JOINT_NAMES) != JOINT_NAMES:
             raise HandstreamError(f"{where}: 'layout' differs from handstream's 2 x 21 joint layout")
@@ -148,7 +158,18 @@ class ModelManifest:
             provenance=get("provenance", dict, {}),
             parity=get("parity", dict, {}),
             tensorrt=get("tensorrt", (dict, type(None)), None),
+            crop=_crop_rule(get("crop", (dict, type(None)), None), where),
         )
+
+
+def _crop_rule(crop: dict | None, where: str) -> dict | None:
+    if crop is None:
+        return None
+    margin, min_side = crop.get("margin"), crop.get("min_side", 0.0)
+    ok = all(isinstance(v, int | float) and not isinstance(v, bool) for v in (margin, min_side))
+    if not ok or margin < 1 or min_side < 0:
+        raise HandstreamError(f'{where}: \'crop\' must be {{"margin": >= 1, "min_side": >= 0}}, got {crop!r}')
+    return {"margin": float(margin), "min_side": float(min_side)}
 
 
 def manifest_path(artifact: str | Path) -> Path:
@@ -170,7 +191,9 @@ def load_manifest(path: str | Path) -> tuple[ModelManifest, Path]:
     if not mpath.is_file():
         if not path.exists():
             raise HandstreamError(f"{path}: model not found")
-        raise HandstreamError(f"{path}: no manifest next to it (expected {mpath.name}; export the model with `handstream export-engine`)")
+        raise HandstreamError(
+            f"{path}: no manifest next to it (expected {mpath.name}; export the model with `handstream export-engine`)"
+        )
     try:
         data = json.loads(mpath.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:

@@ -57,6 +57,46 @@ class Letterbox:
         return (np.asarray(points, dtype=np.float64) + 0.5) / self.scale - 0.5
 
 
+@dataclass(frozen=True)
+class InputMapping:
+    """Frame pixels <-> network input pixels through an affine map (letterbox + augmentation, or a hand crop).
+
+    Attributes:
+        input_size: (W_in, H_in) of the network input, pixels.
+        affine: the 2x3 matrix ``A`` (row-major, 6 floats) with ``input = A @ [x_frame, y_frame, 1]``;
+            pixel centres at integers (OpenCV convention) on both sides.
+    """
+
+    input_size: tuple[int, int]
+    affine: tuple[float, float, float, float, float, float]
+
+    @classmethod
+    def from_letterbox(cls, box: Letterbox, aug: np.ndarray | None = None) -> InputMapping:
+        """The letterbox ``box`` followed by ``aug`` (2x3, input -> input; None: identity)."""
+        sx, sy = box.scale
+        lb = np.array([[sx, 0.0, 0.5 * sx - 0.5], [0.0, sy, 0.5 * sy - 0.5], [0.0, 0.0, 1.0]])
+        m = lb if aug is None else np.vstack([np.asarray(aug, dtype=np.float64), [0, 0, 1]]) @ lb
+        return cls(tuple(int(v) for v in box.input_size), tuple(float(v) for v in m[:2].ravel()))
+
+    @property
+    def matrix(self) -> np.ndarray:
+        """(2, 3) float64 frame -> input."""
+        return np.array(self.affine, dtype=np.float64).reshape(2, 3)
+
+    def to_input(self, points: np.ndarray) -> np.ndarray:
+        """(..., 2) frame pixels -> (..., 2) input pixels (NaN/inf propagate)."""
+        m = self.matrix
+        p = np.asarray(points, dtype=np.float64)
+        return p @ m[:, :2].T + m[:, 2]
+
+    def to_frame(self, points: np.ndarray) -> np.ndarray:
+        """(..., 2) input pixels -> (..., 2) frame pixels."""
+        m = self.matrix
+        inv = np.linalg.inv(m[:, :2])
+        p = np.asarray(points, dtype=np.float64) - m[:, 2]
+        return p @ inv.T
+
+
 def to_grey(image: np.ndarray) -> np.ndarray:
     """(h, w) uint8 or (h, w, 3) BGR uint8 -> (h, w) uint8."""
     if image.ndim == 2:

@@ -23,47 +23,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from handstream.models.preprocess import Letterbox
-
-
-@dataclass(frozen=True)
-class InputMapping:
-    """Frame pixels <-> network input pixels through an affine map (letterbox, then augmentation).
-
-    Attributes:
-        input_size: (W_in, H_in) of the network input, pixels.
-        affine: the 2x3 matrix ``A`` (row-major, 6 floats) with ``input = A @ [x_frame, y_frame, 1]``;
-            pixel centres at integers (OpenCV convention) on both sides.
-    """
-
-    input_size: tuple[int, int]
-    affine: tuple[float, float, float, float, float, float]
-
-    @classmethod
-    def from_letterbox(cls, box: Letterbox, aug: np.ndarray | None = None) -> InputMapping:
-        """The letterbox ``box`` followed by ``aug`` (2x3, input -> input; None: identity)."""
-        sx, sy = box.scale
-        lb = np.array([[sx, 0.0, 0.5 * sx - 0.5], [0.0, sy, 0.5 * sy - 0.5], [0.0, 0.0, 1.0]])
-        m = lb if aug is None else np.vstack([np.asarray(aug, dtype=np.float64), [0, 0, 1]]) @ lb
-        return cls(tuple(int(v) for v in box.input_size), tuple(float(v) for v in m[:2].ravel()))
-
-    @property
-    def matrix(self) -> np.ndarray:
-        """(2, 3) float64 frame -> input."""
-        return np.array(self.affine, dtype=np.float64).reshape(2, 3)
-
-    def to_input(self, points: np.ndarray) -> np.ndarray:
-        """(..., 2) frame pixels -> (..., 2) input pixels (NaN/inf propagate)."""
-        m = self.matrix
-        p = np.asarray(points, dtype=np.float64)
-        return p @ m[:, :2].T + m[:, 2]
-
-    def to_frame(self, points: np.ndarray) -> np.ndarray:
-        """(..., 2) input pixels -> (..., 2) frame pixels."""
-        m = self.matrix
-        inv = np.linalg.inv(m[:, :2])
-        p = np.asarray(points, dtype=np.float64) - m[:, 2]
-        return p @ inv.T
+from handstream.models.preprocess import InputMapping  # noqa: F401  (re-exported: it began here)
 
 
 @dataclass(frozen=True)
@@ -134,6 +94,31 @@ class AugmentConfig:
         if self.noise > 0:
             region += rng.standard_normal(region.shape, dtype=np.float32) * np.float32(rng.uniform(0, self.noise))
         np.clip(region, 0.0, 1.0, out=region)
+
+
+@dataclass(frozen=True)
+class HandCropConfig:
+    """Refiner training (recipe section ``[hand_crop]``): each item is a window around one hand, warped from
+    the full-resolution frame (:mod:`handstream.models.crop`) instead of the letterboxed whole frame.
+
+    Attributes:
+        margin: window side / the hand's box side at inference and validation (recorded in the manifest).
+        margin_range: (min, max) of the training draw (log-uniform), around ``margin``: the detector's box
+            is too small when it misses fingertips and too large when one joint is off.
+        center_jitter: standard deviation of the window centre's offset, as a fraction of the window side
+            (the detector's box centre is not the true one).
+        rotate_deg: max in-plane rotation of the window (uniform +-); the engine's windows are upright.
+        min_side: smallest hand box side, frame pixels (a hand seen edge-on has a thin box).
+        negatives: probability of a window at a random place instead of around the hand, so the presence
+            output learns to reject a detector's false hand.
+    """
+
+    margin: float = 1.6
+    margin_range: tuple[float, float] = (1.3, 2.1)
+    center_jitter: float = 0.08
+    rotate_deg: float = 25.0
+    min_side: float = 24.0
+    negatives: float = 0.1
 
 
 def warp_input(image: np.ndarray, aug: np.ndarray) -> np.ndarray:

@@ -36,9 +36,9 @@ from handstream.errors import HandstreamError
 from handstream.geometry.camera import Camera
 from handstream.models.codec import HeatmapCodec
 from handstream.models.kpe import ray_angles
-from handstream.models.preprocess import prepare_views
+from handstream.models.preprocess import InputMapping, prepare_views
 from handstream.skeleton import NUM_JOINTS
-from handstream.train.augment import AugmentConfig, InputMapping, warp_input
+from handstream.train.augment import AugmentConfig, HandCropConfig, warp_input
 
 OUT_OF_FRAME = 4  # handstream.synth.render.Visibility.OUT_OF_FRAME
 OCCLUDED_BY_SCENE = 3
@@ -64,6 +64,7 @@ class SampleSpec:
     crop: tuple[int, int] | None = None
     min_joints: int = 3
     occluded_weight: float = 0.5
+    hand_crop: HandCropConfig | None = None
 
 
 def box_sizes(keypoints: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -135,6 +136,81 @@ def make_item(
         kp_in = mapping.to_input(kp)
         size = (cw, ch)
         codec = HeatmapCodec(size, codec.stride, codec.sigma, codec.refine)
+    return _item(spec, codec, inp, mapping, camera, kp, status, in_frame, hand_known)
+
+
+def make_crop_item(
+    spec: SampleSpec,
+    image: np.ndarray,
+    camera: Camera,
+    keypoints: np.ndarray,
+    status: np.ndarray,
+    rng: np.random.Generator | None,
+    hand: int,
+    hand_known: bool = True,
+) -> dict[str, Any]:
+    """One refiner item: a window around hand ``hand`` (0 left, 1 right) of one frame (``spec.hand_crop``).
+
+    Arguments as :func:`make_item`. When that hand has fewer than ``min_joints`` joints in the frame, the
+    window goes around the other hand, or (neither, or with probability ``negatives``) to a random place.
+    Targets cover both hands (the other one may be in the window too); validation scores only the hand the
+    window was made for (``in_frame`` of the other is cleared).
+    """
+    from handstream.models.crop import crop_image, crop_mapping, hand_box
+
+    hc = spec.hand_crop
+    codec = spec.codec
+    kp = np.asarray(keypoints, dtype=np.float64)
+    status = np.asarray(status)
+    in_frame = (status >= 0) & (status < OUT_OF_FRAME) & np.isfinite(kp).all(axis=-1)
+    fw, fh = image.shape[1], image.shape[0]
+    usable = in_frame.sum(axis=1) >= spec.min_joints
+    target = hand if usable[hand] or not usable[1 - hand] else 1 - hand
+    negative = not usable[target] or (rng is not None and rng.random() < hc.negatives)
+    angle = 0.0
+    if not negative:
+        center, side = hand_box(kp[target][in_frame[target]])
+        side = max(side, hc.min_side)
+        if rng is not None:
+            side *= float(np.exp(rng.uniform(*np.log(hc.margin_range))))
+            center = center + rng.normal(0.0, hc.center_jitter, 2) * side
+            angle = float(rng.uniform(-hc.rotate_deg, hc.rotate_deg))
+        else:
+            side *= hc.margin
+    elif rng is not None:
+        side = float(rng.uniform(0.1, 0.35)) * max(fw, fh)
+        center = np.array([rng.uniform(0, fw - 1), rng.uniform(0, fh - 1)])
+    else:
+        side, center = 0.25 * max(fw, fh), np.array([(fw - 1) / 2, (fh - 1) / 2])
+    mapping = crop_mapping(center, side, codec.input_size, angle)
+    inp = crop_image(image, mapping)
+    if rng is not None and spec.augment is not None:
+        spec.augment.photometric(rng, inp)
+    scored = in_frame.copy()
+    scored[1 - target] = False
+    if negative:
+        scored[:] = False
+    return _item(spec, codec, inp, mapping, camera, kp, status, in_frame, hand_known, scored=scored)
+
+
+def _item(
+    spec: SampleSpec,
+    codec: HeatmapCodec,
+    inp: np.ndarray,
+    mapping: InputMapping,
+    camera: Camera,
+    kp: np.ndarray,
+    status: np.ndarray,
+    in_frame: np.ndarray,
+    hand_known: bool,
+    scored: np.ndarray | None = None,
+) -> dict[str, Any]:
+    """Targets and the item dict for an input ``inp`` ((H_in, W_in) float32) made from the frame by ``mapping``.
+
+    ``scored`` (H, K) bool: the joints validation measures (default: those in the frame).
+    """
+    size = mapping.input_size
+    kp_in = mapping.to_input(kp)
     w_in, h_in = size
     inside = (
         in_frame
@@ -161,7 +237,7 @@ def make_item(
         "hand_known": torch.tensor(float(hand_known)),
         "affine": torch.from_numpy(mapping.matrix),
         "keypoints": torch.from_numpy(np.where(np.isfinite(kp), kp, np.nan)),
-        "in_frame": torch.from_numpy(in_frame),
+        "in_frame": torch.from_numpy(in_frame if scored is None else scored),
         "box_size": torch.from_numpy(box_sizes(kp, in_frame)),
     }
 
@@ -187,15 +263,37 @@ class SynthViews(torch.utils.data.Dataset):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    def _hands_seen(self) -> np.ndarray:
+        """(M, 3) int (frame, view, hand) with at least ``min_joints`` joints in the frame: the refiner's items
+        (a window around a hand the detector would report; random windows come from ``negatives``)."""
+        if getattr(self, "_seen", None) is None:
+            rows = []
+            for f in range(len(self.data)):
+                lab = self.data.labels(f)
+                v, kp = lab["visibility"], lab["keypoints_2d"]
+                ok = ((v >= 0) & (v < OUT_OF_FRAME) & np.isfinite(kp).all(axis=-1)).sum(axis=-1) >= self.spec.min_joints
+                rows += [(f, view, hand) for view, hand in zip(*np.nonzero(ok), strict=True)]
+            self._seen = np.array(rows, np.int64).reshape(-1, 3)
+        return self._seen
+
     def __len__(self) -> int:
+        if self.spec.hand_crop is not None:
+            return len(self._hands_seen())
         return len(self.data) * self.views
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        frame, view = divmod(int(i), self.views)
+        i = int(i)
+        hand = 0
+        if self.spec.hand_crop is not None:
+            frame, view, hand = (int(v) for v in self._hands_seen()[i])
+        else:
+            frame, view = divmod(i, self.views)
         lab = self.data.labels(frame)
         kp = lab["keypoints_2d"][view]
         vis = lab["visibility"][view].astype(np.int64)
-        rng = np.random.default_rng([self.seed, self.epoch, i]) if self.spec.augment is not None else None
+        rng = np.random.default_rng([self.seed, self.epoch, i, hand]) if self.spec.augment is not None else None
+        if self.spec.hand_crop is not None:
+            return make_crop_item(self.spec, self.data.image(frame, view), self.data.rig[view], kp, vis, rng, hand)
         return make_item(self.spec, self.data.image(frame, view), self.data.rig[view], kp, vis, rng)
 
 
@@ -281,6 +379,16 @@ class Images2D(torch.utils.data.Dataset):
             raise HandstreamError(f"{file}: image not found or unreadable")
         cam = pinhole_for(img.shape[1], img.shape[0], self.fov_deg)
         rng = np.random.default_rng([self.seed, self.epoch, i]) if self.spec.augment is not None else None
+        if self.spec.hand_crop is not None:
+            labelled = [h for h in range(2) if (status[h] >= 0).any()]
+            hand = (
+                labelled[int(rng.integers(len(labelled)))]
+                if rng is not None and labelled
+                else labelled[0]
+                if labelled
+                else 0
+            )
+            return make_crop_item(self.spec, img, cam, kps, status, rng, hand, hand_known=known)
         return make_item(self.spec, img, cam, kps, status, rng, hand_known=known)
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from handstream.errors import HandstreamError
 from handstream.models.network import NetConfig
-from handstream.train.augment import AugmentConfig
+from handstream.train.augment import AugmentConfig, HandCropConfig
 
 SCHEDULES = ("cosine", "constant", "step")
 PRESETS = ("headset4", "stereo", "random")
@@ -105,6 +105,7 @@ class Recipe:
     cache: Path
     export_onnx: str | None = None
     raw: dict = field(default_factory=dict)
+    hand_crop: HandCropConfig | None = None  # set: a refiner (windows around one hand), else a detector
 
     def resolve(self, p: str) -> Path:
         q = Path(os.path.expanduser(p))
@@ -119,6 +120,7 @@ class Recipe:
             "codec": asdict(self.codec),
             "train": asdict(self.train),
             "augment": asdict(self.augment),
+            "hand_crop": asdict(self.hand_crop) if self.hand_crop else None,
         }
 
 
@@ -213,7 +215,7 @@ def _source(file: str, where: str, table: Any) -> Source:
 
 def parse_recipe(data: dict, file: str = "recipe", path: Path | None = None) -> Recipe:
     """Validate a recipe given as a dict (the parsed TOML). ``file`` names it in error messages."""
-    top = {"name", "data", "network", "codec", "train", "augment", "export"}
+    top = {"name", "data", "network", "codec", "train", "augment", "hand_crop", "export"}
     unknown = set(data) - top
     if unknown:
         raise _err(
@@ -286,13 +288,28 @@ def parse_recipe(data: dict, file: str = "recipe", path: Path | None = None) -> 
             raise _err(f"{file}: augment.{key}", f"expected [min, max] with 0 < min <= max, got {[lo, hi]}")
     if augment.blur > 1 or augment.hand_focus > 1:
         raise _err(f"{file}: augment", "blur and hand_focus are probabilities in [0, 1]")
+    hand_crop = None
+    if "hand_crop" in data:  # a refiner: windows around one hand (docs/training.md)
+        hand_crop = _section(file, data, "hand_crop", HandCropConfig)
+        lo, hi = hand_crop.margin_range
+        if not (1.0 <= lo <= hand_crop.margin <= hi):
+            raise _err(
+                f"{file}: hand_crop",
+                f"expected 1 <= margin_range[0] <= margin <= margin_range[1], got margin {hand_crop.margin}, margin_range {[lo, hi]}",
+            )
+        if hand_crop.negatives > 1:
+            raise _err(f"{file}: hand_crop.negatives", f"expected a probability in [0, 1], got {hand_crop.negatives}")
+        if train.crop is not None:
+            raise _err(f"{file}: train.crop", "a [hand_crop] recipe makes its own windows; remove train.crop")
     export = data.get("export", {})
     if not isinstance(export, dict) or set(export) - {"onnx"}:
         raise _err(f"{file}: export", "expected a table with an optional 'onnx' path")
     onnx = export.get("onnx")
     if onnx is not None and (not isinstance(onnx, str) or not onnx.endswith(".onnx")):
         raise _err(f"{file}: export.onnx", f"expected a path ending in .onnx, got {onnx!r}")
-    recipe = Recipe(name, path, train_sources, val_sources, network, codec, train, augment, Path(), onnx, data)
+    recipe = Recipe(
+        name, path, train_sources, val_sources, network, codec, train, augment, Path(), onnx, data, hand_crop
+    )
     recipe.cache = recipe.resolve(cache)
     return recipe
 

@@ -168,7 +168,7 @@ def train(recipe: Recipe, out: str | Path, resume: bool = False, progress: bool 
             shutil.copyfile(recipe.path, out / "recipe.toml")
 
     codec = HeatmapCodec(recipe.codec.input_size, recipe.codec.stride, recipe.codec.sigma)
-    spec = SampleSpec(codec, recipe.augment, t.crop, t.min_joints, t.occluded_weight)
+    spec = SampleSpec(codec, recipe.augment, t.crop, t.min_joints, t.occluded_weight, recipe.hand_crop)
     # rank 0 renders missing synthetic data; the others wait for it
     if main:
         train_sets = build_dataset(recipe, recipe.train_sources, spec, t.seed)
@@ -353,5 +353,6 @@ def export_model(net: HandNet, recipe: Recipe, onnx_path: Path, out: Path, val_s
             "recipe": str(recipe.path) if recipe.path else None, "checkpoint_sha256": file_sha256(out / "model.pt"),
             "training_data": [s.label for s in recipe.train_sources],
         },
+        crop={"margin": recipe.hand_crop.margin, "min_side": recipe.hand_crop.min_side} if recipe.hand_crop else None,
     )  # fmt: skip
     log(f"exported {onnx_path} (parity max abs diff {manifest.parity['max_abs_diff']})")
