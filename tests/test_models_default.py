@@ -1,4 +1,4 @@
-"""The shipped default model: its manifest matches the ONNX graph and the network it says it is."""
+"""The shipped models (detector and refiner): each manifest matches its ONNX graph and the network it says it is."""
 
 from __future__ import annotations
 
@@ -11,13 +11,20 @@ from handstream.models.manifest import load_manifest
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "engines" / "handstream-default.onnx"
+REFINER = ROOT / "engines" / "handstream-refiner.onnx"
+SHIPPED = [(MODEL, "handstream-default", None), (REFINER, "handstream-refiner", {"margin": 1.6, "min_side": 24.0})]
 
 
-def test_default_model_matches_its_manifest():
+def test_shipped_models_fit_the_size_budget_together():
+    assert sum(p.stat().st_size for p, _, _ in SHIPPED) <= 20 * 1024 * 1024
+
+
+@pytest.mark.parametrize("model, name, crop", SHIPPED, ids=["detector", "refiner"])
+def test_default_model_matches_its_manifest(model, name, crop):
     ort = pytest.importorskip("onnxruntime")
-    manifest, artifact = load_manifest(MODEL)
-    assert artifact.stat().st_size <= 20 * 1024 * 1024
-    assert manifest.name == "handstream-default" and manifest.artifact_format == "onnx"
+    manifest, artifact = load_manifest(model)
+    assert manifest.name == name and manifest.artifact_format == "onnx"
+    assert manifest.crop == crop  # a refiner carries its window rule; the detector has none
     session = ort.InferenceSession(str(artifact), providers=["CPUExecutionProvider"])
     inputs = {i.name: i.shape for i in session.get_inputs()}
     outputs = {o.name: o.shape for o in session.get_outputs()}
@@ -38,11 +45,12 @@ def test_default_model_matches_its_manifest():
     assert manifest.codec.heatmap_size == (w // s, h // s)
 
 
-def test_default_model_network_rebuilds():
+@pytest.mark.parametrize("model", [MODEL, REFINER], ids=["detector", "refiner"])
+def test_default_model_network_rebuilds(model):
     torch = pytest.importorskip("torch")
     from handstream.models.network import HandNet, NetConfig
 
-    manifest, _ = load_manifest(MODEL)
+    manifest, _ = load_manifest(model)
     net = HandNet(NetConfig.from_dict(manifest.network))
     assert net.config.kpe == manifest.kpe
     w, h = manifest.input_size
