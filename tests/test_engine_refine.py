@@ -153,3 +153,17 @@ def test_detector_and_refiner_cannot_be_swapped(random_model):
         Pipeline(src.rig, detector, refiner=detector)
     with pytest.raises(HandstreamError, match="is a refiner"):
         Pipeline(src.rig, WindowOracle(np.zeros((4, 2, 21, 2))))
+
+
+def test_serve_names_a_swapped_detector_or_refiner_in_one_line(capsys):
+    from handstream.cli import main
+    from handstream.config import DEFAULT_MODEL, DEFAULT_REFINER
+
+    for args, says in (
+        (["--refiner", str(DEFAULT_MODEL)], "model.refiner is a detector"),
+        (["--model", str(DEFAULT_REFINER)], "model.path is a refiner"),
+        (["--refiner", "/no/such/refiner.onnx"], "model not found"),
+    ):
+        assert main(["serve", "--demo", "--seconds", "1", *args]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and says in err[0], err
