@@ -546,18 +546,6 @@ def resolve_model(model: str | None, tmp: Path) -> tuple[Path, str]:
     return path.resolve(), str(path)
 
 
-def resolve_refiner(refiner: str) -> Path | None:
-    """--refiner: ``default`` -> the shipped refiner, ``none`` -> None (no refine stage), else a path."""
-    from handstream.config import DEFAULT_REFINER
-
-    if refiner.lower() == "none":
-        return None
-    path = DEFAULT_REFINER if refiner.lower() == "default" else Path(refiner)
-    if not path.exists():
-        raise HandstreamError(f"--refiner: {path}: model not found (--refiner none runs without the refine stage)")
-    return path.resolve()
-
-
 # --- live ----------------------------------------------------------------------------------------------
 
 
@@ -1090,6 +1078,7 @@ def run_bench(
         HandstreamError: an option or file that is wrong (one line naming it), or a live system that fails.
     """
     from handstream import __version__
+    from handstream.config import refiner_option
     from handstream.engine.backends import open_backend
     from handstream.engine.pipeline import Pipeline
     from handstream.geometry import load_calibration, save_calibration
@@ -1102,7 +1091,7 @@ def run_bench(
         model, model_label = resolve_model(o.model, tmp)
         # the in-process backend first: a model/backend that cannot load fails here, in one line, before any work
         backend = open_backend(model, o.backend, threads=o.threads)
-        refiner = resolve_refiner(o.refiner)
+        refiner = refiner_option(o.refiner)
         refine = open_backend(refiner, o.backend, threads=o.threads) if refiner else None
         background = _other_load_now(1.0)
         mp_model = (

@@ -60,6 +60,17 @@ DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "engines" / "handstream
 DEFAULT_REFINER = DEFAULT_MODEL.with_name("handstream-refiner.onnx")
 
 
+def refiner_option(value: str) -> Path | None:
+    """The ``--refiner`` option of serve, eval and bench: ``default`` -> the shipped refiner, ``none`` -> None
+    (no refine stage), else that path (absolute). A missing file is a one-line HandstreamError."""
+    if value.lower() == "none":
+        return None
+    path = DEFAULT_REFINER if value.lower() == "default" else Path(value)
+    if not path.exists():
+        raise HandstreamError(f"--refiner: {path}: model not found (--refiner none runs without the refine stage)")
+    return path.resolve()
+
+
 @dataclass
 class RigConfig:
     """Which cameras: a calibration file or a synthetic preset (exactly one).

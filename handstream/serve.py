@@ -168,17 +168,24 @@ def plan(config: ServeConfig) -> Plan:
                 f"{model}: the default model is missing from this checkout (engines/ should ship it); pass --model"
             )
         if load_manifest(model)[0].crop is not None:
-            raise HandstreamError(f"{model}: model.path is a refiner (its manifest has a 'crop' rule); give it as model.refiner")
+            raise HandstreamError(
+                f"{model}: model.path is a refiner (its manifest has a 'crop' rule); give it as model.refiner"
+            )
     elif not model.is_file():
         raise HandstreamError(f"{model}: model not found")
     if config.model.refiner:
         refiner = Path(config.resolve(config.model.refiner))
         if not refiner.exists() and refiner.name == "handstream-refiner.onnx":
-            raise HandstreamError(f"{refiner}: the default refiner is missing from this checkout; pass --refiner PATH or --refiner none")
-        if refiner.suffix != ".pt" and load_manifest(refiner)[0].crop is None:
-            raise HandstreamError(f"{refiner}: model.refiner is a detector (its manifest has no 'crop' rule); train a refiner with a [hand_crop] recipe")
-        if refiner.suffix == ".pt" and not refiner.is_file():
-            raise HandstreamError(f"{refiner}: refiner not found")
+            raise HandstreamError(
+                f"{refiner}: the default refiner is missing from this checkout; pass --refiner PATH or --refiner none"
+            )
+        if refiner.suffix == ".pt":  # a checkpoint: its recipe says what it is when the engine loads it
+            if not refiner.is_file():
+                raise HandstreamError(f"{refiner}: refiner not found")
+        elif load_manifest(refiner)[0].crop is None:
+            raise HandstreamError(
+                f"{refiner}: model.refiner is a detector (its manifest has no 'crop' rule); train a refiner with a [hand_crop] recipe"
+            )
     curve_config(config.endpoints.curve_dir)
     fps = config.engine.fps or (min(fps_seen) if fps_seen else 30.0)
     return Plan(config, rig, preset, specs, float(fps))

@@ -18,7 +18,7 @@ import numpy as np
 from handstream.engine.backends import Backend
 from handstream.errors import HandstreamError
 from handstream.geometry.camera import Camera
-from handstream.models.crop import crop_image, crop_mapping, hand_box
+from handstream.models.crop import crop_image, crop_mapping, hand_box, window_side
 from handstream.models.kpe import ray_angles
 from handstream.models.preprocess import InputMapping
 
@@ -86,9 +86,8 @@ class Refiner:
                 if box is None:
                     continue
                 center, side = box
-                jobs.append(
-                    (v, h, crop_mapping(center, self.margin * max(side, self.min_side), self.manifest.input_size))
-                )
+                side = window_side(side, self.margin, self.min_side)
+                jobs.append((v, h, crop_mapping(center, side, self.manifest.input_size)))
         self.windows = jobs
         if not jobs:
             return 0

@@ -30,22 +30,6 @@ def _fmt(v) -> str:
     return str(v)
 
 
-def _refiner(value: str) -> Path | None:
-    """--refiner: 'default' -> the shipped refiner, 'none' -> None, else the path (checked by the loader)."""
-    from handstream.config import DEFAULT_REFINER
-    from handstream.errors import HandstreamError
-
-    if value.lower() == "none":
-        return None
-    if value.lower() == "default":
-        if not DEFAULT_REFINER.is_file():
-            raise HandstreamError(
-                f"{DEFAULT_REFINER}: the default refiner is missing; pass --refiner PATH or --refiner none"
-            )
-        return DEFAULT_REFINER
-    return Path(value)
-
-
 def _check_modes(
     data: Path | None,
     recording: list[Path],
@@ -147,7 +131,9 @@ def eval_command(
         data, recording, model, teacher, calibration=calibration, unit_scale=unit_scale, frames=frames,
         mirrored=mirrored, pair=pair, limit=limit,
     )  # fmt: skip
-    refiner_path = _refiner(refiner) if model is not None else None
+    from handstream.config import refiner_option
+
+    refiner_path = refiner_option(refiner) if model is not None else None
     if recording:
         _eval_recording(
             recording, calibration, model=model, teacher=teacher, unit_scale=unit_scale, frames=frames,

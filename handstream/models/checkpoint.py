@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from handstream.errors import HandstreamError
-from handstream.models.manifest import ModelManifest
+from handstream.models.manifest import ModelManifest, crop_rule
 
 ONNX_LOAD_TOLERANCE = 1e-3  # max abs diff (heatmaps ~[0, 1], presence probabilities) PyTorch vs ONNX Runtime
 
@@ -139,9 +139,7 @@ def _crop_of(hand_crop: Any, path: Path) -> dict | None:
     """A refiner checkpoint's window rule (its recipe's [hand_crop]) in the manifest's form; None for a detector."""
     if not isinstance(hand_crop, dict):
         return None
-    from handstream.models.manifest import _crop_rule
-
-    return _crop_rule(
+    return crop_rule(
         {"margin": hand_crop.get("margin"), "min_side": hand_crop.get("min_side", 0.0)}, f"{path}: recipe.hand_crop"
     )
 

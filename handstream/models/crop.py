@@ -36,6 +36,11 @@ def hand_box(keypoints: np.ndarray, min_points: int = 3) -> tuple[np.ndarray, fl
     return (lo + hi) / 2, float((hi - lo).max())
 
 
+def window_side(box_side: float, margin: float, min_side: float = 0.0) -> float:
+    """The window rule: side (frame px) of the window around a hand whose box has ``box_side`` frame px."""
+    return margin * max(float(box_side), min_side)
+
+
 def crop_mapping(center: np.ndarray, side: float, input_size: tuple[int, int], angle_deg: float = 0.0) -> InputMapping:
     """The frame -> input map of a window of ``side`` frame pixels (along the input's longer axis) centred
     on ``center`` (frame px), rotated by ``angle_deg`` (counter-clockwise in the image), filling ``input_size``.

@@ -158,11 +158,13 @@ class ModelManifest:
             provenance=get("provenance", dict, {}),
             parity=get("parity", dict, {}),
             tensorrt=get("tensorrt", (dict, type(None)), None),
-            crop=_crop_rule(get("crop", (dict, type(None)), None), where),
+            crop=crop_rule(get("crop", (dict, type(None)), None), where),
         )
 
 
-def _crop_rule(crop: dict | None, where: str) -> dict | None:
+def crop_rule(crop: dict | None, where: str) -> dict | None:
+    """A refiner's window rule checked and normalised to ``{"margin": float >= 1, "min_side": float >= 0}``
+    (None stays None: a detector); ``where`` names the file in the one-line error."""
     if crop is None:
         return None
     margin, min_side = crop.get("margin"), crop.get("min_side", 0.0)

@@ -156,7 +156,7 @@ def make_crop_item(
     Targets cover both hands (the other one may be in the window too); validation scores only the hand the
     window was made for (``in_frame`` of the other is cleared).
     """
-    from handstream.models.crop import crop_image, crop_mapping, hand_box
+    from handstream.models.crop import crop_image, crop_mapping, hand_box, window_side
 
     hc = spec.hand_crop
     codec = spec.codec
@@ -169,14 +169,13 @@ def make_crop_item(
     negative = not usable[target] or (rng is not None and rng.random() < hc.negatives)
     angle = 0.0
     if not negative:
-        center, side = hand_box(kp[target][in_frame[target]])
-        side = max(side, hc.min_side)
-        if rng is not None:
-            side *= float(np.exp(rng.uniform(*np.log(hc.margin_range))))
+        center, box = hand_box(kp[target][in_frame[target]])
+        if rng is not None:  # the engine's rule with a random margin, centre and angle
+            side = window_side(box, float(np.exp(rng.uniform(*np.log(hc.margin_range)))), hc.min_side)
             center = center + rng.normal(0.0, hc.center_jitter, 2) * side
             angle = float(rng.uniform(-hc.rotate_deg, hc.rotate_deg))
         else:
-            side *= hc.margin
+            side = window_side(box, hc.margin, hc.min_side)
     elif rng is not None:
         side = float(rng.uniform(0.1, 0.35)) * max(fw, fh)
         center = np.array([rng.uniform(0, fw - 1), rng.uniform(0, fh - 1)])
@@ -259,6 +258,7 @@ class SynthViews(torch.utils.data.Dataset):
         self.seed = seed
         self.epoch = 0
         self.views = self.data.num_views
+        self._seen: np.ndarray | None = None  # refiner items, listed on first use
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -266,7 +266,7 @@ class SynthViews(torch.utils.data.Dataset):
     def _hands_seen(self) -> np.ndarray:
         """(M, 3) int (frame, view, hand) with at least ``min_joints`` joints in the frame: the refiner's items
         (a window around a hand the detector would report; random windows come from ``negatives``)."""
-        if getattr(self, "_seen", None) is None:
+        if self._seen is None:
             rows = []
             for f in range(len(self.data)):
                 lab = self.data.labels(f)
@@ -380,14 +380,8 @@ class Images2D(torch.utils.data.Dataset):
         cam = pinhole_for(img.shape[1], img.shape[0], self.fov_deg)
         rng = np.random.default_rng([self.seed, self.epoch, i]) if self.spec.augment is not None else None
         if self.spec.hand_crop is not None:
-            labelled = [h for h in range(2) if (status[h] >= 0).any()]
-            hand = (
-                labelled[int(rng.integers(len(labelled)))]
-                if rng is not None and labelled
-                else labelled[0]
-                if labelled
-                else 0
-            )
+            labelled = [h for h in range(2) if (status[h] >= 0).any()] or [0]
+            hand = labelled[int(rng.integers(len(labelled)))] if rng is not None else labelled[0]
             return make_crop_item(self.spec, img, cam, kps, status, rng, hand, hand_known=known)
         return make_item(self.spec, img, cam, kps, status, rng, hand_known=known)
 
