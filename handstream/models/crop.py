@@ -11,7 +11,7 @@ rays of each heatmap cell stay the true viewing directions and decoded keypoints
 
 The window is centred on the box of the hand's keypoints and its side is ``margin`` times the box's
 longer side (at least ``min_side`` frame pixels). Training draws margin and centre around the same rule
-(:class:`handstream.train.data.HandCropConfig`), so the engine's crops, made from the detector's keypoints,
+(:class:`handstream.train.augment.HandCropConfig`), so the engine's crops, made from the detector's keypoints,
 are crops the refiner has seen.
 """
 
