@@ -100,7 +100,8 @@ class BenchOptions:
             pre-rendered synthetic frames, else the rig's own.
         fps: camera rate, frames/s (video source: None = the files').
         backend / model / threads: the estimator (``model`` None: the shipped default; ``"random-init"``).
-        refiner: the refine stage's model (``"default"``: the shipped refiner; ``"none"``: no refine stage).
+        refiner: the refine stage's model (``"default"``: the detector's own or the shipped refiner, see
+            :func:`~handstream.config.default_refiner`; ``"none"``: no refine stage).
         source: ``synthetic`` (pre-rendered frames of :func:`bench_rig`) or ``video`` (``videos`` +
             ``calibration``, ``unit_scale``).
         rig: the synthetic rig preset the cameras are taken from (``headset4``, ``stereo``, ``random-<seed>``).
@@ -1091,7 +1092,7 @@ def run_bench(
         model, model_label = resolve_model(o.model, tmp)
         # the in-process backend first: a model/backend that cannot load fails here, in one line, before any work
         backend = open_backend(model, o.backend, threads=o.threads)
-        refiner = refiner_option(o.refiner)
+        refiner = refiner_option(o.refiner, model)
         refine = open_backend(refiner, o.backend, threads=o.threads) if refiner else None
         background = _other_load_now(1.0)
         mp_model = (

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from handstream.config import DEFAULT_MODEL, ServeConfig, SourceConfig, load_config, refiner_option
+from handstream.config import DEFAULT_MODEL, ServeConfig, SourceConfig, load_config
 from handstream.errors import HandstreamError
 from handstream.transport.pubsub import DEFAULT_POSE_ENDPOINT
 
@@ -81,9 +81,8 @@ def build_config(
         cfg.model.path = str(model.resolve())
     elif config is None:
         cfg.model.path = str(DEFAULT_MODEL)
-    if refiner is not None:
-        path = refiner_option(refiner)
-        cfg.model.refiner = str(path) if path else ""
+    if refiner is not None:  # default | none stay words: plan() resolves them against the detector
+        cfg.model.refiner = refiner if refiner.lower() in ("default", "none") else str(Path(refiner).resolve())
     if backend is not None:
         cfg.model.backend = backend
     if threads is not None:
@@ -119,7 +118,7 @@ def serve_command(
     fast: bool = typer.Option(False, "--fast", help="Play videos/folders as fast as the engine takes them."),
     model: Path = typer.Option(None, "--model", help="Model (.onnx with manifest, .pt, .engine)."),
     refiner: str = typer.Option(
-        None, "--refiner", help="Refiner model (a second look at each hand): a path, default (the shipped one), or none."
+        None, "--refiner", help="Refiner model (a second look at each hand): a path, none, or default (the one the model's manifest names, else the shipped one)."
     ),
     backend: str = typer.Option(None, "--backend", help="auto | onnxruntime | torch | tensorrt."),
     threads: int = typer.Option(None, "--threads", help="Inference threads (0: all cores)."),

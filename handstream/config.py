@@ -18,7 +18,7 @@ A complete example (every key is optional except where noted; see docs/serving.m
 
     [model]
     path = "engines/handstream-default.onnx"
-    refiner = "engines/handstream-refiner.onnx"   # a second look at each hand ("" = off)
+    refiner = "default"                # a second look at each hand: default | none | a path
     backend = "auto"                   # auto | onnxruntime | torch | tensorrt
     threads = 0                        # inference threads (0: all cores)
 
@@ -60,14 +60,32 @@ DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "engines" / "handstream
 DEFAULT_REFINER = DEFAULT_MODEL.with_name("handstream-refiner.onnx")
 
 
-def refiner_option(value: str) -> Path | None:
-    """The ``--refiner`` option of serve, eval and bench: ``default`` -> the shipped refiner, ``none`` -> None
-    (no refine stage), else that path (absolute). A missing file is a one-line HandstreamError."""
+def default_refiner(model: str | Path | None) -> Path | None:
+    """The refiner that goes with the detector ``model``: the one its manifest names (``handstream adapt``
+    pairs an adapted detector with its adapted refiner; None when the manifest says to run without one),
+    else the shipped refiner."""
+    from handstream.models.manifest import load_manifest, manifest_path
+
+    if model is not None and Path(model).suffix != ".pt" and manifest_path(model).is_file():
+        manifest, _ = load_manifest(model)
+        if manifest.refiner == "":
+            return None
+        if manifest.refiner is not None:
+            return manifest_path(model).parent / manifest.refiner
+    return DEFAULT_REFINER
+
+
+def refiner_option(value: str, model: str | Path | None = None, where: str = "--refiner") -> Path | None:
+    """The ``--refiner`` option of serve, eval and bench (and ``model.refiner``): ``none`` -> None (no refine
+    stage), ``default`` -> :func:`default_refiner` of the detector ``model``, else that path. Returned
+    absolute; a missing file is a one-line HandstreamError that starts with ``where``."""
     if value.lower() == "none":
         return None
-    path = DEFAULT_REFINER if value.lower() == "default" else Path(value)
+    path = default_refiner(model) if value.lower() == "default" else Path(value)
+    if path is None:
+        return None
     if not path.exists():
-        raise HandstreamError(f"--refiner: {path}: model not found (--refiner none runs without the refine stage)")
+        raise HandstreamError(f"{where}: {path}: model not found (--refiner none runs without the refine stage)")
     return path.resolve()
 
 
@@ -128,14 +146,16 @@ class ModelConfig:
         path: the model artifact, the detector (``.onnx`` with its ``.onnx.json`` manifest; ``.pt`` for
             the torch backend; ``.engine`` for TensorRT).
         refiner: the refiner artifact (same kinds, same backend), which looks again at a window around
-            each detected hand (:mod:`handstream.engine.refine`); ``""`` turns the refine stage off.
+            each detected hand (:mod:`handstream.engine.refine`); ``"default"``: the one the detector's
+            manifest names (an adapted detector's adapted refiner), else the shipped refiner; ``"none"`` or
+            ``""`` turns the refine stage off.
         backend: ``auto`` (the fastest available for the artifact), ``onnxruntime``, ``torch``, ``tensorrt``.
         threads: inference threads (0: one per core).
         device: torch device for the torch backend (``cpu``, ``cuda``, ``cuda:1``).
     """
 
     path: str = str(DEFAULT_MODEL)
-    refiner: str = str(DEFAULT_REFINER)
+    refiner: str = "default"
     backend: str = "auto"
     threads: int = 0
     device: str = "cpu"

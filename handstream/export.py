@@ -129,6 +129,7 @@ def export_onnx(
     real_inputs: list[tuple[Any, Any]] | None = None,
     tolerance: float = PARITY_TOLERANCE,
     crop: dict | None = None,
+    refiner: str | None = None,
 ) -> ModelManifest:
     """Write ``out`` (ONNX, dynamic view axis) and ``out.json`` (manifest) from a :class:`HandNet`.
 
@@ -143,6 +144,8 @@ def export_onnx(
             from real frames through the real preprocessing (:func:`real_parity_inputs`).
         tolerance: max abs difference of heatmaps and presence allowed between ONNX Runtime and PyTorch.
         crop: for a refiner, its window rule (``{"margin", "min_side"}``, :mod:`handstream.models.crop`).
+        refiner: for a detector, the refiner that goes with it (a file name next to ``out``; ``""``: none),
+            see :attr:`ModelManifest.refiner`.
 
     The ONNX model is run with ONNX Runtime on random inputs (N = 1 and 4) and on ``real_inputs`` and
     compared with PyTorch; a difference above ``tolerance`` raises HandstreamError (the files are
@@ -231,6 +234,7 @@ def export_onnx(
             "tolerance": tolerance,
         },
         crop=dict(crop) if crop else None,
+        refiner=refiner,
     )
     manifest.save(manifest_path(out))
     return manifest

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from handstream.config import ServeConfig, SourceConfig, curve_config
+from handstream.config import ServeConfig, SourceConfig, curve_config, refiner_option
 from handstream.errors import HandstreamError
 from handstream.geometry import Rig
 from handstream.transport.pubsub import PoseSubscriber
@@ -173,19 +173,16 @@ def plan(config: ServeConfig) -> Plan:
             )
     elif not model.is_file():
         raise HandstreamError(f"{model}: model not found")
-    if config.model.refiner:
-        refiner = Path(config.resolve(config.model.refiner))
-        if not refiner.exists() and refiner.name == "handstream-refiner.onnx":
-            raise HandstreamError(
-                f"{refiner}: the default refiner is missing from this checkout; pass --refiner PATH or --refiner none"
-            )
-        if refiner.suffix == ".pt":  # a checkpoint: its recipe says what it is when the engine loads it
-            if not refiner.is_file():
-                raise HandstreamError(f"{refiner}: refiner not found")
-        elif load_manifest(refiner)[0].crop is None:
-            raise HandstreamError(
-                f"{refiner}: model.refiner is a detector (its manifest has no 'crop' rule); train a refiner with a [hand_crop] recipe"
-            )
+    value = config.model.refiner or "none"
+    if value.lower() not in ("default", "none"):
+        value = config.resolve(value)
+    refiner = refiner_option(value, model, where="model.refiner")  # "default": the detector's own, or the shipped one
+    config.model.refiner = str(refiner) if refiner else ""  # what the engine process opens
+    # a .pt checkpoint's recipe says what it is when the engine loads it; a manifest says it here
+    if refiner is not None and refiner.suffix != ".pt" and load_manifest(refiner)[0].crop is None:
+        raise HandstreamError(
+            f"{refiner}: model.refiner is a detector (its manifest has no 'crop' rule); train a refiner with a [hand_crop] recipe"
+        )
     curve_config(config.endpoints.curve_dir)
     fps = config.engine.fps or (min(fps_seen) if fps_seen else 30.0)
     return Plan(config, rig, preset, specs, float(fps))

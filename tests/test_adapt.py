@@ -111,6 +111,12 @@ def test_adapt_rounds_end_to_end(headset_rec, random_model, tmp_path):
     saved = json.loads((tmp_path / "run" / "report.json").read_text())
     assert saved["rounds"][0]["round"] == 0 and saved["frames"] == len(headset_rec)
     assert report["onnx"].endswith("adapted.onnx")
+    # no refiner was adapted with it: its manifest says to run without one (not the shipped, unadapted one)
+    from handstream.config import default_refiner
+    from handstream.models.manifest import load_manifest
+
+    assert load_manifest(tmp_path / "run" / "adapted.onnx")[0].refiner == ""
+    assert default_refiner(tmp_path / "run" / "adapted.onnx") is None
 
     # the fine-tuning itself learns: loss on consensus labels of good detections goes down
     from handstream.models.codec import HeatmapCodec
@@ -123,6 +129,49 @@ def test_adapt_rounds_end_to_end(headset_rec, random_model, tmp_path):
     spec = SampleSpec(HeatmapCodec(manifest.input_size, manifest.stride, manifest.sigma), None, None, 3, 1.0)
     ds = PseudoViews(headset_rec, labels, spec)
     assert len(ds) > 8
+    first = fine_tune(net, ds, AdaptConfig(steps=2, batch=8, lr=2e-3), progress=False)
+    later = fine_tune(net, ds, AdaptConfig(steps=25, batch=8, lr=2e-3), progress=False)
+    assert later["train_loss"] < first["train_loss"]
+
+
+def test_adapt_fine_tunes_a_refiner_and_pairs_it_with_the_detector(headset_rec, random_model, tmp_path):
+    """With a refiner, adapt fine-tunes it on windows around the last round's labelled hands, exports it
+    beside the detector, and the detector's manifest names it (what serve/eval/bench use by default)."""
+    torch = pytest.importorskip("torch")
+    from handstream.adapt.adapt import AdaptConfig, PseudoViews, adapt, fine_tune
+    from handstream.config import default_refiner, refiner_option
+    from handstream.models.checkpoint import load_network, save_network
+    from handstream.models.manifest import load_manifest
+    from handstream.models.network import HandNet
+    from handstream.train.augment import HandCropConfig
+    from handstream.train.data import SampleSpec
+
+    torch.manual_seed(1)
+    crop = {"margin": 1.6, "min_side": 24.0}
+    ref = save_network(tmp_path / "ref.pt", HandNet(), input_size=(64, 64), crop=crop)
+    cfg = AdaptConfig(rounds=1, steps=2, batch=4, crop=None, refiner_steps=3, consensus=ConsensusConfig(min_joints=3))
+    det = truth_detections(headset_rec, 0.5, seed=5)
+    with pytest.raises(HandstreamError, match="is a detector"):  # roles checked before any work
+        adapt(headset_rec, random_model, tmp_path / "bad", cfg, refiner=random_model, detections=det, progress=False, log=lambda s: None)
+    report = adapt(
+        headset_rec, random_model, tmp_path / "run", cfg, refiner=ref, detections=det, name="rig", progress=False, log=lambda s: None
+    )  # fmt: skip
+    out = tmp_path / "run"
+    assert report["refiner_fine_tune"]["windows"] > 8 and (out / "refiner.pt").is_file()
+    refiner, _ = load_manifest(out / "rig-refiner.onnx")
+    assert refiner.crop == crop and refiner.input_size == (64, 64)
+    assert load_network(out / "refiner.pt")[1].crop == crop
+    assert load_manifest(out / "rig.onnx")[0].refiner == "rig-refiner.onnx"
+    assert default_refiner(out / "rig.onnx") == out / "rig-refiner.onnx"
+    assert refiner_option("default", out / "rig.onnx") == (out / "rig-refiner.onnx").resolve()
+    assert refiner_option("none", out / "rig.onnx") is None
+
+    # the windows' fine-tuning learns: loss on windows of good consensus labels goes down
+    net, manifest = load_network(ref)
+    labels = consensus_labels(headset_rec.rig, truth_detections(headset_rec, 0.5, seed=4), ConsensusConfig(min_joints=3))
+    ds = PseudoViews(headset_rec, labels, SampleSpec(manifest.codec, None, None, 3, 1.0, HandCropConfig(**crop)))
+    assert len(ds) > 8 and ds.index.shape[1] == 3  # (frame, view, hand)
+    assert ds[0]["image"].shape == (1, 64, 64)
     first = fine_tune(net, ds, AdaptConfig(steps=2, batch=8, lr=2e-3), progress=False)
     later = fine_tune(net, ds, AdaptConfig(steps=25, batch=8, lr=2e-3), progress=False)
     assert later["train_loss"] < first["train_loss"]

@@ -6,6 +6,8 @@ placement, warping, decoding back to frame pixels) against ground truth, like ``
 the detector in test_engine_pipeline.py. The refiner's own accuracy is measured by ``handstream eval``.
 """
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -167,3 +169,52 @@ def test_serve_names_a_swapped_detector_or_refiner_in_one_line(capsys):
         assert main(["serve", "--demo", "--seconds", "1", *args]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and says in err[0], err
+
+
+def test_a_detector_manifest_names_its_refiner(random_model, tmp_path):
+    """The manifest's ``refiner`` pairs a detector with its refiner (``handstream adapt`` writes it): the
+    ``default`` refiner follows it, ``""`` means none, a missing named file is a one-line error naming
+    model.refiner, and a refiner's manifest cannot name one."""
+    import json
+    import shutil
+
+    from handstream.config import DEFAULT_REFINER, ServeConfig, refiner_option
+    from handstream.models.manifest import load_manifest
+    from handstream.serve import plan
+
+    det = tmp_path / "det.onnx"
+    shutil.copy(random_model, det)
+    meta = json.loads(random_model.with_name(random_model.name + ".json").read_text()) | {"artifact": "det.onnx"}
+
+    def name_refiner(**field):
+        (tmp_path / "det.onnx.json").write_text(json.dumps(meta | field))
+
+    name_refiner()  # says nothing: the shipped refiner
+    assert refiner_option("default", det) == DEFAULT_REFINER.resolve()
+    name_refiner(refiner="")
+    assert refiner_option("default", det) is None
+    assert refiner_option(str(DEFAULT_REFINER), det) == DEFAULT_REFINER.resolve()  # a path given wins
+    mine = tmp_path / "refiners" / DEFAULT_REFINER.name  # a refiner beside the detector (relative to its manifest)
+    mine.parent.mkdir()
+    for suffix in ("", ".json"):
+        shutil.copy(f"{DEFAULT_REFINER}{suffix}", f"{mine}{suffix}")
+    name_refiner(refiner=f"refiners/{mine.name}")
+    assert refiner_option("default", det) == mine.resolve()
+
+    cfg = ServeConfig()
+    cfg.rig.preset, cfg.model.path = "headset4", str(det)
+    assert plan(cfg).config.model.refiner == str(mine.resolve())
+    cfg.model.refiner = "default"
+    name_refiner(refiner="gone.onnx")
+    with pytest.raises(HandstreamError, match=r"^model.refiner: .*gone.onnx: model not found"):
+        plan(cfg)
+    cfg.model.refiner = "none"
+    assert plan(cfg).config.model.refiner == ""
+
+    ref = json.loads(Path(f"{mine}.json").read_text())
+    Path(f"{mine}.json").write_text(json.dumps(ref | {"refiner": "x.onnx"}))
+    with pytest.raises(HandstreamError, match="this model is a refiner"):
+        load_manifest(mine)
+    name_refiner(refiner=3)
+    with pytest.raises(HandstreamError, match="field 'refiner' must be a string or null"):
+        load_manifest(det)

@@ -8,11 +8,17 @@ Legend: ``F`` frames, ``V`` views, ``H`` hands (2), ``K`` joints (21).
               [no calibration: extrinsics from the detections, handstream.adapt.extrinsics]
               labels      = consensus_labels(rig, detections)      (handstream.adapt.pseudo)
               student     = fine-tune(student, frames, labels)     (the supervised loss and augmentation)
+    then, with a refiner:  refiner = fine-tune(refiner, windows around the last round's labelled hands)
 
 Output folder::
 
     OUT/round-R/detections.npz  labels.npz  model.pt  report.json
     OUT/model.pt  OUT/<name>.onnx (+ .onnx.json)  OUT/report.json  OUT/adapt.log
+    OUT/refiner.pt  OUT/<name>-refiner.onnx (+ .onnx.json)      (with a refiner)
+
+The exported detector's manifest names its refiner (``refiner``: ``<name>-refiner.onnx``, or ``""`` when
+none was adapted: a refiner that has never seen these cameras can undo the adaptation), so ``serve``,
+``eval`` and ``bench`` pair them by default.
 """
 
 from __future__ import annotations
@@ -33,8 +39,8 @@ from handstream.adapt.recording import Recording
 from handstream.errors import HandstreamError
 from handstream.models.codec import HeatmapCodec
 from handstream.records import json_safe, write_json
-from handstream.train.augment import AugmentConfig
-from handstream.train.data import SampleSpec, collate, make_item
+from handstream.train.augment import AugmentConfig, HandCropConfig
+from handstream.train.data import SampleSpec, collate, make_crop_item, make_item
 from handstream.train.loss import hand_loss
 
 
@@ -52,6 +58,7 @@ class AdaptConfig:
         estimate_extrinsics: ignore the calibration's extrinsics and estimate them from the hands each round.
         hand_scale: the user's hand size relative to the average adult hand (metric scale without calibration).
         presence_weight: weight of the presence loss.
+        refiner_steps: optimizer steps of the refiner's fine-tuning, after the last round (when adapting one).
         seed: randomness of the sampling and augmentation.
     """
 
@@ -67,30 +74,35 @@ class AdaptConfig:
     estimate_extrinsics: bool = False
     hand_scale: float = 1.0
     presence_weight: float = 0.1
+    refiner_steps: int = 300
     seed: int = 0
 
 
 class PseudoViews(torch.utils.data.Dataset):
-    """One training item per (frame, view) of a recording that has at least one label (see
-    :func:`handstream.train.data.make_item`: the same targets, weights and augmentation as supervised
-    training)."""
+    """Training items from pseudo-labels (:func:`handstream.train.data.make_item`: the same targets, weights
+    and augmentation as supervised training).
+
+    Detector (``spec.hand_crop`` None): one item per (frame, view) with at least one label. Refiner: one
+    window per (frame, view, hand) with at least ``spec.min_joints`` labelled joints
+    (:func:`~handstream.train.data.make_crop_item`).
+    """
 
     def __init__(self, recording: Recording, labels: PseudoLabels, spec: SampleSpec, seed: int = 0):
         self.recording, self.labels, self.spec, self.seed = recording, labels, spec, seed
-        known = (labels.status >= 0).any(axis=(2, 3))  # (F, V)
-        self.index = np.argwhere(known)
-        self.epoch = 0
+        if spec.hand_crop is None:
+            self.index = np.argwhere((labels.status >= 0).any(axis=(2, 3)))  # (N, 2): f, v
+        else:
+            self.index = np.argwhere((labels.status == LABELLED).sum(axis=-1) >= spec.min_joints)  # (N, 3): f, v, h
 
     def __len__(self) -> int:
         return len(self.index)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        f, v = (int(x) for x in self.index[int(i)])
-        rng = np.random.default_rng([self.seed, self.epoch, int(i)]) if self.spec.augment is not None else None
+        f, v, *hand = (int(x) for x in self.index[int(i)])
+        rng = np.random.default_rng([self.seed, int(i)]) if self.spec.augment is not None else None
         cam = self.recording.rig[self.recording.names[v]]
-        return make_item(
-            self.spec, self.recording.images[v][f], cam, self.labels.keypoints[f, v], self.labels.status[f, v], rng
-        )
+        args = (self.spec, self.recording.images[v][f], cam, self.labels.keypoints[f, v], self.labels.status[f, v], rng)
+        return make_crop_item(*args, hand[0]) if hand else make_item(*args)
 
 
 def fine_tune(
@@ -179,6 +191,7 @@ def adapt(
     cfg: AdaptConfig | None = None,
     *,
     teacher: str | Path | None = None,
+    refiner: str | Path | None = None,
     detections: Detections2D | None = None,
     name: str = "adapted",
     export: bool = True,
@@ -196,6 +209,9 @@ def adapt(
         teacher: a MediaPipe hand landmarker ``.task`` bundle: round 0 labels come from it instead of the
             student (fused by the same consensus, so the student can end better than the teacher); in later
             rounds the teacher's consensus labels a hand wherever the student's detections find none.
+        refiner: a refiner (``.pt`` or ``.onnx`` with a ``crop`` rule) to fine-tune, after the rounds, on
+            windows around the hands of the last round's labels; exported as ``<name>-refiner.onnx`` and
+            named in the detector's manifest. None: the detector's manifest says to run without a refiner.
         detections: round 0 detections given directly (e.g. ``round-0/detections.npz`` of an earlier run,
             :meth:`Detections2D.load`) instead of computing them.
     Returns:
@@ -214,12 +230,19 @@ def adapt(
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     net, manifest = load_network(model)
+    if manifest.crop is not None:
+        raise HandstreamError(f"adapt: {model} is a refiner (a 'crop' rule); --model takes the detector, --refiner the refiner")
+    if refiner is not None:  # checked before hours of work, not after
+        rnet, rmanifest = load_network(refiner)
+        if rmanifest.crop is None:
+            raise HandstreamError(f"adapt: --refiner {refiner} is a detector (no 'crop' rule in its manifest)")
     codec = HeatmapCodec(manifest.input_size, manifest.stride, manifest.sigma)
     spec = SampleSpec(codec, cfg.augment, cfg.crop, 3, 1.0)
     truth_rig = recording.rig
     report: dict[str, Any] = {
         "model": str(model),
         "teacher": str(teacher) if teacher else None,
+        "refiner": str(refiner) if refiner else None,
         "recording": recording.source,
         "frames": len(recording),
         "views": recording.names,
@@ -301,17 +324,53 @@ def adapt(
         sigma=manifest.sigma,
         extra={"adapted_from": str(model), "rounds": cfg.rounds},
     )
+    if refiner is not None:
+        report["refiner_fine_tune"] = _adapt_refiner(rnet, rmanifest, work, labels, cfg, out, progress, log)
+        report["refiner_fine_tune"]["adapted_from"] = str(refiner)
+        write_json(report, out / "report.json")
     if export:
         from handstream.export import export_onnx, file_sha256
 
+        provenance = {"teacher": str(teacher) if teacher else None, "recording": recording.source}
+        paired = ""
+        if refiner is not None:
+            paired = f"{name}-refiner.onnx"
+            m = export_onnx(
+                rnet, out / paired, name=f"{name}-refiner", input_size=rmanifest.input_size, stride=rmanifest.stride,
+                sigma=rmanifest.sigma, crop=rmanifest.crop,
+                provenance={**provenance, "adapted_from": str(refiner), "checkpoint_sha256": file_sha256(out / "refiner.pt")},
+            )  # fmt: skip
+            report["refiner_onnx"] = str(out / paired)
+            log(f"exported {out / paired} (parity max abs diff {m.parity['max_abs_diff']})")
         m = export_onnx(
             net, out / f"{name}.onnx", name=name, input_size=manifest.input_size, stride=manifest.stride, sigma=manifest.sigma,
-            provenance={"adapted_from": str(model), "checkpoint_sha256": file_sha256(out / "model.pt"), "teacher": str(teacher) if teacher else None, "recording": recording.source},
+            provenance={**provenance, "adapted_from": str(model), "checkpoint_sha256": file_sha256(out / "model.pt")}, refiner=paired,
         )  # fmt: skip
         report["onnx"] = str(out / f"{name}.onnx")
-        log(f"exported {out / f'{name}.onnx'} (parity max abs diff {m.parity['max_abs_diff']})")
+        log(
+            f"exported {out / f'{name}.onnx'} (parity max abs diff {m.parity['max_abs_diff']}); "
+            + (f"its refiner: {paired}" if paired else "it runs without a refiner (none was adapted)")
+        )
     write_json(report, out / "report.json")
     return report
+
+
+def _adapt_refiner(net, manifest, recording: Recording, labels: PseudoLabels, cfg: AdaptConfig, out: Path, progress: bool, log) -> dict[str, Any]:
+    """Fine-tune the refiner ``net`` on windows (the engine's window rule, with the training jitter) around the
+    hands that ``labels`` label; writes ``out/refiner.pt``. Returns the losses."""
+    from handstream.models.checkpoint import save_network
+
+    crop = manifest.crop
+    spec = SampleSpec(manifest.codec, cfg.augment, None, 3, 1.0, HandCropConfig(margin=crop["margin"], min_side=crop["min_side"]))
+    windows = PseudoViews(recording, labels, spec, seed=cfg.seed + cfg.rounds)
+    if len(windows) < cfg.batch:
+        raise HandstreamError(f"adapt: the last round labelled only {len(windows)} hand windows (< batch {cfg.batch}) to fine-tune the refiner on")
+    log(f"refiner: fine-tuning on {len(windows)} hand windows of the last round's labels")
+    losses = fine_tune(net, windows, replace(cfg, steps=cfg.refiner_steps, seed=cfg.seed + cfg.rounds), progress=progress, desc="refiner: fine-tune")
+    save_network(out / "refiner.pt", net, input_size=manifest.input_size, stride=manifest.stride, sigma=manifest.sigma, crop=crop,
+                 extra={"adapted_from": manifest.provenance.get("checkpoint") or manifest.name})  # fmt: skip
+    log(f"refiner: loss {losses['train_loss']:.4f}, {losses['train_s']:.0f} s")
+    return {"windows": len(windows), **losses}
 
 
 def _summary(labels: PseudoLabels) -> str:

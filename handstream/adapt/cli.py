@@ -46,6 +46,13 @@ def adapt_command(
         "--teacher",
         help="MediaPipe hand landmarker .task bundle: round 0 labels from it instead of the model; later rounds fall back to them where the student finds no consensus.",
     ),
+    refiner: str = typer.Option(
+        "default",
+        "--refiner",
+        help="Refiner to adapt after the detector (OUT/NAME-refiner.onnx): default (the one --model goes with, "
+        "else the shipped one), a path, or none (the adapted detector then runs without a refiner).",
+    ),
+    refiner_steps: int = typer.Option(300, "--refiner-steps", help="Fine-tuning steps of the refiner."),
     frames: str = typer.Option(None, "--frames", help="Frames to adapt on, START:STOP (e.g. 0:200)."),
     rounds: int = typer.Option(3, "--rounds", help="Detect -> pseudo-label -> fine-tune rounds."),
     steps: int = typer.Option(300, "--steps", help="Fine-tuning steps per round."),
@@ -71,17 +78,19 @@ def adapt_command(
     Example: handstream adapt --recording cam0.mp4 --recording cam1.mp4 --calibration calib.toml --out runs/my-rig
     Without calibrated extrinsics: add --estimate-extrinsics (the file still gives the intrinsics).
     With a teacher: --teacher hand_landmarker.task. Serve the result: handstream serve --model OUT/adapted.onnx ...
+    (its manifest names OUT/adapted-refiner.onnx, the refiner adapted with it, which serve then uses).
     """
     from dataclasses import replace
 
     from handstream.adapt.adapt import AdaptConfig, adapt
     from handstream.adapt.pseudo import ConsensusConfig
     from handstream.adapt.recording import open_recording, parse_frame_range
-    from handstream.config import DEFAULT_MODEL
+    from handstream.config import DEFAULT_MODEL, refiner_option
 
     for option, value, integer in (
         ("--rounds", rounds, True),
         ("--steps", steps, True),
+        ("--refiner-steps", refiner_steps, True),
         ("--batch", batch, True),
         ("--lr", lr, False),
         ("--threshold-px", threshold_px, False),
@@ -105,6 +114,7 @@ def adapt_command(
     model = model or Path(DEFAULT_MODEL)
     if not model.exists():
         raise HandstreamError(f"--model: {model}: not found")
+    refiner_path = refiner_option(refiner, model)
     rng = parse_frame_range(frames)
     rec = open_recording(list(recording), calibration, unit_scale=unit_scale, frames=rng, progress=not no_progress)
     if rec.rig is None:
@@ -121,10 +131,14 @@ def adapt_command(
         threads=threads,
         estimate_extrinsics=estimate_extrinsics,
         hand_scale=hand_scale,
+        refiner_steps=refiner_steps,
     )
     cfg = replace(
         cfg,
         consensus=ConsensusConfig(threshold_px=threshold_px, min_views=min_views, min_conf=min_conf, anatomy=anatomy),
     )
-    report = adapt(rec, model, out, cfg, teacher=teacher, name=name, export=not no_export, progress=not no_progress)
-    typer.echo(f"wrote {out / 'report.json'}" + (f" and {report['onnx']}" if report.get("onnx") else ""))
+    report = adapt(
+        rec, model, out, cfg, teacher=teacher, refiner=refiner_path, name=name, export=not no_export, progress=not no_progress
+    )
+    written = [report[k] for k in ("onnx", "refiner_onnx") if report.get(k)]
+    typer.echo(f"wrote {out / 'report.json'}" + "".join(f" and {w}" for w in written))

@@ -110,8 +110,8 @@ def eval_command(
     refiner: str = typer.Option(
         "default",
         "--refiner",
-        help="With --model: the refine stage's model, as the engine runs it ('default': the shipped "
-        "engines/handstream-refiner.onnx; 'none': the detector alone).",
+        help="With --model: the refine stage's model, as the engine runs it ('default': the one the model's "
+        "manifest names, else the shipped engines/handstream-refiner.onnx; 'none': the detector alone).",
     ),
     threads: int = typer.Option(0, "--threads", help="ONNX Runtime threads (0: its default)."),
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
@@ -133,7 +133,7 @@ def eval_command(
     )  # fmt: skip
     from handstream.config import refiner_option
 
-    refiner_path = refiner_option(refiner) if model is not None else None
+    refiner_path = refiner_option(refiner, model) if model is not None else None
     if recording:
         _eval_recording(
             recording, calibration, model=model, teacher=teacher, unit_scale=unit_scale, frames=frames,

@@ -42,8 +42,10 @@ def save_network(
     stride: int = 4,
     sigma: float = 2.0,
     extra: dict[str, Any] | None = None,
+    crop: dict | None = None,
 ) -> Path:
-    """Write the inference part of a checkpoint (creates parent folders). ``input_size`` is (W_in, H_in) pixels."""
+    """Write the inference part of a checkpoint (creates parent folders). ``input_size`` is (W_in, H_in) pixels;
+    ``crop``: a refiner's window rule (kept as the recipe's ``hand_crop``, which :func:`load_network` reads)."""
     import torch
 
     path = Path(path)
@@ -54,6 +56,8 @@ def save_network(
         "codec": {"input_size": list(input_size), "stride": stride, "sigma": sigma},
         **(extra or {}),
     }
+    if crop is not None:
+        data["recipe"] = {**(data.get("recipe") or {}), "hand_crop": dict(crop)}
     torch.save(data, path)
     return path
 

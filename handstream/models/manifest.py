@@ -45,6 +45,10 @@ class ModelManifest:
         crop: None for a detector (whole frames, letterboxed); for a refiner, the rule of its hand windows
             (``{"margin": 1.6, "min_side": 24.0}``: side = margin x max(box side, min_side) frame px), see
             :mod:`handstream.models.crop`.
+        refiner: for a detector, the refiner that goes with it, as a file name next to the manifest
+            (``handstream adapt`` pairs an adapted detector with its adapted refiner); ``""``: this detector
+            runs without a refiner (the shipped one has not seen its cameras); None: not said (the engine's
+            default refiner).
     """
 
     name: str
@@ -63,6 +67,7 @@ class ModelManifest:
     parity: dict = field(default_factory=dict)
     tensorrt: dict | None = None
     crop: dict | None = None
+    refiner: str | None = None
 
     @property
     def codec(self) -> HeatmapCodec:
@@ -142,6 +147,10 @@ class ModelManifest:
         outputs = get("output_names", list, ["heatmaps", "presence"])
         if outputs != ["heatmaps", "presence"]:
             raise HandstreamError(f"{where}: 'output_names' must be ['heatmaps', 'presence'], got {outputs}")
+        crop = crop_rule(get("crop", (dict, type(None)), None), where)
+        refiner = get("refiner", (str, type(None)), None)
+        if crop is not None and refiner is not None:
+            raise HandstreamError(f"{where}: 'refiner' names the refiner of a detector, but this model is a refiner ('crop')")
         return cls(
             name=get("name", str, required=True),
             artifact=get("artifact", str, required=True),
@@ -158,7 +167,8 @@ class ModelManifest:
             provenance=get("provenance", dict, {}),
             parity=get("parity", dict, {}),
             tensorrt=get("tensorrt", (dict, type(None)), None),
-            crop=crop_rule(get("crop", (dict, type(None)), None), where),
+            crop=crop,
+            refiner=refiner,
         )
 
 
