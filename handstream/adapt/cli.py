@@ -47,10 +47,11 @@ def adapt_command(
         help="MediaPipe hand landmarker .task bundle: round 0 labels from it instead of the model; later rounds fall back to them where the student finds no consensus.",
     ),
     refiner: str = typer.Option(
-        "default",
+        "none",
         "--refiner",
-        help="Refiner to adapt after the detector (OUT/NAME-refiner.onnx): default (the one --model goes with, "
-        "else the shipped one), a path, or none (the adapted detector then runs without a refiner).",
+        help="Also adapt a refiner after the detector (OUT/NAME-refiner.onnx, paired with it): default (the one "
+        "--model goes with, else the shipped one) or a path. none (the default): the adapted detector runs "
+        "without a refiner, the better choice on the real clip measured in docs/adaptation.md.",
     ),
     refiner_steps: int = typer.Option(300, "--refiner-steps", help="Fine-tuning steps of the refiner."),
     frames: str = typer.Option(None, "--frames", help="Frames to adapt on, START:STOP (e.g. 0:200)."),
@@ -78,7 +79,7 @@ def adapt_command(
     Example: handstream adapt --recording cam0.mp4 --recording cam1.mp4 --calibration calib.toml --out runs/my-rig
     Without calibrated extrinsics: add --estimate-extrinsics (the file still gives the intrinsics).
     With a teacher: --teacher hand_landmarker.task. Serve the result: handstream serve --model OUT/adapted.onnx ...
-    (its manifest names OUT/adapted-refiner.onnx, the refiner adapted with it, which serve then uses).
+    (its manifest says to run it without a refiner, or, with --refiner default, names the refiner adapted with it).
     """
     from dataclasses import replace
 
