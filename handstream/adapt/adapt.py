@@ -326,8 +326,7 @@ def adapt(
         extra={"adapted_from": str(model), "rounds": cfg.rounds},
     )
     if refiner is not None:
-        report["refiner_fine_tune"] = _adapt_refiner(rnet, rmanifest, work, labels, cfg, out, progress, log)
-        report["refiner_fine_tune"]["adapted_from"] = str(refiner)
+        report["refiner_fine_tune"] = _adapt_refiner(rnet, rmanifest, refiner, work, labels, cfg, out, progress, log)
         write_json(report, out / "report.json")
     if export:
         from handstream.export import export_onnx, file_sha256
@@ -356,9 +355,9 @@ def adapt(
     return report
 
 
-def _adapt_refiner(net, manifest, recording: Recording, labels: PseudoLabels, cfg: AdaptConfig, out: Path, progress: bool, log) -> dict[str, Any]:
-    """Fine-tune the refiner ``net`` on windows (the engine's window rule, with the training jitter) around the
-    hands that ``labels`` label; writes ``out/refiner.pt``. Returns the losses."""
+def _adapt_refiner(net, manifest, source: str | Path, recording: Recording, labels: PseudoLabels, cfg: AdaptConfig, out: Path, progress: bool, log) -> dict[str, Any]:
+    """Fine-tune the refiner ``net`` (loaded from ``source``) on windows (the engine's window rule, with the
+    training jitter) around the hands that ``labels`` label; writes ``out/refiner.pt``. Returns the losses."""
     from handstream.models.checkpoint import save_network
 
     crop = manifest.crop
@@ -369,9 +368,9 @@ def _adapt_refiner(net, manifest, recording: Recording, labels: PseudoLabels, cf
     log(f"refiner: fine-tuning on {len(windows)} hand windows of the last round's labels")
     losses = fine_tune(net, windows, replace(cfg, steps=cfg.refiner_steps, seed=cfg.seed + cfg.rounds), progress=progress, desc="refiner: fine-tune")
     save_network(out / "refiner.pt", net, input_size=manifest.input_size, stride=manifest.stride, sigma=manifest.sigma, crop=crop,
-                 extra={"adapted_from": manifest.provenance.get("checkpoint") or manifest.name})  # fmt: skip
+                 extra={"adapted_from": str(source)})  # fmt: skip
     log(f"refiner: loss {losses['train_loss']:.4f}, {losses['train_s']:.0f} s")
-    return {"windows": len(windows), **losses}
+    return {"windows": len(windows), **losses, "adapted_from": str(source)}
 
 
 def _summary(labels: PseudoLabels) -> str:

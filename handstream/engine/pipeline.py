@@ -174,9 +174,9 @@ class Pipeline:
             inl = tri.inliers.reshape(V, len(HANDS), NUM_JOINTS)
             with np.errstate(invalid="ignore", divide="ignore"):
                 conf3d = (det.conf * inl).sum(axis=0) / inl.sum(axis=0)
-            dropped = ~np.isfinite(joints).all(axis=-1)
-            reproj[dropped], n_views[dropped], conf3d[dropped] = np.nan, 0, np.nan
-            tracked = np.isfinite(joints).all(axis=-1).sum(axis=-1) >= max(self.cfg.min_joints, 1)
+            found = np.isfinite(joints).all(axis=-1)  # (H, K): triangulated and kept by the outlier rule
+            reproj[~found], n_views[~found], conf3d[~found] = np.nan, 0, np.nan
+            tracked = found.sum(axis=-1) >= max(self.cfg.min_joints, 1)
             joints[~tracked] = np.nan
             n_views[~tracked] = 0
         t1 = time.perf_counter()
