@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import logging
+import os
 import re
 import time
 import warnings
@@ -479,6 +480,7 @@ def build_tensorrt(
         onnx_manifest,
         artifact=engine_path.name,
         artifact_format="tensorrt",
+        refiner=paired_from(onnx_manifest, onnx_path.parent, engine_path.parent),
         max_views=max_views,
         provenance={
             **onnx_manifest.provenance,
@@ -547,6 +549,15 @@ def build_tensorrt(
 # handstream export-engine
 # ---------------------------------------------------------------------------------------------------
 ARTIFACT_SUFFIXES = (".onnx", ".engine", ".trt", ".plan", ".json")
+
+
+def paired_from(manifest: ModelManifest, source_dir: Path, out_dir: Path) -> str | None:
+    """A detector's refiner pairing (:attr:`ModelManifest.refiner`, relative to ``source_dir``) for a manifest
+    written in ``out_dir``: ``""`` (no refiner) and None (not said) as they are, a named file re-pointed so
+    an adapted detector keeps its own refiner, or none, wherever it is exported."""
+    if not manifest.refiner:
+        return manifest.refiner
+    return os.path.relpath(Path(source_dir).resolve() / manifest.refiner, Path(out_dir).resolve())
 
 
 def export_engine(
@@ -633,6 +644,7 @@ def export_engine(
             onnx_manifest = export_onnx(
                 net, onnx_path, name=out.name, input_size=size, stride=source_manifest.stride, sigma=source_manifest.sigma,
                 max_views=max_views, provenance=provenance, real_inputs=real, crop=source_manifest.crop,
+                refiner=paired_from(source_manifest, checkpoint.parent, onnx_path.parent),
             )  # fmt: skip
         p = onnx_manifest.parity
         kp = p["keypoints_px"]

@@ -326,3 +326,30 @@ def test_tensorrt_engine_build_and_serve(train_checkpoint, tmp_path):
     np.testing.assert_allclose(hm.cpu().numpy(), ref[0], atol=1e-3)
     with pytest.raises(HandstreamError, match="--max-views 5"):
         backend.infer(np.zeros((5, 1, 64, 64), np.float32), np.zeros((5, 2, 16, 16), np.float32))
+
+
+def test_re_export_keeps_a_detectors_refiner_pairing(random_model, tmp_path):
+    """An adapted detector says which refiner it runs with (or none); re-exporting it elsewhere
+    (export-engine, ONNX or TensorRT) keeps that, re-pointing a named refiner from the new folder."""
+    import shutil
+
+    from handstream.config import default_refiner
+    from handstream.export import export_engine, paired_from
+
+    src = tmp_path / "adapted" / "det.onnx"
+    src.parent.mkdir()
+    shutil.copy(random_model, src)
+    meta = json.loads(manifest_path(random_model).read_text()) | {"artifact": "det.onnx"}
+    refiner = src.parent / "det-refiner.onnx"
+    refiner.write_bytes(b"")  # only its path matters here
+    for pairing, expected in (("", None), ("det-refiner.onnx", refiner.resolve())):
+        manifest_path(src).write_text(json.dumps(meta | {"refiner": pairing}))
+        (out, manifest), = export_engine(src, tmp_path / "elsewhere" / "det", real_frames=1)
+        got = default_refiner(out)
+        assert (got and got.resolve()) == expected
+        engine_dir = tmp_path / "engines"  # what build_engine writes beside a TensorRT engine
+        again = paired_from(manifest, out.parent, engine_dir)
+        assert (again == "") if pairing == "" else ((engine_dir / again).resolve() == refiner.resolve())
+    manifest_path(src).write_text(json.dumps(meta))  # says nothing: still nothing (the shipped refiner)
+    (out, manifest), = export_engine(src, tmp_path / "elsewhere" / "det2", real_frames=1)
+    assert manifest.refiner is None
