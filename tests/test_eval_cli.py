@@ -54,6 +54,34 @@ def test_eval_user_errors_are_one_line(data, capsys, args, text):
     assert len(err) == 1 and text in err[0]
 
 
+def test_label_noise_floor_grows_with_the_noise_and_is_exact_without(tmp_path, data, capsys):
+    out = tmp_path / "floor.json"
+    argv = ["eval", "--data", str(data), "--label-noise", "0,1,4", "--json", str(out)]
+    assert main(argv) == 0
+    res = json.loads(out.read_text())
+    assert [lv["sigma_px"] for lv in res["levels"]] == [0.0, 1.0, 4.0]
+    exact, one, four = (lv["3d_4view"] for lv in res["levels"])
+    assert exact["mpjpe_mm"] < 0.1 and exact["coverage"] > 0.9  # the labels triangulate to the truth
+    assert 0.1 < one["mpjpe_mm"] < four["mpjpe_mm"]
+    assert res["levels"][1]["epe_px"] == pytest.approx(1.25, rel=0.25)  # E|N(0, I)| = sqrt(pi / 2)
+    assert "2-view" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "args, text",
+    [
+        (["--label-noise", "1", "--model", str(MODEL)], "--label-noise"),
+        (["--label-noise", "x"], "--label-noise"),
+        (["--label-noise", "-1"], "--label-noise"),
+        ([], "--label-noise PX"),
+    ],
+)
+def test_label_noise_user_errors_are_one_line(data, capsys, args, text):
+    assert main(["eval", "--data", str(data), *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and text in err[0]
+
+
 def test_default_pair_picks_the_views_that_see_most():
     import numpy as np
 

@@ -42,9 +42,16 @@ def _check_modes(
     mirrored: bool,
     pair: str | None,
     limit: int | None,
+    label_noise: str | None = None,
 ) -> None:
     """One line (HandstreamError) for a combination of options that does not make sense."""
     from handstream.errors import HandstreamError
+
+    if label_noise is not None:
+        if data is None or model is not None or teacher is not None:
+            raise HandstreamError(
+                "--label-noise: only with --data and without --model/--teacher (it triangulates the dataset's own labels)"
+            )
 
     if (data is None) == (not recording):
         raise HandstreamError(
@@ -52,8 +59,10 @@ def _check_modes(
             "(label-free consistency metrics)"
         )
     if data is not None:
-        if model is None:
-            raise HandstreamError("--data: needs --model (an exported .onnx with its manifest)")
+        if model is None and label_noise is None:
+            raise HandstreamError(
+                "--data: needs --model (an exported .onnx with its manifest), or --label-noise PX for the rig's floor"
+            )
         for name, value in (
             ("--teacher", teacher), ("--calibration", calibration), ("--unit-scale", unit_scale), ("--frames", frames),
         ):  # fmt: skip
@@ -107,6 +116,12 @@ def eval_command(
         help="--data: the two views of the 2-view figures, e.g. 0,1 (default: the two that see most joints).",
     ),
     limit: int = typer.Option(None, "--limit", help="--data: evaluate only the first N frames."),
+    label_noise: str = typer.Option(
+        None,
+        "--label-noise",
+        help="--data without --model: the rig's geometric floor: triangulate the dataset's own 2D labels plus "
+        "Gaussian noise of these levels (px per coordinate, e.g. 0,1,2,4) and report the 3D error.",
+    ),
     refiner: str = typer.Option(
         "default",
         "--refiner",
@@ -124,13 +139,18 @@ def eval_command(
 
     Example: handstream eval --model engines/handstream-default.onnx --data data/h4-test --json eval.json
 
+    Example: handstream eval --data data/h4-test --label-noise 0,1,2,4   (how precise must 2D be on this rig?)
+
     Example: handstream eval --teacher hand_landmarker.task --recording cam0.mp4 --recording cam1.mp4
     --calibration calibration.toml --frames 200:250
     """
     _check_modes(
         data, recording, model, teacher, calibration=calibration, unit_scale=unit_scale, frames=frames,
-        mirrored=mirrored, pair=pair, limit=limit,
+        mirrored=mirrored, pair=pair, limit=limit, label_noise=label_noise,
     )  # fmt: skip
+    if label_noise is not None:
+        _eval_label_noise(data, label_noise, pair=_pair(pair), limit=limit, json_out=json_out)
+        return
     from handstream.config import refiner_option
 
     refiner_path = refiner_option(refiner, model) if model is not None else None
@@ -164,6 +184,44 @@ def eval_command(
     table.add_row("onnx ms/frame (median)", _fmt(res["onnx_ms_per_frame"]["median"]))
     if refiner_path:
         table.add_row("refine ms/frame (median)", _fmt(res["onnx_ms_per_frame"]["refine_median"]))
+    console.print(table)
+    _write_json(res, json_out, console)
+
+
+def _levels(value: str) -> list[float]:
+    from handstream.errors import HandstreamError
+
+    try:
+        levels = [float(v) for v in value.split(",")]
+    except ValueError:
+        raise HandstreamError(f"--label-noise: expected pixel levels like 0,1,2,4, got {value!r}") from None
+    if any(not math.isfinite(v) or v < 0 for v in levels):
+        raise HandstreamError(f"--label-noise: expected pixel levels >= 0 like 0,1,2,4, got {value!r}")
+    return levels
+
+
+def _eval_label_noise(data: Path, value: str, *, pair, limit: int | None, json_out: Path | None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from handstream.eval.evaluate import label_noise_floor
+
+    res = label_noise_floor(data, _levels(value), pair=pair, limit=limit)
+    console = Console()
+    multi = f"3d_{res['views']}view"
+    console.print(
+        f"{data}: its 2D labels + Gaussian noise, no model; {res['frames']} frames, {res['views']} views, "
+        f"2-view pair {res['pair']}; MPJPE mean / median"
+    )
+    table = Table()
+    for col in ("sigma px", "2D EPE px", f"{res['views']}-view mm", "cov.", "2-view mm", "cov."):
+        table.add_column(col, justify="right")
+    for lv in res["levels"]:
+        m, t = lv[multi], lv["3d_2view"]
+        table.add_row(
+            f"{lv['sigma_px']:g}", _fmt(lv["epe_px"]), f"{_fmt(m['mpjpe_mm'])} / {_fmt(m['median_mm'])}",
+            _fmt(m["coverage"]), f"{_fmt(t['mpjpe_mm'])} / {_fmt(t['median_mm'])}", _fmt(t["coverage"]),
+        )  # fmt: skip
     console.print(table)
     _write_json(res, json_out, console)
 

@@ -14,6 +14,9 @@ heatmap peak > ``conf_threshold``. The labels are used only to score:
 * 3D: MPJPE, PA-MPJPE (mm), PCK at 20..50 mm and its AUC, for every joint of the hands that have
   >= ``min_joints`` joints inside the frame of at least 2 of the views used; a joint the triangulation
   leaves NaN is a miss: excluded from the means, counted in ``coverage`` and as an error for PCK/AUC.
+
+:func:`label_noise_floor` answers the question before the model: how precise must 2D be for this rig? It
+triangulates the dataset's own 2D labels plus Gaussian noise (no model) and scores them the same way.
 """
 
 from __future__ import annotations
@@ -183,3 +186,90 @@ def evaluate(
         },
     }
     return res
+
+
+def label_noise_floor(
+    data: str | Path,
+    sigmas_px: list[float],
+    *,
+    pair: tuple[int, int] | None = None,
+    limit: int | None = None,
+    threshold_px: float = 10.0,
+    max_hand_extent_m: float = EngineConfig().max_hand_extent_m,
+    min_joints: int = 3,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """What the rig's geometry allows: 3D metrics of the labels' own 2D points plus Gaussian noise.
+
+    No model runs. Every joint inside the frame of a view where its hand has >= ``min_joints`` joints in the
+    frame is "detected" at its labelled 2D position plus N(0, sigma^2) per coordinate (frame pixels), weight 1,
+    occluded joints included (the estimator reports them too); then the engine's RANSAC triangulation and
+    outlier rule, and the 3D scoring of :func:`evaluate`. The 3D error at a given sigma is the floor a model
+    with that 2D precision (and unbiased, independent errors) would reach on this layout: depth along
+    short baselines magnifies 2D error.
+
+    Args:
+        sigmas_px: noise levels, frame pixels (standard deviation per coordinate; mean 2D error is about
+            1.25 sigma); 0 gives the triangulation's own floor (undistortion and numerics only).
+        pair, limit, threshold_px, max_hand_extent_m, min_joints: as in :func:`evaluate`.
+        seed: noise seed (the result is reproducible).
+    Returns:
+        ``{"data", "preset", "seed", "frames", "views", "pair", "settings", "levels": [{"sigma_px",
+        "epe_px", "3d_<V>view": {...}, "3d_2view": {...}}, ...]}``, 3D sections as in :func:`evaluate`.
+    """
+    from handstream.synth.dataset import SynthDataset
+
+    sigmas = [float(s) for s in sigmas_px]
+    if not sigmas or any(not np.isfinite(s) or s < 0 for s in sigmas):
+        raise HandstreamError(f"--label-noise: expected pixel levels >= 0 like 0,1,2, got {sigmas_px!r}")
+    ds = SynthDataset(data)
+    rig = ds.rig
+    n_views = len(rig)
+    if n_views < 2:
+        raise HandstreamError(f"{data}: needs at least 2 views to triangulate, the rig has {n_views}")
+    frames = len(ds) if limit is None else min(int(limit), len(ds))
+    labels = [ds.labels(i) for i in range(frames)]
+    gt2 = np.stack([lab["keypoints_2d"] for lab in labels]).astype(np.float64)  # (T, V, H, K, 2)
+    in_frame = np.stack([lab["visibility"] for lab in labels]) < OUT_OF_FRAME  # (T, V, H, K)
+    gt3 = np.stack([lab["joints_3d"] for lab in labels])  # (T, H, K, 3)
+    if pair is None:
+        pair = default_pair(np.stack([lab["visibility"] for lab in labels]))
+    a, b = pair
+    if not (0 <= a < n_views and 0 <= b < n_views and a != b):
+        raise HandstreamError(f"--pair: expected two different views in 0..{n_views - 1}, got {a},{b}")
+    sub = rig.subset([a, b])
+    hand_in_view = in_frame.sum(axis=-1) >= min_joints  # (T, V, H)
+    seen = in_frame & hand_in_view[..., None]  # what a perfect detector would report
+    weight = seen.astype(np.float64)
+    rng = np.random.default_rng(seed)
+    levels = []
+    for sigma in sigmas:
+        noisy = gt2 + rng.normal(0.0, sigma, gt2.shape)
+        noisy[~seen] = np.nan
+        p3_all, p3_pair = [], []
+        for i in range(frames):
+            kp, w = noisy[i], weight[i]
+            p3_all.append(drop_far_joints(rig.triangulate(kp, w, threshold_px=threshold_px).points, max_hand_extent_m))
+            two = sub.triangulate(kp[[a, b]], w[[a, b]], threshold_px=threshold_px).points
+            p3_pair.append(drop_far_joints(two, max_hand_extent_m))
+        levels.append({
+            "sigma_px": sigma,
+            "epe_px": metrics.epe(noisy, gt2, seen),
+            f"3d_{n_views}view": _score_3d(np.stack(p3_all), gt3, hand_in_view.sum(axis=1) >= 2),
+            "3d_2view": _score_3d(np.stack(p3_pair), gt3, hand_in_view[:, [a, b]].sum(axis=1) >= 2),
+        })  # fmt: skip
+    return {
+        "data": str(data),
+        "preset": ds.manifest.get("preset"),
+        "seed": ds.manifest.get("seed"),
+        "frames": frames,
+        "views": n_views,
+        "pair": [a, b],
+        "settings": {
+            "ransac_threshold_px": threshold_px,
+            "max_hand_extent_m": max_hand_extent_m,
+            "min_joints": min_joints,
+            "noise_seed": seed,
+        },
+        "levels": levels,
+    }
