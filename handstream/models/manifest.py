@@ -76,6 +76,8 @@ class ModelManifest:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["input_size"] = list(self.input_size)
+        if self.refiner is None:  # not said: the field stays out (a refiner's manifest never has it)
+            del d["refiner"]
         return {
             "format": FORMAT,
             "version": VERSION,
