@@ -188,3 +188,29 @@ def test_cli_render_and_preview(tmp_path):
     image = cv2.imread(str(sheet))
     assert image is not None and image.shape[1] > 2 * 420  # two views and the zoomed hands
     assert_one_line_error(run("synth", "preview", "--rig", "stereo", "--out", str(tmp_path / "s.gif")), ".png")
+
+
+def test_cli_renders_your_own_rig_from_its_calibration_file(tmp_path):
+    from handstream.geometry import save_calibration
+    from handstream.synth.rigs import get_preset
+
+    calib = tmp_path / "my-rig.toml"
+    stereo = get_preset("stereo").rig
+    save_calibration(stereo.scaled(1 / 0.04), calib)  # lengths in 4 cm board squares, as calibrations often are
+    out = tmp_path / "mine"
+    result = run("synth", "render", "--rig", str(calib), "--unit-scale", "0.04", "--frames", "3", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "file:my-rig.toml" in result.stdout
+    ds = SynthDataset(out)
+    assert len(ds) == 3 and ds.manifest["preset"] == "file:my-rig.toml" and len(ds.rig) == 2
+    baseline = np.linalg.norm(ds.rig.centers[0] - ds.rig.centers[1])
+    assert baseline == pytest.approx(0.08, abs=1e-9)  # in metres, whatever the file's unit
+    assert_one_line_error(
+        run(
+            "synth", "render", "--rig", "stereo", "--unit-scale", "0.04", "--frames", "2", "--out", str(tmp_path / "u")
+        ),
+        "--unit-scale",
+    )
+    assert_one_line_error(
+        run("synth", "preview", "--rig", str(tmp_path / "none.toml"), "--out", str(tmp_path / "p.png")), "none.toml"
+    )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -111,3 +113,63 @@ def test_random_layouts_are_seeded_and_plausible():
     assert len(seen_sizes) >= 3 and seen_models == {"pinhole", "opencv", "fisheye"} and kinds == {True, False}
     with pytest.raises(HandstreamError, match="seed"):
         get_preset("random", -1)
+
+
+# --- your own rig: a calibration file as the preset -------------------------------------------------------
+
+
+def _relative_poses(rig):
+    """Pairwise camera-to-camera rotations and distances: what a change of world frame must keep."""
+    rots = [a.R @ b.R.T for a in rig for b in rig]
+    dists = np.linalg.norm(rig.centers[:, None] - rig.centers[None], axis=-1)
+    return np.stack(rots), dists
+
+
+def _moved(rig, R, origin, scale=1.0):
+    """The same cameras in another world frame (and length unit): X_new = R (X - origin) / scale."""
+    from handstream.geometry import Rig
+
+    return Rig([cam.with_pose(cam.R @ R.T, (cam.R @ origin + cam.t) / scale) for cam in rig])
+
+
+def test_a_calibration_file_becomes_a_preset_that_keeps_its_cameras(tmp_path):
+    from handstream.geometry import save_calibration
+    from handstream.geometry.camera import rodrigues_to_matrix
+
+    rng = np.random.default_rng()
+    R = rodrigues_to_matrix(rng.normal(size=3))  # any world frame, any length unit: the preset must not care
+    save_calibration(_moved(get_preset("headset4").rig, R, rng.normal(size=3), scale=0.01), tmp_path / "cm.toml")
+    preset = get_preset(str(tmp_path / "cm.toml"), unit_scale=0.01, color="rgb")
+    assert preset.name == "file:cm.toml" and preset.color == "rgb" and preset.fps == 30.0
+    rots, dists = _relative_poses(preset.rig)
+    rots0, dists0 = _relative_poses(get_preset("headset4").rig)
+    np.testing.assert_allclose(rots, rots0, atol=1e-9)
+    np.testing.assert_allclose(dists, dists0, atol=1e-9)
+    assert [c.name for c in preset.rig] == [c.name for c in get_preset("headset4").rig]
+    # the hands move where at least two cameras see them, and the frame is a headset frame (z forward)
+    lo, hi = np.array(preset.workspace.low), np.array(preset.workspace.high)
+    seen = [views_seeing(preset.rig, p) >= 2 for p in rng.uniform(lo, hi, (200, 3))]
+    assert np.mean(seen) > 0.8
+    assert np.linalg.norm(preset.rig.centers.mean(axis=0)) < 1e-9
+    assert np.mean([cam.R[2] @ [0.0, 0.0, 1.0] for cam in preset.rig]) > 0.5
+
+
+def test_a_calibration_file_that_cannot_serve_gives_one_line(tmp_path):
+    from handstream.geometry import Rig, save_calibration
+    from handstream.synth.rigs import preset_from_calibration
+
+    h4 = get_preset("headset4").rig
+    save_calibration(h4, tmp_path / "h4.toml")
+    for wrong in (0.001, 1000.0):  # a metre file read as millimetres, or as kilometres
+        with pytest.raises(HandstreamError, match=r"h4\.toml: the cameras are .* m apart .*--unit-scale"):
+            preset_from_calibration(tmp_path / "h4.toml", unit_scale=wrong)
+    cam = h4[0]
+    R_back = np.diag([-1.0, 1.0, -1.0]) @ cam.R  # turned around: it looks back at camera 0 from 1 m in front
+    back = dataclasses.replace(cam.with_pose(R_back, -R_back @ (cam.center + cam.R[2])), name="back")
+    save_calibration(Rig([cam, back]), tmp_path / "facing.toml")
+    with pytest.raises(HandstreamError, match=r"facing\.toml: the cameras do not face a common direction"):
+        preset_from_calibration(tmp_path / "facing.toml")
+    with pytest.raises(HandstreamError, match="unit_scale: only for a calibration file"):
+        get_preset("headset4", unit_scale=0.01)
+    with pytest.raises(HandstreamError, match="calibration file not found"):
+        get_preset(str(tmp_path / "missing.toml"))

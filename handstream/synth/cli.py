@@ -18,15 +18,24 @@ synth_app = typer.Typer(
     no_args_is_help=True,
 )
 
-_RIG_HELP = "Rig preset: stereo, headset4 or random (random-<seed> picks a layout)."
+_RIG_HELP = (
+    "Rig preset: stereo, headset4 or random (random-<seed> picks a layout), or your own rig's calibration "
+    "file (.toml, .yaml, .json)."
+)
+_UNIT_HELP = "With a calibration file as --rig: metres per its length unit (e.g. 0.04 for 4 cm board squares)."
 
 
-def _preset(rig: str, rig_seed: int, color: str | None):
-    from handstream.synth.rigs import get_preset
+def _preset(rig: str, rig_seed: int, color: str | None, unit_scale: float | None = None):
+    from handstream.synth.rigs import CALIBRATION_SUFFIXES, get_preset
 
     if color is not None and color not in ("mono", "rgb"):
         raise HandstreamError(f"--color: expected 'mono' or 'rgb', got {color!r}")
-    return get_preset(rig, rig_seed, color=color)
+    is_file = Path(rig).suffix.lower() in CALIBRATION_SUFFIXES
+    if unit_scale is not None and not is_file:
+        raise HandstreamError(f"--unit-scale: only with a calibration file as --rig; the preset {rig!r} is in metres")
+    if unit_scale is not None and not unit_scale > 0:
+        raise HandstreamError(f"--unit-scale: expected metres per calibration unit (> 0), got {unit_scale}")
+    return get_preset(rig, rig_seed, color=color, unit_scale=unit_scale)
 
 
 @synth_app.command("render")
@@ -39,6 +48,7 @@ def render(
     sequence_length: int = typer.Option(64, "--sequence-length", help="Frames per sequence (continuous motion)."),
     rig_seed: int = typer.Option(0, "--rig-seed", help="Layout seed of --rig random."),
     color: str = typer.Option(None, "--color", help="Override the preset's colour mode: mono or rgb."),
+    unit_scale: float = typer.Option(None, "--unit-scale", help=_UNIT_HELP),
     motion_blur: bool = typer.Option(None, "--motion-blur/--no-motion-blur", help="Force motion blur on or off."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a dataset already in --out."),
 ) -> None:
@@ -49,6 +59,8 @@ def render(
         handstream synth render --rig headset4 --frames 3000 --out data/synth --seed 0
 
         handstream synth render --rig random --rig-seed 7 --frames 500 --out data/unseen --seed 1
+
+        handstream synth render --rig my-rig/calibration.toml --frames 500 --out data/my-rig   (your cameras)
     """
     from tqdm import tqdm
 
@@ -61,8 +73,9 @@ def render(
     for name, value in (("--shard-size", shard_size), ("--sequence-length", sequence_length)):
         if value <= 0:
             raise HandstreamError(f"{name}: expected a positive integer, got {value}")
-    preset = _preset(rig, rig_seed, color)
+    preset = _preset(rig, rig_seed, color, unit_scale)
     check_output_folder(out, overwrite)
+    typer.echo(f"{preset.name}: {preset.description}")
     start = time.perf_counter()
     with tqdm(total=frames, unit="frame", desc=f"synth {preset.name}", dynamic_ncols=True) as bar:
         manifest = write_dataset(
@@ -89,6 +102,7 @@ def preview(
     frames: int = typer.Option(3, "--frames", help="Frames (rows) on the sheet."),
     rig_seed: int = typer.Option(0, "--rig-seed", help="Layout seed of --rig random."),
     color: str = typer.Option(None, "--color", help="Override the preset's colour mode: mono or rgb."),
+    unit_scale: float = typer.Option(None, "--unit-scale", help=_UNIT_HELP),
     tile_width: int = typer.Option(420, "--tile-width", help="Width of each view's tile, pixels."),
 ) -> None:
     """Write a contact sheet of a few frames (rows) from every camera (columns), ground truth drawn.
@@ -98,6 +112,8 @@ def preview(
         handstream synth preview --rig headset4 --out preview.png
 
         handstream synth preview --rig stereo --frames 4 --seed 3 --out stereo.png
+
+        handstream synth preview --rig my-rig/calibration.toml --out my-rig.png
     """
     import cv2
 
@@ -114,7 +130,7 @@ def preview(
         raise HandstreamError(f"--out: expected a .png or .jpg file name, got {out}")
     if not out.parent.is_dir():
         raise HandstreamError(f"--out: folder {out.parent} does not exist")
-    preset = _preset(rig, rig_seed, color)
+    preset = _preset(rig, rig_seed, color, unit_scale)
     gen = SynthGenerator(preset, seed)
     sheet = make_preview(gen, frames, tile_width)
     if not cv2.imwrite(str(out), sheet):

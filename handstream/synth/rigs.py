@@ -16,6 +16,8 @@ headset, 0.2-0.7 m from the cameras, mostly below eye level (``y > 0``).
 ``random``        a seeded generator of plausible layouts of 2-6 cameras (head-mounted clusters
                   or cameras around the workspace; pinhole, OpenCV or fisheye lenses; mono or
                   RGB), for testing layouts the estimator has not seen
+a file            your own rig: a calibration file (:func:`preset_from_calibration`): its cameras,
+                  re-expressed in a headset frame found from them, hands where most views see them
 ================  ===========================================================================
 
 ``headset4`` comes from one AssemblyHands calibration (facebookresearch/assemblyhands-toolkit, CC BY-NC
@@ -43,6 +45,9 @@ PRESET_NAMES = ("stereo", "headset4", "random")
 """The names :func:`get_preset` accepts."""
 
 COLOR_MODES = ("mono", "rgb")
+
+CALIBRATION_SUFFIXES = (".toml", ".yaml", ".yml", ".xml", ".json")
+"""A rig name with one of these suffixes is a calibration file (:func:`preset_from_calibration`)."""
 
 HEADSET4_SOURCE = "nusar-2021_action_both_9012-c07c_9012_user_id_2021-02-01_164345.json"
 """The AssemblyHands calibration (in ``rigs/assemblyhands/nimble_json_calib/``) headset4 was made from."""
@@ -112,11 +117,15 @@ class RigPreset:
         return 1 if self.color == "mono" else 3
 
 
-def get_preset(name: str, seed: int = 0, *, color: str | None = None, fps: float | None = None) -> RigPreset:
-    """A rig preset by name.
+def get_preset(
+    name: str, seed: int = 0, *, color: str | None = None, fps: float | None = None, unit_scale: float | None = None
+) -> RigPreset:
+    """A rig preset by name, or the preset of a calibration file.
 
     Args:
-        name: ``"stereo"``, ``"headset4"`` or ``"random"`` (``"random-<seed>"`` also works).
+        name: ``"stereo"``, ``"headset4"`` or ``"random"`` (``"random-<seed>"`` also works), or the path of a
+            calibration file (``.toml``, ``.yaml``, ``.json``; :func:`preset_from_calibration`).
+        unit_scale: metres per length unit of a calibration file (presets are in metres).
         seed: the layout seed of ``"random"`` (ignored by the others).
         color: override the preset's colour mode (``"mono"`` / ``"rgb"``).
         fps: override the preset's frame rate.
@@ -126,6 +135,10 @@ def get_preset(name: str, seed: int = 0, *, color: str | None = None, fps: float
     if not isinstance(name, str):
         raise HandstreamError(f"rig preset: expected a name ({', '.join(PRESET_NAMES)}), got {name!r}")
     key = name.strip().lower()
+    if Path(name).suffix.lower() in CALIBRATION_SUFFIXES:
+        return preset_from_calibration(name, unit_scale=unit_scale, color=color, fps=fps)
+    if unit_scale is not None:
+        raise HandstreamError(f"unit_scale: only for a calibration file; the preset {name!r} is in metres")
     if key.startswith("random-") and key[7:].isdigit():
         key, seed = "random", int(key[7:])
     if key == "stereo":
@@ -135,7 +148,10 @@ def get_preset(name: str, seed: int = 0, *, color: str | None = None, fps: float
     elif key == "random":
         preset = random_preset(seed)
     else:
-        raise HandstreamError(f"rig preset: unknown preset {name!r}; expected one of {', '.join(PRESET_NAMES)}")
+        raise HandstreamError(
+            f"rig preset: unknown preset {name!r}; expected one of {', '.join(PRESET_NAMES)} or a calibration "
+            f"file ({', '.join(CALIBRATION_SUFFIXES)})"
+        )
     if color is not None or fps is not None:
         preset = RigPreset(
             preset.name,
@@ -356,4 +372,113 @@ def random_preset(seed: int = 0) -> RigPreset:
         color=color,
         workspace=workspace,
         description=f"random {kind} layout of {n} cameras (seed {seed}), {color}, {fps:g} fps",
+    )
+
+
+# --- your own rig ---------------------------------------------------------------------------------------
+
+_HANDS = Workspace((-0.25, 0.0, 0.25), (0.25, 0.30, 0.52))  # RigPreset's default: in front, below eye level
+_SHIFTS = tuple(np.round(np.arange(0.0, 0.81, 0.1), 2))
+_MIN_SEEN = 0.25  # a rig that sees less of that space in >= 2 views is not one the hand generator can serve
+
+
+def _seen_twice(rig: Rig, points: np.ndarray) -> np.ndarray:
+    """(N,) bool: points (N, 3) in front of and inside the image of at least 2 cameras."""
+    count = np.zeros(len(points), np.int64)
+    for cam in rig:
+        z = cam.world_to_camera(points)[:, 2]
+        with np.errstate(invalid="ignore"):
+            uv = cam.project(points)
+        inside = (z > 0.05) & np.isfinite(uv).all(axis=-1)
+        inside &= (uv[:, 0] >= 0) & (uv[:, 0] < cam.width) & (uv[:, 1] >= 0) & (uv[:, 1] < cam.height)
+        count += inside
+    return count >= 2
+
+
+def preset_from_calibration(
+    path: str | Path, *, unit_scale: float | None = None, color: str | None = None, fps: float | None = None
+) -> RigPreset:
+    """A preset of your own cameras: render synthetic hands for the rig in a calibration file.
+
+    The hand generator works in a *headset frame* (x right, y down, z forward, metres; hands 0.25-0.52 m in
+    front, mostly below eye level), so the cameras are re-expressed in one found from them: origin at the
+    mean camera centre, z along the mean optical axis, y (down) along the cameras' mean image-down direction
+    or one of its three other rolls about z, and the hand space moved forward by 0-0.8 m: the choice that
+    has the most of the hand space seen by >= 2 cameras (within 5%: the roll nearest the image-down
+    direction, then the nearest space; arms, body and rest places move with the hands). The rendered
+    dataset's ``calibration.toml`` holds the cameras in that frame; poses relative to each other, lenses
+    and image sizes are the file's. Suited to head-mounted and forward-facing rigs
+    (a headset, a stereo pair); cameras around a table, facing each other, are refused.
+
+    Args:
+        path: calibration file (:func:`handstream.geometry.load_calibration`).
+        unit_scale: metres per length unit of the file (e.g. 0.04 for 4 cm checkerboard squares); None: the
+            format's default (metres, or millimetres for AssemblyHands JSON).
+        color: ``"mono"`` (the default: infrared-like) or ``"rgb"``.
+        fps: frame rate of the synthetic sequences (default 30).
+    Raises:
+        HandstreamError: the file's own errors; fewer than 2 cameras; cameras less than 5 mm or more than 5 m
+            apart (a wrong length unit); cameras that do not face a common direction or see too little of the
+            space in front of them in 2 views.
+    """
+    path = Path(path)
+    rig = load_calibration(path, unit_scale)
+    if len(rig) < 2:
+        raise HandstreamError(f"{path}: needs at least 2 cameras to render multi-view data, found {len(rig)}")
+    spread = float(np.linalg.norm(rig.centers[:, None] - rig.centers[None], axis=-1).max())
+    if not 0.005 <= spread <= 5.0:
+        raise HandstreamError(
+            f"{path}: the cameras are {spread:.3g} m apart (expected 0.005-5 m for hands at arm's length); check "
+            "the file's length unit (--unit-scale: metres per unit)"
+        )
+    axes = np.stack([cam.R[2] for cam in rig])
+    z = axes.mean(axis=0)
+    if np.linalg.norm(z) < 0.3:
+        raise HandstreamError(
+            f"{path}: the cameras do not face a common direction (mean optical axis length "
+            f"{np.linalg.norm(z):.2f}); synthetic rendering supports head-mounted and forward-facing rigs"
+        )
+    z /= np.linalg.norm(z)
+    down = np.stack([cam.R[1] for cam in rig]).mean(axis=0)
+    down -= (down @ z) * z
+    if np.linalg.norm(down) < 1e-6:
+        down = np.cross(z, [1.0, 0.0, 0.0]) if abs(z[0]) < 0.9 else np.cross(z, [0.0, 1.0, 0.0])
+    down /= np.linalg.norm(down)
+    origin = rig.centers.mean(axis=0)
+    grid = np.stack(
+        np.meshgrid(*(np.linspace(lo, hi, 6) for lo, hi in zip(_HANDS.low, _HANDS.high, strict=True)), indexing="ij"),
+        -1,
+    )
+    grid = grid.reshape(-1, 3)
+    options = []  # (seen, cos(roll), -shift, R, shift)
+    for k in range(4):  # y (down) rolled by k x 90 degrees about z
+        a = k * np.pi / 2
+        y = np.cos(a) * down + np.sin(a) * np.cross(z, down)
+        R = np.stack([np.cross(y, z), y, z])  # rows x, y, z of the headset frame in the file's frame
+        for d in _SHIFTS:  # the hand space moved forward by d (cameras that look at someone across a table)
+            seen = float(_seen_twice(rig, (grid + [0.0, 0.0, d]) @ R + origin).mean())  # X = R^T x + o
+            options.append((seen, round(float(np.cos(a)), 6), -float(d), R, float(d)))
+    top = max(o[0] for o in options)
+    seen, _, _, R, shift = max((o for o in options if o[0] >= top - 0.05), key=lambda o: (o[1], o[2]))
+    if seen < _MIN_SEEN:
+        raise HandstreamError(
+            f"{path}: at most {100 * seen:.0f}% of the space where hands move (0.25-{0.52 + _SHIFTS[-1]:.2f} m in "
+            f"front of the cameras) is seen by 2 cameras; check the file's length unit (--unit-scale: metres per unit)"
+        )
+    move = np.array([0.0, 0.0, shift])
+    w = _HANDS
+    workspace = Workspace(
+        tuple(np.add(w.low, move)), tuple(np.add(w.high, move)),
+        away=tuple(tuple(np.add(a, move)) for a in w.away), elbow=tuple(tuple(np.add(e, move)) for e in w.elbow),
+        shoulder=tuple(tuple(np.add(s, move)) for s in w.shoulder), table=w.table,
+    )  # fmt: skip
+    name = f"file:{path.name}"
+    return RigPreset(
+        name,
+        reexpress(rig, R, origin),
+        fps=30.0 if fps is None else fps,
+        color="mono" if color is None else color,
+        workspace=workspace,
+        description=f"{len(rig)} cameras of {path}, hands {0.25 + shift:.2f}-{0.52 + shift:.2f} m in front "
+        f"({100 * seen:.0f}% of that space seen by >= 2 views)",
     )
