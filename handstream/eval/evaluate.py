@@ -42,6 +42,36 @@ def default_pair(visibility: np.ndarray) -> tuple[int, int]:
     return a, b
 
 
+def _open_split(data: str | Path, pair: tuple[int, int] | None, limit: int | None):
+    """The dataset, the labels of its first ``limit`` frames, and the checked 2-view pair (a, b)."""
+    from handstream.synth.dataset import SynthDataset
+
+    ds = SynthDataset(data)
+    n_views = len(ds.rig)
+    if n_views < 2:
+        raise HandstreamError(f"{data}: needs at least 2 views to triangulate, the rig has {n_views}")
+    frames = len(ds) if limit is None else min(int(limit), len(ds))
+    labels = [ds.labels(i) for i in range(frames)]
+    if pair is None:
+        pair = default_pair(np.stack([lab["visibility"] for lab in labels]))  # (T, V, H, K)
+    a, b = pair
+    if not (0 <= a < n_views and 0 <= b < n_views and a != b):
+        raise HandstreamError(f"--pair: expected two different views in 0..{n_views - 1}, got {a},{b}")
+    return ds, labels, (a, b)
+
+
+def _split_info(ds, data: str | Path, frames: int, pair: tuple[int, int]) -> dict[str, Any]:
+    """What was scored: the dataset, its preset and seed, frames (the labels read), views, the 2-view pair."""
+    return {
+        "data": str(data),
+        "preset": ds.manifest.get("preset"),
+        "seed": ds.manifest.get("seed"),
+        "frames": frames,
+        "views": len(ds.rig),
+        "pair": list(pair),
+    }
+
+
 def _score_3d(pred: np.ndarray, gt: np.ndarray, hand_ok: np.ndarray) -> dict[str, float]:
     """pred, gt (T, H, K, 3) metres; hand_ok (T, H) bool -> 3D metrics in mm."""
     mask = np.broadcast_to(hand_ok[..., None], gt.shape[:-1])
@@ -93,31 +123,18 @@ def evaluate(
     """
     from handstream.engine.backends import open_backend
     from handstream.engine.pipeline import Pipeline
-    from handstream.synth.dataset import SynthDataset
 
     manifest, artifact = load_manifest(model)
     if manifest.artifact_format != "onnx":
         raise HandstreamError(
             f"{model}: handstream eval runs ONNX models, this manifest says {manifest.artifact_format!r}"
         )
-    ds = SynthDataset(data)
-    rig = ds.rig
-    n_views = len(rig)
-    if n_views < 2:
-        raise HandstreamError(f"{data}: needs at least 2 views to triangulate, the rig has {n_views}")
+    ds, labels, (a, b) = _open_split(data, pair, limit)
+    rig, sub, n_views, frames = ds.rig, ds.rig.subset([a, b]), len(ds.rig), len(labels)
     backend = open_backend(artifact, "onnxruntime", threads=threads)
     refine = open_backend(refiner, "onnxruntime", threads=threads) if refiner else None
     gates = EngineConfig(presence_threshold=presence_threshold, confidence_threshold=conf_threshold)
     pipe = Pipeline(rig, backend, gates, refiner=refine)
-    frames = len(ds) if limit is None else min(int(limit), len(ds))
-    labels = [ds.labels(i) for i in range(frames)]
-    vis = np.stack([lab["visibility"] for lab in labels])  # (T, V, H, K)
-    if pair is None:
-        pair = default_pair(vis)
-    a, b = pair
-    if not (0 <= a < n_views and 0 <= b < n_views and a != b):
-        raise HandstreamError(f"--pair: expected two different views in 0..{n_views - 1}, got {a},{b}")
-    sub = rig.subset([a, b])
 
     kp2d_pred, kp2d_gt, in_frame, boxes = [], [], [], []
     p3_all, p3_pair, gt3 = [], [], []
@@ -155,12 +172,7 @@ def evaluate(
     res: dict[str, Any] = {
         "model": str(artifact),
         "refiner": str(refiner) if refiner else None,
-        "data": str(data),
-        "preset": ds.manifest.get("preset"),
-        "seed": ds.manifest.get("seed"),
-        "frames": frames,
-        "views": n_views,
-        "pair": [a, b],
+        **_split_info(ds, data, frames, (a, b)),
         "settings": {
             "presence_threshold": presence_threshold,
             "conf_threshold": conf_threshold,
@@ -217,27 +229,15 @@ def label_noise_floor(
         ``{"data", "preset", "seed", "frames", "views", "pair", "settings", "levels": [{"sigma_px",
         "epe_px", "3d_<V>view": {...}, "3d_2view": {...}}, ...]}``, 3D sections as in :func:`evaluate`.
     """
-    from handstream.synth.dataset import SynthDataset
 
     sigmas = [float(s) for s in sigmas_px]
     if not sigmas or any(not np.isfinite(s) or s < 0 for s in sigmas):
         raise HandstreamError(f"--label-noise: expected pixel levels >= 0 like 0,1,2, got {sigmas_px!r}")
-    ds = SynthDataset(data)
-    rig = ds.rig
-    n_views = len(rig)
-    if n_views < 2:
-        raise HandstreamError(f"{data}: needs at least 2 views to triangulate, the rig has {n_views}")
-    frames = len(ds) if limit is None else min(int(limit), len(ds))
-    labels = [ds.labels(i) for i in range(frames)]
+    ds, labels, (a, b) = _open_split(data, pair, limit)
+    rig, sub, n_views, frames = ds.rig, ds.rig.subset([a, b]), len(ds.rig), len(labels)
     gt2 = np.stack([lab["keypoints_2d"] for lab in labels]).astype(np.float64)  # (T, V, H, K, 2)
     in_frame = np.stack([lab["visibility"] for lab in labels]) < OUT_OF_FRAME  # (T, V, H, K)
     gt3 = np.stack([lab["joints_3d"] for lab in labels])  # (T, H, K, 3)
-    if pair is None:
-        pair = default_pair(np.stack([lab["visibility"] for lab in labels]))
-    a, b = pair
-    if not (0 <= a < n_views and 0 <= b < n_views and a != b):
-        raise HandstreamError(f"--pair: expected two different views in 0..{n_views - 1}, got {a},{b}")
-    sub = rig.subset([a, b])
     hand_in_view = in_frame.sum(axis=-1) >= min_joints  # (T, V, H)
     seen = in_frame & hand_in_view[..., None]  # what a perfect detector would report
     weight = seen.astype(np.float64)
@@ -259,12 +259,7 @@ def label_noise_floor(
             "3d_2view": _score_3d(np.stack(p3_pair), gt3, hand_in_view[:, [a, b]].sum(axis=1) >= 2),
         })  # fmt: skip
     return {
-        "data": str(data),
-        "preset": ds.manifest.get("preset"),
-        "seed": ds.manifest.get("seed"),
-        "frames": frames,
-        "views": n_views,
-        "pair": [a, b],
+        **_split_info(ds, data, frames, (a, b)),
         "settings": {
             "ransac_threshold_px": threshold_px,
             "max_hand_extent_m": max_hand_extent_m,
