@@ -26,16 +26,11 @@ _UNIT_HELP = "With a calibration file as --rig: metres per its length unit (e.g.
 
 
 def _preset(rig: str, rig_seed: int, color: str | None, unit_scale: float | None = None):
-    from handstream.synth.rigs import CALIBRATION_SUFFIXES, get_preset
+    from handstream.synth.rigs import get_preset
 
     if color is not None and color not in ("mono", "rgb"):
         raise HandstreamError(f"--color: expected 'mono' or 'rgb', got {color!r}")
-    is_file = Path(rig).suffix.lower() in CALIBRATION_SUFFIXES
-    if unit_scale is not None and not is_file:
-        raise HandstreamError(f"--unit-scale: only with a calibration file as --rig; the preset {rig!r} is in metres")
-    if unit_scale is not None and not unit_scale > 0:
-        raise HandstreamError(f"--unit-scale: expected metres per calibration unit (> 0), got {unit_scale}")
-    return get_preset(rig, rig_seed, color=color, unit_scale=unit_scale)
+    return get_preset(rig, rig_seed, color=color, unit_scale=unit_scale)  # it checks --unit-scale
 
 
 @synth_app.command("render")

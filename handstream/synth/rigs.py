@@ -138,7 +138,7 @@ def get_preset(
     if Path(name).suffix.lower() in CALIBRATION_SUFFIXES:
         return preset_from_calibration(name, unit_scale=unit_scale, color=color, fps=fps)
     if unit_scale is not None:
-        raise HandstreamError(f"unit_scale: only for a calibration file; the preset {name!r} is in metres")
+        raise HandstreamError(f"--unit-scale / unit_scale: only for a calibration file; the preset {name!r} is in metres")
     if key.startswith("random-") and key[7:].isdigit():
         key, seed = "random", int(key[7:])
     if key == "stereo":
@@ -387,8 +387,7 @@ def _seen_twice(rig: Rig, points: np.ndarray) -> np.ndarray:
     count = np.zeros(len(points), np.int64)
     for cam in rig:
         z = cam.world_to_camera(points)[:, 2]
-        with np.errstate(invalid="ignore"):
-            uv = cam.project(points)
+        uv = cam.project(points)  # NaN behind the camera
         inside = (z > 0.05) & np.isfinite(uv).all(axis=-1)
         inside &= (uv[:, 0] >= 0) & (uv[:, 0] < cam.width) & (uv[:, 1] >= 0) & (uv[:, 1] < cam.height)
         count += inside
@@ -465,13 +464,12 @@ def preset_from_calibration(
             f"{path}: at most {100 * seen:.0f}% of the space where hands move (0.25-{0.52 + _SHIFTS[-1]:.2f} m in "
             f"front of the cameras) is seen by 2 cameras; check the file's length unit (--unit-scale: metres per unit)"
         )
-    move = np.array([0.0, 0.0, shift])
+    def forward(*points):  # the workspace's places, moved with the hands
+        return tuple(tuple(float(c) for c in np.add(p, [0.0, 0.0, shift])) for p in points)
+
     w = _HANDS
-    workspace = Workspace(
-        tuple(np.add(w.low, move)), tuple(np.add(w.high, move)),
-        away=tuple(tuple(np.add(a, move)) for a in w.away), elbow=tuple(tuple(np.add(e, move)) for e in w.elbow),
-        shoulder=tuple(tuple(np.add(s, move)) for s in w.shoulder), table=w.table,
-    )  # fmt: skip
+    workspace = Workspace(*forward(w.low, w.high), away=forward(*w.away), elbow=forward(*w.elbow),
+                          shoulder=forward(*w.shoulder), table=w.table)  # fmt: skip
     name = f"file:{path.name}"
     return RigPreset(
         name,
