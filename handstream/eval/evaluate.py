@@ -72,6 +72,15 @@ def _split_info(ds, data: str | Path, frames: int, pair: tuple[int, int]) -> dic
     }
 
 
+def _triangulate(rig, sub, pair, kp, w, threshold_px, max_hand_extent_m, p3_all: list, p3_pair: list) -> None:
+    """The engine's RANSAC triangulation and outlier rule for one frame, with all views (appended to ``p3_all``)
+    and with the pair (``p3_pair``); kp (V, H, K, 2) frame px, w (V, H, K). Synthetic rigs are in metres."""
+    a, b = pair
+    for cams, k, c, out in ((rig, kp, w, p3_all), (sub, kp[[a, b]], w[[a, b]], p3_pair)):
+        points = cams.triangulate(k, c, method="ransac", threshold_px=threshold_px).points
+        out.append(drop_far_joints(points, max_hand_extent_m))
+
+
 def _score_3d(pred: np.ndarray, gt: np.ndarray, hand_ok: np.ndarray) -> dict[str, float]:
     """pred, gt (T, H, K, 3) metres; hand_ok (T, H) bool -> 3D metrics in mm."""
     mask = np.broadcast_to(hand_ok[..., None], gt.shape[:-1])
@@ -151,11 +160,7 @@ def evaluate(
         for k in times:
             times[k].append(timings.get(k, 0.0))
         kp, w = det.keypoints, det.conf
-        # then the engine's outlier rule (synthetic rigs are in metres)
-        all_views = rig.triangulate(kp, w, method="ransac", threshold_px=threshold_px).points
-        two_views = sub.triangulate(kp[[a, b]], w[[a, b]], method="ransac", threshold_px=threshold_px).points
-        p3_all.append(drop_far_joints(all_views, max_hand_extent_m))
-        p3_pair.append(drop_far_joints(two_views, max_hand_extent_m))
+        _triangulate(rig, sub, (a, b), kp, w, threshold_px, max_hand_extent_m, p3_all, p3_pair)
         lab = labels[i]
         kp2d_pred.append(kp)
         kp2d_gt.append(lab["keypoints_2d"])
@@ -229,7 +234,6 @@ def label_noise_floor(
         ``{"data", "preset", "seed", "frames", "views", "pair", "settings", "levels": [{"sigma_px",
         "epe_px", "3d_<V>view": {...}, "3d_2view": {...}}, ...]}``, 3D sections as in :func:`evaluate`.
     """
-
     sigmas = [float(s) for s in sigmas_px]
     if not sigmas or any(not np.isfinite(s) or s < 0 for s in sigmas):
         raise HandstreamError(f"--label-noise: expected pixel levels >= 0 like 0,1,2, got {sigmas_px!r}")
@@ -248,10 +252,7 @@ def label_noise_floor(
         noisy[~seen] = np.nan
         p3_all, p3_pair = [], []
         for i in range(frames):
-            kp, w = noisy[i], weight[i]
-            p3_all.append(drop_far_joints(rig.triangulate(kp, w, threshold_px=threshold_px).points, max_hand_extent_m))
-            two = sub.triangulate(kp[[a, b]], w[[a, b]], threshold_px=threshold_px).points
-            p3_pair.append(drop_far_joints(two, max_hand_extent_m))
+            _triangulate(rig, sub, (a, b), noisy[i], weight[i], threshold_px, max_hand_extent_m, p3_all, p3_pair)
         levels.append({
             "sigma_px": sigma,
             "epe_px": metrics.epe(noisy, gt2, seen),

@@ -63,6 +63,8 @@ from handstream.geometry.rig import Rig
 _TOML_EXT = {".toml"}
 _OPENCV_EXT = {".yaml", ".yml", ".xml"}
 _JSON_EXT = {".json"}
+CALIBRATION_EXTENSIONS = tuple(sorted(_TOML_EXT | _OPENCV_EXT | _JSON_EXT))
+"""File name endings :func:`load_calibration` reads by their extension."""
 _GROUPS = ("all", "egocentric", "exocentric")
 
 

@@ -40,14 +40,12 @@ import numpy as np
 
 from handstream.errors import HandstreamError
 from handstream.geometry import Camera, Rig, load_calibration, save_calibration
+from handstream.geometry.io import CALIBRATION_EXTENSIONS
 
 PRESET_NAMES = ("stereo", "headset4", "random")
 """The names :func:`get_preset` accepts."""
 
 COLOR_MODES = ("mono", "rgb")
-
-CALIBRATION_SUFFIXES = (".toml", ".yaml", ".yml", ".xml", ".json")
-"""A rig name with one of these suffixes is a calibration file (:func:`preset_from_calibration`)."""
 
 HEADSET4_SOURCE = "nusar-2021_action_both_9012-c07c_9012_user_id_2021-02-01_164345.json"
 """The AssemblyHands calibration (in ``rigs/assemblyhands/nimble_json_calib/``) headset4 was made from."""
@@ -135,10 +133,12 @@ def get_preset(
     if not isinstance(name, str):
         raise HandstreamError(f"rig preset: expected a name ({', '.join(PRESET_NAMES)}), got {name!r}")
     key = name.strip().lower()
-    if Path(name).suffix.lower() in CALIBRATION_SUFFIXES:
+    if Path(name).suffix.lower() in CALIBRATION_EXTENSIONS:
         return preset_from_calibration(name, unit_scale=unit_scale, color=color, fps=fps)
     if unit_scale is not None:
-        raise HandstreamError(f"--unit-scale / unit_scale: only for a calibration file; the preset {name!r} is in metres")
+        raise HandstreamError(
+            f"--unit-scale / unit_scale: only for a calibration file; the preset {name!r} is in metres"
+        )
     if key.startswith("random-") and key[7:].isdigit():
         key, seed = "random", int(key[7:])
     if key == "stereo":
@@ -150,7 +150,7 @@ def get_preset(
     else:
         raise HandstreamError(
             f"rig preset: unknown preset {name!r}; expected one of {', '.join(PRESET_NAMES)} or a calibration "
-            f"file ({', '.join(CALIBRATION_SUFFIXES)})"
+            f"file ({', '.join(CALIBRATION_EXTENSIONS)})"
         )
     if color is not None or fps is not None:
         preset = RigPreset(
