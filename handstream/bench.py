@@ -1246,8 +1246,9 @@ def write_json(result: dict[str, Any], path: str | Path) -> None:
 
 
 _COLORS = {
-    "transport_in": "#8c564b", "sync": "#bcbd22", "preprocess": "#1f77b4", "infer": "#ff7f0e", "decode": "#2ca02c",
-    "refine": "#17becf", "triangulate": "#d62728", "smooth": "#9467bd", "transport_out": "#e377c2", "residual": "#7f7f7f",
+    "transport_in": "#8c564b", "sync": "#bcbd22", "preprocess": "#1f77b4", "infer": "#ff7f0e",
+    "decode": "#2ca02c", "refine": "#17becf", "triangulate": "#d62728", "smooth": "#9467bd",
+    "transport_out": "#e377c2", "residual": "#7f7f7f",
 }  # fmt: skip
 
 

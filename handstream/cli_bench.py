@@ -40,7 +40,9 @@ def bench_command(
         "[default: engines/handstream-default.onnx].",
     ),
     refiner: str = typer.Option(
-        "default", "--refiner", help="Refine stage model: default (the model's own, else the shipped refiner), none, or a path."
+        "default",
+        "--refiner",
+        help="Refine stage model: default (the model's own, else the shipped refiner), none, or a path.",
     ),
     threads: int = typer.Option(0, "--threads", help="Inference threads (0: one per core)."),
     source: str = typer.Option(

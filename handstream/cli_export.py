@@ -32,10 +32,14 @@ def export_command(
         None, "--checkpoint", help="Weights: handstream train's model.pt / checkpoint.pt, or an exported .onnx."
     ),
     out: Path = typer.Option(None, "--out", help="Output path without suffix, e.g. engines/my-model."),
-    fmt: str = typer.Option("onnx", "--format", help="onnx | tensorrt (tensorrt also writes the ONNX it is built from)."),
+    fmt: str = typer.Option(
+        "onnx", "--format", help="onnx | tensorrt (tensorrt also writes the ONNX it is built from)."
+    ),
     fp16: bool = typer.Option(False, "--fp16", help="TensorRT: allow fp16 kernels (inputs/outputs stay fp32)."),
     max_views: int = typer.Option(8, "--max-views", help="Most views per batch (TensorRT optimisation profile 1..N)."),
-    input_size: str = typer.Option(None, "--input", help="Network input WIDTHxHEIGHT, multiples of 32 (default: as trained)."),
+    input_size: str = typer.Option(
+        None, "--input", help="Network input WIDTHxHEIGHT, multiples of 32 (default: as trained)."
+    ),
     real_frames: int = typer.Option(2, "--real-frames", help="Rendered headset frames used as real parity inputs."),
     list_formats: bool = typer.Option(False, "--list", help="Print the table of formats and exit."),
 ) -> None:

@@ -99,7 +99,8 @@ def build_config(
         cfg.engine.max_age_ms = 0.0
     if cfg.rig.preset is None and cfg.rig.calibration is None:
         raise HandstreamError(
-            "nothing to serve: give --demo, --synthetic PRESET, --calibration FILE with --video/--device, or --config FILE"
+            "nothing to serve: give --demo, --synthetic PRESET, --calibration FILE with --video/--device, "
+            "or --config FILE"
         )
     return ServeConfig.from_dict(cfg.to_dict(), str(config) if config else "command line")
 
@@ -118,7 +119,12 @@ def serve_command(
     fast: bool = typer.Option(False, "--fast", help="Play videos/folders as fast as the engine takes them."),
     model: Path = typer.Option(None, "--model", help="Model (.onnx with manifest, .pt, .engine)."),
     refiner: str = typer.Option(
-        None, "--refiner", help="Refiner model (a second look at each hand): a path, none, or default (the one the model's manifest names, else the shipped one)."
+        None,
+        "--refiner",
+        help=(
+            "Refiner model (a second look at each hand): a path, none, or default "
+            "(the one the model's manifest names, else the shipped one)."
+        ),
     ),
     backend: str = typer.Option(None, "--backend", help="auto | onnxruntime | torch | tensorrt."),
     threads: int = typer.Option(None, "--threads", help="Inference threads (0: all cores)."),
@@ -153,7 +159,8 @@ def serve_command(
         cams = ", ".join(f"{s['camera']} ({s['kind']})" for s in p.sources)
         print(f"handstream serve: {len(p.sources)} cameras: {cams}; {p.fps:g} fps", file=sys.stderr)
         print(
-            f"handstream serve: poses on {cfg.endpoints.poses} (handstream subscribe -e {cfg.endpoints.poses}); Ctrl-C stops",
+            f"handstream serve: poses on {cfg.endpoints.poses} "
+            f"(handstream subscribe -e {cfg.endpoints.poses}); Ctrl-C stops",
             file=sys.stderr,
         )
 

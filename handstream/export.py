@@ -52,7 +52,8 @@ def file_sha256(path: str | Path) -> str:
 
 
 def example_inputs(net, batch: int, input_size: tuple[int, int], stride: int, seed: int = 0):
-    """Random (image, rays) tensors of the right shapes: image (N, 1, H_in, W_in) in [0, 1], rays (N, 2, h, w) radians."""
+    """Random (image, rays) tensors of the right shapes: image (N, 1, H_in, W_in) in [0, 1],
+    rays (N, 2, h, w) radians."""
     import torch
 
     g = torch.Generator().manual_seed(seed)
@@ -163,7 +164,9 @@ def export_onnx(
         raise HandstreamError(f"{out}: an ONNX export must end in .onnx")
     w, h = (int(v) for v in input_size)
     if w % 32 or h % 32 or w < 32 or h < 32:
-        raise HandstreamError(f"input size {w}x{h}: width and height must be positive multiples of 32 (the network's stride)")
+        raise HandstreamError(
+            f"input size {w}x{h}: width and height must be positive multiples of 32 (the network's stride)"
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
     net = net.cpu().eval()
     model = InferenceNet(net).eval()
@@ -179,7 +182,8 @@ def export_onnx(
         try:
             torch.onnx.export(
                 model, args, str(out), input_names=names, output_names=["heatmaps", "presence"],
-                dynamic_shapes=dynamic, dynamo=True, opset_version=OPSET, optimize=True, verbose=False, external_data=False,
+                dynamic_shapes=dynamic, dynamo=True, opset_version=OPSET, optimize=True, verbose=False,
+                external_data=False,
             )  # fmt: skip
         except Exception as exc:  # the exporter raises many types; the user needs the op it choked on
             out.unlink(missing_ok=True)
@@ -201,9 +205,12 @@ def export_onnx(
     worst = figures["max_abs_diff"]
     if not max(worst.values()) <= tolerance:
         out.unlink(missing_ok=True)
-        detail = ", ".join(f"{k}: heatmaps {v['heatmaps']:.2e} presence {v['presence']:.2e}" for k, v in figures["by_input"].items())
+        detail = ", ".join(
+            f"{k}: heatmaps {v['heatmaps']:.2e} presence {v['presence']:.2e}" for k, v in figures["by_input"].items()
+        )
         raise HandstreamError(
-            f"{out}: ONNX Runtime differs from PyTorch by {max(worst.values()):.2e} (tolerance {tolerance:.0e}; {detail}); export rejected"
+            f"{out}: ONNX Runtime differs from PyTorch by {max(worst.values()):.2e} "
+            f"(tolerance {tolerance:.0e}; {detail}); export rejected"
         )
     import onnx
 
@@ -245,7 +252,13 @@ def export_onnx(
 # Real parity inputs
 # ---------------------------------------------------------------------------------------------------
 def real_parity_inputs(
-    input_size: tuple[int, int], stride: int = 4, kpe: bool = True, *, frames: int = 2, preset: str = "headset4", seed: int = 7
+    input_size: tuple[int, int],
+    stride: int = 4,
+    kpe: bool = True,
+    *,
+    frames: int = 2,
+    preset: str = "headset4",
+    seed: int = 7,
 ) -> list[tuple[np.ndarray, np.ndarray | None]]:
     """Network inputs made the way the engine makes them, from rendered camera frames.
 
@@ -267,7 +280,9 @@ def real_parity_inputs(
             image, boxes = prepare_views(bundle.images, input_size)
             rays = None
             if kpe:
-                rays = np.stack([ray_angles(source.rig[n], b, stride) for n, b in zip(bundle.cameras, boxes, strict=True)])
+                rays = np.stack(
+                    [ray_angles(source.rig[n], b, stride) for n, b in zip(bundle.cameras, boxes, strict=True)]
+                )
             out.append((image.copy(), rays))
     return out
 
@@ -305,7 +320,11 @@ def format_table() -> list[dict[str, str]]:
     rows = []
     for f in FORMATS.values():
         if f.name == "onnx":
-            here = "yes" if importlib.util.find_spec("torch") and importlib.util.find_spec("onnx") else "no: pip install -e '.[train]'"
+            here = (
+                "yes"
+                if importlib.util.find_spec("torch") and importlib.util.find_spec("onnx")
+                else "no: pip install -e '.[train]'"
+            )
         else:
             from handstream.engine.backends import gpu_visible
 
@@ -329,7 +348,9 @@ def parse_input_size(text: str) -> tuple[int, int]:
         raise HandstreamError(f"--input: expected WIDTHxHEIGHT in pixels, e.g. 256x192, got {text!r}")
     w, h = int(m.group(1)), int(m.group(2))
     if not (32 <= w <= 4096 and 32 <= h <= 4096) or w % 32 or h % 32:
-        raise HandstreamError(f"--input: width and height must be multiples of 32 between 32 and 4096 (the network's stride), got {w}x{h}")
+        raise HandstreamError(
+            f"--input: width and height must be multiples of 32 between 32 and 4096 (the network's stride), got {w}x{h}"
+        )
     return w, h
 
 
@@ -434,7 +455,9 @@ def build_tensorrt(
 
     onnx_manifest, onnx_path = load_manifest(onnx_path)
     if onnx_manifest.artifact_format != "onnx":
-        raise HandstreamError(f"{onnx_path}: TensorRT engines are built from an ONNX model, this is {onnx_manifest.artifact_format}")
+        raise HandstreamError(
+            f"{onnx_path}: TensorRT engines are built from an ONNX model, this is {onnx_manifest.artifact_format}"
+        )
     if not 1 <= max_views <= MAX_EXPORT_VIEWS:
         raise HandstreamError(f"--max-views: expected 1 to {MAX_EXPORT_VIEWS}, got {max_views}")
     precision = "fp16" if fp16 else "fp32"
@@ -446,7 +469,10 @@ def build_tensorrt(
     shapes = {"image": (1, h, w), "rays": (2, -(-h // s), -(-w // s))}
     opt = min(4, max_views)
 
-    with progress.step(f"TensorRT {trt.__version__}: parse {onnx_path.name} and build {precision} for {gpu['gpu']} (sm {gpu['compute_capability']})"):
+    with progress.step(
+        f"TensorRT {trt.__version__}: parse {onnx_path.name} and build {precision} for {gpu['gpu']} "
+        f"(sm {gpu['compute_capability']})"
+    ):
         logger = trt.Logger(trt.Logger.WARNING)
         with torch.cuda.device(gpu["index"]):
             builder = trt.Builder(logger)
@@ -464,7 +490,9 @@ def build_tensorrt(
             for i in range(network.num_inputs):
                 name = network.get_input(i).name
                 if name not in shapes:
-                    raise HandstreamError(f"{onnx_path}: unexpected input {name!r} (expected {onnx_manifest.input_names})")
+                    raise HandstreamError(
+                        f"{onnx_path}: unexpected input {name!r} (expected {onnx_manifest.input_names})"
+                    )
                 profile.set_shape(name, (1, *shapes[name]), (opt, *shapes[name]), (max_views, *shapes[name]))
             config.add_optimization_profile(profile)
             cache = config.create_timing_cache(cache_path.read_bytes() if cache_path.is_file() else b"")
@@ -538,7 +566,8 @@ def build_tensorrt(
             engine_path.unlink(missing_ok=True)
             mpath.unlink(missing_ok=True)
             raise HandstreamError(
-                f"{engine_path}: TensorRT {precision} differs from ONNX Runtime by {worst:.2e} (tolerance {tolerance:.0e}); engine rejected"
+                f"{engine_path}: TensorRT {precision} differs from ONNX Runtime by {worst:.2e} "
+                f"(tolerance {tolerance:.0e}); engine rejected"
                 + (" (try without --fp16)" if fp16 else "")
             )
         manifest.save(mpath)
@@ -601,7 +630,9 @@ def export_engine(
     if not isinstance(max_views, int) or not 1 <= max_views <= MAX_EXPORT_VIEWS:
         raise HandstreamError(f"--max-views: expected an integer from 1 to {MAX_EXPORT_VIEWS}, got {max_views!r}")
     if real_frames < 1:
-        raise HandstreamError(f"--real-frames: expected at least 1 (parity must include real inputs), got {real_frames}")
+        raise HandstreamError(
+            f"--real-frames: expected at least 1 (parity must include real inputs), got {real_frames}"
+        )
     if isinstance(input_size, str):
         input_size = parse_input_size(input_size)
     elif input_size is not None:
@@ -624,7 +655,9 @@ def export_engine(
         reuse_onnx = input_size is None or tuple(input_size) == tuple(onnx_manifest.input_size)
         if reuse_onnx:
             onnx_path = source
-            progress.note(f"building from {source} as is (input {onnx_manifest.input_size[0]}x{onnx_manifest.input_size[1]})")
+            progress.note(
+                f"building from {source} as is (input {onnx_manifest.input_size[0]}x{onnx_manifest.input_size[1]})"
+            )
     if not reuse_onnx:
         if checkpoint.suffix.lower() == ".onnx" and checkpoint.resolve() == onnx_path.resolve():
             raise HandstreamError(f"--out {out}: would overwrite its own input {checkpoint}; choose another --out")
@@ -632,7 +665,10 @@ def export_engine(
             net, source_manifest = load_network(checkpoint)
         size = tuple(input_size or source_manifest.input_size)
         if size != tuple(source_manifest.input_size):
-            progress.note(f"input {size[0]}x{size[1]} (trained at {source_manifest.input_size[0]}x{source_manifest.input_size[1]})")
+            progress.note(
+                f"input {size[0]}x{size[1]} "
+                f"(trained at {source_manifest.input_size[0]}x{source_manifest.input_size[1]})"
+            )
         parse_input_size(f"{size[0]}x{size[1]}")
         with progress.step(f"render {real_frames} frame(s) of the headset4 rig for the parity check"):
             real = real_parity_inputs(size, source_manifest.stride, net.config.kpe, frames=real_frames)
@@ -640,9 +676,12 @@ def export_engine(
         provenance["parity_frames"] = f"SyntheticSource('headset4', seed=7) x{real_frames}, letterboxed + ray angles"
         if source_manifest.artifact_format == "onnx":
             provenance["onnx_source"] = str(checkpoint)
-        with progress.step(f"export {onnx_path} (opset {OPSET}, input {size[0]}x{size[1]}, dynamic views) and check it"):
+        with progress.step(
+            f"export {onnx_path} (opset {OPSET}, input {size[0]}x{size[1]}, dynamic views) and check it"
+        ):
             onnx_manifest = export_onnx(
-                net, onnx_path, name=out.name, input_size=size, stride=source_manifest.stride, sigma=source_manifest.sigma,
+                net, onnx_path, name=out.name, input_size=size, stride=source_manifest.stride,
+                sigma=source_manifest.sigma,
                 max_views=max_views, provenance=provenance, real_inputs=real, crop=source_manifest.crop,
                 refiner=paired_from(source_manifest, checkpoint.parent, onnx_path.parent),
             )  # fmt: skip
@@ -660,7 +699,9 @@ def export_engine(
                 m = onnx_manifest
                 real = real_parity_inputs(m.input_size, m.stride, m.kpe, frames=real_frames)
         cases = [("real", im, ry) for im, ry in real]
-        manifest = build_tensorrt(onnx_path, engine_path, fp16=fp16, max_views=max_views, parity_cases=cases, progress=progress)
+        manifest = build_tensorrt(
+            onnx_path, engine_path, fp16=fp16, max_views=max_views, parity_cases=cases, progress=progress
+        )
         p = manifest.parity
         progress.note(
             f"TensorRT vs ONNX Runtime: max abs diff heatmaps {p['max_abs_diff']['heatmaps']:.1e}, presence "

@@ -181,7 +181,8 @@ def plan(config: ServeConfig) -> Plan:
     # a .pt checkpoint's recipe says what it is when the engine loads it; a manifest says it here
     if refiner is not None and refiner.suffix != ".pt" and load_manifest(refiner)[0].crop is None:
         raise HandstreamError(
-            f"{refiner}: model.refiner is a detector (its manifest has no 'crop' rule); train a refiner with a [hand_crop] recipe"
+            f"{refiner}: model.refiner is a detector (its manifest has no 'crop' rule); "
+            "train a refiner with a [hand_crop] recipe"
         )
     curve_config(config.endpoints.curve_dir)
     fps = config.engine.fps or (min(fps_seen) if fps_seen else 30.0)

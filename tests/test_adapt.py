@@ -152,9 +152,19 @@ def test_adapt_fine_tunes_a_refiner_and_pairs_it_with_the_detector(headset_rec, 
     cfg = AdaptConfig(rounds=1, steps=2, batch=4, crop=None, refiner_steps=3, consensus=ConsensusConfig(min_joints=3))
     det = truth_detections(headset_rec, 0.5, seed=5)
     with pytest.raises(HandstreamError, match="is a detector"):  # roles checked before any work
-        adapt(headset_rec, random_model, tmp_path / "bad", cfg, refiner=random_model, detections=det, progress=False, log=lambda s: None)
+        adapt(
+            headset_rec,
+            random_model,
+            tmp_path / "bad",
+            cfg,
+            refiner=random_model,
+            detections=det,
+            progress=False,
+            log=lambda s: None,
+        )
     report = adapt(
-        headset_rec, random_model, tmp_path / "run", cfg, refiner=ref, detections=det, name="rig", progress=False, log=lambda s: None
+        headset_rec, random_model, tmp_path / "run", cfg, refiner=ref, detections=det, name="rig", progress=False,
+        log=lambda s: None,
     )  # fmt: skip
     out = tmp_path / "run"
     assert report["refiner_fine_tune"]["windows"] > 8 and (out / "refiner.pt").is_file()
@@ -168,7 +178,9 @@ def test_adapt_fine_tunes_a_refiner_and_pairs_it_with_the_detector(headset_rec, 
 
     # the windows' fine-tuning learns: loss on windows of good consensus labels goes down
     net, manifest = load_network(ref)
-    labels = consensus_labels(headset_rec.rig, truth_detections(headset_rec, 0.5, seed=4), ConsensusConfig(min_joints=3))
+    labels = consensus_labels(
+        headset_rec.rig, truth_detections(headset_rec, 0.5, seed=4), ConsensusConfig(min_joints=3)
+    )
     ds = PseudoViews(headset_rec, labels, SampleSpec(manifest.codec, None, None, 3, 1.0, HandCropConfig(**crop)))
     assert len(ds) > 8 and ds.index.shape[1] == 3  # (frame, view, hand)
     assert ds[0]["image"].shape == (1, 64, 64)

@@ -117,7 +117,9 @@ def test_refine_stage_replaces_noisy_detections_with_the_windows_result():
         truth = b.labels.keypoints_2d.astype(np.float64)
         frames = dict(zip(b.cameras, b.images, strict=True))
         detector = NoisyDetector(src.rig, truth, noise_px=6.0, seed=i)
-        plain.append(_errors(Pipeline(src.rig, detector, eng, smooth).process(frames, b.t_capture_ns), b.labels.joints_3d))
+        plain.append(
+            _errors(Pipeline(src.rig, detector, eng, smooth).process(frames, b.t_capture_ns), b.labels.joints_3d)
+        )
         oracle = WindowOracle(truth)
         pipe = Pipeline(src.rig, detector, eng, smooth, refiner=oracle)
         oracle.refiner = pipe.refiner

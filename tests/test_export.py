@@ -54,7 +54,11 @@ def train_checkpoint(tmp_path_factory):
             m.bias.data.uniform_(-0.2, 0.2)
     opt = torch.optim.AdamW(net.parameters())
     path = tmp_path_factory.mktemp("run") / "checkpoint.pt"
-    recipe = {"name": "small", "network": net.config.to_dict(), "codec": {"input_size": [96, 64], "stride": 4, "sigma": 2.0}}
+    recipe = {
+        "name": "small",
+        "network": net.config.to_dict(),
+        "codec": {"input_size": [96, 64], "stride": 4, "sigma": 2.0},
+    }
     history = [{"epoch": 1, "train_loss": 0.5, "val_epe_px": 4.25}]
     torch.save({"model": net.state_dict(), "optimizer": opt.state_dict(), "epoch": 0, "network": net.config.to_dict(),
                 "recipe": recipe, "history": history}, path)  # fmt: skip
@@ -191,13 +195,18 @@ def test_engine_built_elsewhere_is_refused_with_the_command_that_rebuilds_it(tmp
 
     engine, manifest = fake_engine_manifest(tmp_path)
     check_engine_compatibility(manifest, engine, tensorrt_version="10.3.0", compute_capability="8.6")
-    rebuild = f"handstream export-engine --checkpoint runs/hs/model.pt --out {tmp_path / 'hs'} --format tensorrt --fp16 --max-views 4 --input 256x192"
+    rebuild = (
+        f"handstream export-engine --checkpoint runs/hs/model.pt --out {tmp_path / 'hs'} --format tensorrt --fp16 "
+        "--max-views 4 --input 256x192"
+    )
     with pytest.raises(HandstreamError) as version:
         check_engine_compatibility(manifest, engine, tensorrt_version="10.7.0", compute_capability="8.6")
     msg = str(version.value)
     assert "\n" not in msg and "TensorRT 10.3.0 (this machine has 10.7.0)" in msg and msg.endswith(rebuild)
     with pytest.raises(HandstreamError) as gpu:
-        check_engine_compatibility(manifest, engine, tensorrt_version="10.3.0", compute_capability="9.0", gpu_name="NVIDIA H100")
+        check_engine_compatibility(
+            manifest, engine, tensorrt_version="10.3.0", compute_capability="9.0", gpu_name="NVIDIA H100"
+        )
     msg = str(gpu.value)
     assert "compute capability 8.6 (NVIDIA A10; this one: NVIDIA H100, 9.0)" in msg and msg.endswith(rebuild)
     onnx_manifest = ModelManifest(name="x", artifact="x.onnx")
@@ -229,7 +238,9 @@ def test_format_tensorrt_here_exits_2_before_exporting(train_checkpoint, tmp_pat
     assert not list(tmp_path.iterdir())  # nothing written
     fake = "import types; sys.modules['tensorrt'] = types.SimpleNamespace(__version__='10.3.0')"
     fake += "\nimport torch; torch.cuda.is_available = lambda: False"
-    result = run_cli("export-engine", "--checkpoint", str(train_checkpoint), "--out", str(out), "--format", "tensorrt", prelude=fake)
+    result = run_cli(
+        "export-engine", "--checkpoint", str(train_checkpoint), "--out", str(out), "--format", "tensorrt", prelude=fake
+    )
     assert_one_line_error(result, "no CUDA GPU", "run this on that machine")
 
 
@@ -255,7 +266,11 @@ def test_option_errors(train_checkpoint, tmp_path):
 def test_list_formats_says_which_need_a_gpu():
     result = run_cli("export-engine", "--list", prelude="sys.modules['tensorrt'] = None")
     assert result.returncode == 0, result.stderr
-    rows = {line.split()[1]: line for line in result.stdout.splitlines() if line.startswith("│ onnx") or line.startswith("│ tensorrt")}
+    rows = {
+        line.split()[1]: line
+        for line in result.stdout.splitlines()
+        if line.startswith("│ onnx") or line.startswith("│ tensorrt")
+    }
     assert set(rows) == {"onnx", "tensorrt"}
     assert "│ no " in rows["onnx"] and "│ yes " in rows["tensorrt"]
 
@@ -313,7 +328,9 @@ def test_tensorrt_engine_build_and_serve(train_checkpoint, tmp_path):
     from handstream.engine.backends import open_backend
     from handstream.export import export_engine
 
-    results = export_engine(train_checkpoint, tmp_path / "small", fmt="tensorrt", max_views=4, input_size="64x64", real_frames=1)
+    results = export_engine(
+        train_checkpoint, tmp_path / "small", fmt="tensorrt", max_views=4, input_size="64x64", real_frames=1
+    )
     (onnx_path, _), (engine_path, manifest) = results
     assert engine_path.suffix == ".engine" and (tmp_path / "small.timing.cache").is_file()
     assert manifest.tensorrt["precision"] == "fp32" and manifest.max_views == 4

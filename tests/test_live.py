@@ -231,7 +231,8 @@ def _children_of(pid: int) -> list[int]:
 def test_sigint_stops_everything_within_2_s_and_leaves_no_process(random_model):
     frames, poses = free_tcp_port(), free_tcp_port()
     cmd = [sys.executable, "-m", "handstream.cli", "serve", "--synthetic", "stereo", "--model", str(random_model),
-           "--frames-endpoint", f"tcp://127.0.0.1:{frames}", "--poses-endpoint", f"tcp://127.0.0.1:{poses}", "-q"]  # fmt: skip
+           "--frames-endpoint", f"tcp://127.0.0.1:{frames}", "--poses-endpoint", f"tcp://127.0.0.1:{poses}",
+           "-q"]  # fmt: skip
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
     sub = PoseSubscriber(f"tcp://127.0.0.1:{poses}")
     try:
@@ -259,7 +260,8 @@ def test_sigint_stops_everything_within_2_s_and_leaves_no_process(random_model):
 def test_supervisor_killed_hard_children_exit_by_themselves(random_model):
     frames, poses = free_tcp_port(), free_tcp_port()
     cmd = [sys.executable, "-m", "handstream.cli", "serve", "--synthetic", "stereo", "--model", str(random_model),
-           "--frames-endpoint", f"tcp://127.0.0.1:{frames}", "--poses-endpoint", f"tcp://127.0.0.1:{poses}", "-q"]  # fmt: skip
+           "--frames-endpoint", f"tcp://127.0.0.1:{frames}", "--poses-endpoint", f"tcp://127.0.0.1:{poses}",
+           "-q"]  # fmt: skip
     proc = subprocess.Popen(cmd, stderr=subprocess.DEVNULL)
     try:
         children = wait_for(lambda: len(c := _children_of(proc.pid)) == 3 and c, 30, "the children")

@@ -87,7 +87,8 @@ def test_cli_json_and_record(tmp_path):
     rec = tmp_path / "poses.jsonl"
     try:
         r = subprocess.run(
-            [sys.executable, "-m", "handstream.cli", "subscribe", "-e", p.endpoint, "--json", "-n", "5", "--record", str(rec), "--timeout", "10"],
+            [sys.executable, "-m", "handstream.cli", "subscribe", "-e", p.endpoint, "--json", "-n", "5",
+             "--record", str(rec), "--timeout", "10"],
             capture_output=True, text=True, timeout=60,
         )  # fmt: skip
         text = subprocess.run(
@@ -108,10 +109,12 @@ def test_cli_json_and_record(tmp_path):
 
 def test_subscribe_timeout_and_bad_record_path(tmp_path):
     port = free_tcp_port()
-    r = subprocess.run([sys.executable, "-m", "handstream.cli", "subscribe", "-e", f"tcp://127.0.0.1:{port}", "--timeout", "0.5"],
+    r = subprocess.run([sys.executable, "-m", "handstream.cli", "subscribe", "-e", f"tcp://127.0.0.1:{port}",
+                        "--timeout", "0.5"],
                        capture_output=True, text=True, timeout=30)  # fmt: skip
     assert r.returncode == 0 and "no pose for 0.5 s" in r.stderr
-    r = subprocess.run([sys.executable, "-m", "handstream.cli", "subscribe", "--record", str(tmp_path / "no" / "x.jsonl")],
+    r = subprocess.run([sys.executable, "-m", "handstream.cli", "subscribe",
+                        "--record", str(tmp_path / "no" / "x.jsonl")],
                        capture_output=True, text=True, timeout=30)  # fmt: skip
     assert r.returncode == 2 and r.stderr.startswith("handstream: error:") and len(r.stderr.strip().splitlines()) == 1
 

@@ -1,1 +1,2 @@
-"""Unsupervised multi-view adaptation: pseudo-labels by cross-view consensus, extrinsics from hands, fine-tuning rounds."""
+"""Unsupervised multi-view adaptation: pseudo-labels by cross-view consensus, extrinsics from hands, fine-tuning
+rounds."""

@@ -226,13 +226,16 @@ def adapt(
     out.mkdir(parents=True, exist_ok=True)
     if recording.rig is None:
         raise HandstreamError(
-            "adapt: the cameras' intrinsics are needed: pass --calibration (with --estimate-extrinsics when its extrinsics are unknown)"
+            "adapt: the cameras' intrinsics are needed: pass --calibration "
+            "(with --estimate-extrinsics when its extrinsics are unknown)"
         )
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     net, manifest = load_network(model)
     if manifest.crop is not None:
-        raise HandstreamError(f"adapt: {model} is a refiner (a 'crop' rule); --model takes the detector, --refiner the refiner")
+        raise HandstreamError(
+            f"adapt: {model} is a refiner (a 'crop' rule); --model takes the detector, --refiner the refiner"
+        )
     if refiner is not None:  # checked before hours of work, not after
         rnet, rmanifest = load_network(refiner)
         if rmanifest.crop is None:
@@ -298,8 +301,10 @@ def adapt(
         )
         if len(dataset) < cfg.batch:
             raise HandstreamError(
-                f"adapt: round {r} produced labels for only {len(dataset)} views (< batch {cfg.batch}): the views do not agree on the hands; "
-                "check that the recordings are synchronized and match the calibration, record more frames, or loosen --threshold-px"
+                f"adapt: round {r} produced labels for only {len(dataset)} views (< batch {cfg.batch}): "
+                "the views do not agree on the hands; "
+                "check that the recordings are synchronized and match the calibration, record more frames, "
+                "or loosen --threshold-px"
             )
         losses = fine_tune(
             net, dataset, replace(cfg, seed=cfg.seed + r), progress=progress, desc=f"round {r}: fine-tune"
@@ -338,13 +343,17 @@ def adapt(
             m = export_onnx(
                 rnet, out / paired, name=f"{name}-refiner", input_size=rmanifest.input_size, stride=rmanifest.stride,
                 sigma=rmanifest.sigma, crop=rmanifest.crop,
-                provenance={**provenance, "adapted_from": str(refiner), "checkpoint_sha256": file_sha256(out / "refiner.pt")},
+                provenance={
+                    **provenance, "adapted_from": str(refiner), "checkpoint_sha256": file_sha256(out / "refiner.pt")
+                },
             )  # fmt: skip
             report["refiner_onnx"] = str(out / paired)
             log(f"exported {out / paired} (parity max abs diff {m.parity['max_abs_diff']})")
         m = export_onnx(
-            net, out / f"{name}.onnx", name=name, input_size=manifest.input_size, stride=manifest.stride, sigma=manifest.sigma,
-            provenance={**provenance, "adapted_from": str(model), "checkpoint_sha256": file_sha256(out / "model.pt")}, refiner=paired,
+            net, out / f"{name}.onnx", name=name, input_size=manifest.input_size, stride=manifest.stride,
+            sigma=manifest.sigma,
+            provenance={**provenance, "adapted_from": str(model), "checkpoint_sha256": file_sha256(out / "model.pt")},
+            refiner=paired,
         )  # fmt: skip
         report["onnx"] = str(out / f"{name}.onnx")
         log(
@@ -355,20 +364,41 @@ def adapt(
     return report
 
 
-def _adapt_refiner(net, manifest, source: str | Path, recording: Recording, labels: PseudoLabels, cfg: AdaptConfig, out: Path, progress: bool, log) -> dict[str, Any]:
+def _adapt_refiner(
+    net,
+    manifest,
+    source: str | Path,
+    recording: Recording,
+    labels: PseudoLabels,
+    cfg: AdaptConfig,
+    out: Path,
+    progress: bool,
+    log,
+) -> dict[str, Any]:
     """Fine-tune the refiner ``net`` (loaded from ``source``) on windows (the engine's window rule, with the
     training jitter) around the hands that ``labels`` label; writes ``out/refiner.pt``. Returns the losses."""
     from handstream.models.checkpoint import save_network
 
     crop = manifest.crop
-    spec = SampleSpec(manifest.codec, cfg.augment, None, 3, 1.0, HandCropConfig(margin=crop["margin"], min_side=crop["min_side"]))
+    spec = SampleSpec(
+        manifest.codec, cfg.augment, None, 3, 1.0, HandCropConfig(margin=crop["margin"], min_side=crop["min_side"])
+    )
     windows = PseudoViews(recording, labels, spec, seed=cfg.seed + cfg.rounds)
     if len(windows) < cfg.batch:
-        raise HandstreamError(f"adapt: the last round labelled only {len(windows)} hand windows (< batch {cfg.batch}) to fine-tune the refiner on")
+        raise HandstreamError(
+            f"adapt: the last round labelled only {len(windows)} hand windows (< batch {cfg.batch}) "
+            "to fine-tune the refiner on"
+        )
     log(f"refiner: fine-tuning on {len(windows)} hand windows of the last round's labels")
-    losses = fine_tune(net, windows, replace(cfg, steps=cfg.refiner_steps, seed=cfg.seed + cfg.rounds), progress=progress, desc="refiner: fine-tune")
-    save_network(out / "refiner.pt", net, input_size=manifest.input_size, stride=manifest.stride, sigma=manifest.sigma, crop=crop,
-                 extra={"adapted_from": str(source)})  # fmt: skip
+    losses = fine_tune(
+        net,
+        windows,
+        replace(cfg, steps=cfg.refiner_steps, seed=cfg.seed + cfg.rounds),
+        progress=progress,
+        desc="refiner: fine-tune",
+    )
+    save_network(out / "refiner.pt", net, input_size=manifest.input_size, stride=manifest.stride, sigma=manifest.sigma,
+                 crop=crop, extra={"adapted_from": str(source)})  # fmt: skip
     log(f"refiner: loss {losses['train_loss']:.4f}, {losses['train_s']:.0f} s")
     return {"windows": len(windows), **losses, "adapted_from": str(source)}
 

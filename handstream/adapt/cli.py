@@ -19,13 +19,19 @@ def adapt_command(
     recording: list[Path] = typer.Option(
         ...,
         "--recording",
-        help="One video or image folder per camera (repeat, in the calibration's order), or one synthetic dataset folder.",
+        help=(
+            "One video or image folder per camera (repeat, in the calibration's order), "
+            "or one synthetic dataset folder."
+        ),
     ),
     out: Path = typer.Option(..., "--out", help="Output folder (rounds, report.json, model.pt, <name>.onnx)."),
     model: Path = typer.Option(
         None,
         "--model",
-        help="Starting network: a .pt checkpoint (preferred: batch norms intact) or an .onnx with manifest (default: the shipped model).",
+        help=(
+            "Starting network: a .pt checkpoint (preferred: batch norms intact) or an .onnx with manifest "
+            "(default: the shipped model)."
+        ),
     ),
     calibration: Path = typer.Option(
         None, "--calibration", help="Calibration of the cameras (intrinsics always needed)."
@@ -44,7 +50,10 @@ def adapt_command(
     teacher: Path = typer.Option(
         None,
         "--teacher",
-        help="MediaPipe hand landmarker .task bundle: round 0 labels from it instead of the model; later rounds fall back to them where the student finds no consensus.",
+        help=(
+            "MediaPipe hand landmarker .task bundle: round 0 labels from it instead of the model; "
+            "later rounds fall back to them where the student finds no consensus."
+        ),
     ),
     refiner: str = typer.Option(
         "none",
@@ -67,7 +76,10 @@ def adapt_command(
     anatomy: str = typer.Option(
         "metric",
         "--anatomy",
-        help="Bone-length check of the consensus: metric (calibration in metres, vs the average hand) or relative (unknown units).",
+        help=(
+            "Bone-length check of the consensus: metric (calibration in metres, vs the average hand) "
+            "or relative (unknown units)."
+        ),
     ),
     name: str = typer.Option("adapted", "--name", help="Name of the exported model (OUT/NAME.onnx)."),
     threads: int = typer.Option(0, "--threads", help="CPU threads (0: all)."),
@@ -120,7 +132,8 @@ def adapt_command(
     rec = open_recording(list(recording), calibration, unit_scale=unit_scale, frames=rng, progress=not no_progress)
     if rec.rig is None:
         raise HandstreamError(
-            "--calibration: needed for the cameras' intrinsics (add --estimate-extrinsics when its extrinsics are unknown)"
+            "--calibration: needed for the cameras' intrinsics "
+            "(add --estimate-extrinsics when its extrinsics are unknown)"
         )
     if len(rec) < 2:
         raise HandstreamError(f"--recording: {len(rec)} frame(s) in the range; adaptation needs many (hundreds)")
@@ -139,7 +152,15 @@ def adapt_command(
         consensus=ConsensusConfig(threshold_px=threshold_px, min_views=min_views, min_conf=min_conf, anatomy=anatomy),
     )
     report = adapt(
-        rec, model, out, cfg, teacher=teacher, refiner=refiner_path, name=name, export=not no_export, progress=not no_progress
+        rec,
+        model,
+        out,
+        cfg,
+        teacher=teacher,
+        refiner=refiner_path,
+        name=name,
+        export=not no_export,
+        progress=not no_progress,
     )
     written = [report[k] for k in ("onnx", "refiner_onnx") if report.get(k)]
     typer.echo(f"wrote {out / 'report.json'}" + "".join(f" and {w}" for w in written))

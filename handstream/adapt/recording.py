@@ -164,7 +164,8 @@ def open_recording(
         rig = load_calibration(calibration, unit_scale)
         if len(rig) != len(paths):
             raise HandstreamError(
-                f"{calibration}: has {len(rig)} cameras ({', '.join(rig.names)}) but {len(paths)} recordings were given (one per camera, in the calibration's order)"
+                f"{calibration}: has {len(rig)} cameras ({', '.join(rig.names)}) "
+                f"but {len(paths)} recordings were given (one per camera, in the calibration's order)"
             )
     names = list(rig.names) if rig is not None else [f"cam{v}" for v in range(len(paths))]
     images = []

@@ -1,4 +1,5 @@
-"""``python -m handstream.capture`` reads its arguments as one JSON object on stdin (started by ``handstream serve``)."""
+"""``python -m handstream.capture`` reads its arguments as one JSON object on stdin (started by ``handstream
+serve``)."""
 
 import json
 import sys

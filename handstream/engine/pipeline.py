@@ -129,7 +129,9 @@ class Pipeline:
             timings["refine"] = (time.perf_counter() - t3) * 1e3
         return Detections(keypoints, conf, presence)
 
-    def process(self, frames: dict[str, np.ndarray], t_capture_ns: int, timings: dict[str, float] | None = None) -> PoseMessage:
+    def process(
+        self, frames: dict[str, np.ndarray], t_capture_ns: int, timings: dict[str, float] | None = None
+    ) -> PoseMessage:
         """Run every stage on the frames of one instant.
 
         Args:
@@ -153,7 +155,10 @@ class Pipeline:
             img = frames[n]
             cam = self.rig[n]
             if (img.shape[1], img.shape[0]) != cam.size:
-                raise HandstreamError(f"camera {n}: frame is {img.shape[1]}x{img.shape[0]}, calibration says {cam.size[0]}x{cam.size[1]}")
+                raise HandstreamError(
+                    f"camera {n}: frame is {img.shape[1]}x{img.shape[0]}, "
+                    f"calibration says {cam.size[0]}x{cam.size[1]}"
+                )
             images.append(img)
         V = len(names)
         det = self.detect(names, images, timings) if V else None

@@ -71,7 +71,8 @@ class Engine:
         self.publisher.close()
 
     def step(self, timeout_s: float) -> bool:
-        """Wait up to ``timeout_s`` for frames, then process at most one frame set. Returns True if a pose was published."""
+        """Wait up to ``timeout_s`` for frames, then process at most one frame set.
+        Returns True if a pose was published."""
         wait = timeout_s if self._due_in is None else min(timeout_s, self._due_in)
         latest = self.receiver.drain_latest(timeout_ms=wait * 1e3)
         arrival = time.monotonic()

@@ -50,7 +50,8 @@ def _check_modes(
     if label_noise is not None:
         if data is None or model is not None or teacher is not None:
             raise HandstreamError(
-                "--label-noise: only with --data and without --model/--teacher (it triangulates the dataset's own labels)"
+                "--label-noise: only with --data and without --model/--teacher "
+                "(it triangulates the dataset's own labels)"
             )
 
     if (data is None) == (not recording):

@@ -212,7 +212,8 @@ def load_onnx_network(path: str | Path, *, verify: bool = True):
 
     def fail(why: str) -> HandstreamError:
         return HandstreamError(
-            f"{artifact}: cannot read its weights into PyTorch ({why}); serve it with backend 'onnxruntime' or give the checkpoint"
+            f"{artifact}: cannot read its weights into PyTorch ({why}); "
+            "serve it with backend 'onnxruntime' or give the checkpoint"
         )
 
     for node in model.graph.node:

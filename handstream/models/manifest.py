@@ -122,8 +122,8 @@ class ModelManifest:
             value = data[key]
             if kind is not None and not isinstance(value, kind) or isinstance(value, bool) and kind is int:
                 kinds = kind if isinstance(kind, tuple) else (kind,)
-                names = {"dict": "an object", "list": "a list", "str": "a string", "int": "an integer", "float": "a number",
-                         "bool": "true or false", "NoneType": "null"}  # fmt: skip
+                names = {"dict": "an object", "list": "a list", "str": "a string", "int": "an integer",
+                         "float": "a number", "bool": "true or false", "NoneType": "null"}  # fmt: skip
                 expected = " or ".join(dict.fromkeys(names.get(k.__name__, k.__name__) for k in kinds))
                 raise HandstreamError(f"{where}: field {key!r} must be {expected}, got {value!r}")
             return value
@@ -152,7 +152,9 @@ class ModelManifest:
         crop = crop_rule(get("crop", (dict, type(None)), None), where)
         refiner = get("refiner", (str, type(None)), None)
         if crop is not None and refiner is not None:
-            raise HandstreamError(f"{where}: 'refiner' names the refiner of a detector, but this model is a refiner ('crop')")
+            raise HandstreamError(
+                f"{where}: 'refiner' names the refiner of a detector, but this model is a refiner ('crop')"
+            )
         return cls(
             name=get("name", str, required=True),
             artifact=get("artifact", str, required=True),

@@ -91,7 +91,9 @@ class InvertedResidual(nn.Module):
 
 
 def _stage(cin: int, cout: int, depth: int, stride: int, expand: int) -> nn.Sequential:
-    return nn.Sequential(*[InvertedResidual(cin if i == 0 else cout, cout, stride if i == 0 else 1, expand) for i in range(depth)])
+    return nn.Sequential(
+        *[InvertedResidual(cin if i == 0 else cout, cout, stride if i == 0 else 1, expand) for i in range(depth)]
+    )
 
 
 class HandNet(nn.Module):
@@ -110,7 +112,9 @@ class HandNet(nn.Module):
         w4, w8, w16, w32 = cfg.widths
         d4, d8, d16, d32 = cfg.depths
         kc = cfg.kpe_channels
-        self.register_buffer("freqs", torch.tensor(cfg.kpe_frequencies, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer(
+            "freqs", torch.tensor(cfg.kpe_frequencies, dtype=torch.float32).view(1, -1, 1, 1), persistent=False
+        )
         self.stem = nn.Sequential(
             _cbr(1, cfg.stem, 3, 2),
             _cbr(cfg.stem, cfg.stem, 3, 2, groups=cfg.stem),

@@ -295,7 +295,8 @@ def parse_recipe(data: dict, file: str = "recipe", path: Path | None = None) -> 
         if not (1.0 <= lo <= hand_crop.margin <= hi):
             raise _err(
                 f"{file}: hand_crop",
-                f"expected 1 <= margin_range[0] <= margin <= margin_range[1], got margin {hand_crop.margin}, margin_range {[lo, hi]}",
+                "expected 1 <= margin_range[0] <= margin <= margin_range[1], "
+                f"got margin {hand_crop.margin}, margin_range {[lo, hi]}",
             )
         if hand_crop.negatives > 1:
             raise _err(f"{file}: hand_crop.negatives", f"expected a probability in [0, 1], got {hand_crop.negatives}")

@@ -48,7 +48,9 @@ def import_tensorrt(where: str = "tensorrt"):
     except ValueError:
         major = 0
     if major < MIN_TENSORRT_MAJOR:
-        raise HandstreamError(f"{where}: TensorRT {version} is installed; handstream needs TensorRT {MIN_TENSORRT_MAJOR} or newer")
+        raise HandstreamError(
+            f"{where}: TensorRT {version} is installed; handstream needs TensorRT {MIN_TENSORRT_MAJOR} or newer"
+        )
     return trt
 
 
@@ -73,7 +75,12 @@ def cuda_device_info(device: str = "cuda") -> dict[str, Any]:
     if index >= torch.cuda.device_count():
         raise HandstreamError(f"{device}: only {torch.cuda.device_count()} CUDA device(s) visible")
     major, minor = torch.cuda.get_device_capability(index)
-    return {"device": f"cuda:{index}", "index": index, "gpu": torch.cuda.get_device_name(index), "compute_capability": f"{major}.{minor}"}
+    return {
+        "device": f"cuda:{index}",
+        "index": index,
+        "gpu": torch.cuda.get_device_name(index),
+        "compute_capability": f"{major}.{minor}",
+    }
 
 
 def rebuild_command(manifest: ModelManifest, engine_path: str | Path) -> str:
@@ -84,11 +91,19 @@ def rebuild_command(manifest: ModelManifest, engine_path: str | Path) -> str:
     out = out.with_name(out.name[: -len(out.suffix)]) if out.suffix else out
     w, h = manifest.input_size
     fp16 = " --fp16" if info.get("precision") == "fp16" else ""
-    return f"handstream export-engine --checkpoint {source} --out {out} --format tensorrt{fp16} --max-views {manifest.max_views} --input {w}x{h}"
+    return (
+        f"handstream export-engine --checkpoint {source} --out {out} --format tensorrt{fp16} "
+        f"--max-views {manifest.max_views} --input {w}x{h}"
+    )
 
 
 def check_engine_compatibility(
-    manifest: ModelManifest, where: str | Path, *, tensorrt_version: str, compute_capability: str, gpu_name: str | None = None
+    manifest: ModelManifest,
+    where: str | Path,
+    *,
+    tensorrt_version: str,
+    compute_capability: str,
+    gpu_name: str | None = None,
 ) -> None:
     """Refuse an engine built for another TensorRT version or GPU architecture, before TensorRT sees it.
 
@@ -104,18 +119,29 @@ def check_engine_compatibility(
     """
     info = manifest.tensorrt
     if manifest.artifact_format != "tensorrt" or not isinstance(info, dict):
-        raise HandstreamError(f"{where}: its manifest describes a {manifest.artifact_format} artifact, not a TensorRT engine")
+        raise HandstreamError(
+            f"{where}: its manifest describes a {manifest.artifact_format} artifact, not a TensorRT engine"
+        )
     missing = [k for k in ("version", "compute_capability") if not info.get(k)]
     if missing:
-        raise HandstreamError(f"{where}: manifest field 'tensorrt' lacks {', '.join(missing)}; rebuild it: {rebuild_command(manifest, where)}")
+        raise HandstreamError(
+            f"{where}: manifest field 'tensorrt' lacks {', '.join(missing)}; "
+            f"rebuild it: {rebuild_command(manifest, where)}"
+        )
     problems = []
     if str(info["version"]) != str(tensorrt_version):
         problems.append(f"TensorRT {info['version']} (this machine has {tensorrt_version})")
     if str(info["compute_capability"]) != str(compute_capability):
         here = f"{gpu_name}, " if gpu_name else ""
-        problems.append(f"a GPU of compute capability {info['compute_capability']} ({info.get('gpu', 'unknown GPU')}; this one: {here}{compute_capability})")
+        problems.append(
+            f"a GPU of compute capability {info['compute_capability']} "
+            f"({info.get('gpu', 'unknown GPU')}; this one: {here}{compute_capability})"
+        )
     if problems:
-        raise HandstreamError(f"{where}: engine built with {' for '.join(problems)}; rebuild it on this machine: {rebuild_command(manifest, where)}")
+        raise HandstreamError(
+            f"{where}: engine built with {' for '.join(problems)}; "
+            f"rebuild it on this machine: {rebuild_command(manifest, where)}"
+        )
 
 
 class TensorRTBackend:
@@ -135,10 +161,16 @@ class TensorRTBackend:
         trt = import_tensorrt(str(path))
         self.manifest, self.path = load_manifest(path)
         if self.manifest.artifact_format != "tensorrt":
-            raise HandstreamError(f"{self.path}: a {self.manifest.artifact_format} artifact cannot run on the tensorrt backend")
+            raise HandstreamError(
+                f"{self.path}: a {self.manifest.artifact_format} artifact cannot run on the tensorrt backend"
+            )
         gpu = cuda_device_info(device if str(device).startswith("cuda") else "cuda")
         check_engine_compatibility(
-            self.manifest, self.path, tensorrt_version=trt.__version__, compute_capability=gpu["compute_capability"], gpu_name=gpu["gpu"]
+            self.manifest,
+            self.path,
+            tensorrt_version=trt.__version__,
+            compute_capability=gpu["compute_capability"],
+            gpu_name=gpu["gpu"],
         )  # fmt: skip
         import torch
 
@@ -152,21 +184,33 @@ class TensorRTBackend:
             self.engine = self.runtime.deserialize_cuda_engine(self.path.read_bytes())
             if self.engine is None:
                 raise HandstreamError(
-                    f"{self.path}: TensorRT {trt.__version__} cannot deserialize this engine (corrupt, or built by another "
+                    f"{self.path}: TensorRT {trt.__version__} cannot deserialize this engine "
+                    "(corrupt, or built by another "
                     f"TensorRT); rebuild it: {rebuild_command(self.manifest, self.path)}"
                 )
             self.context = self.engine.create_execution_context()
             if self.context is None:
-                raise HandstreamError(f"{self.path}: TensorRT could not create an execution context (out of GPU memory?)")
+                raise HandstreamError(
+                    f"{self.path}: TensorRT could not create an execution context (out of GPU memory?)"
+                )
         self._check_io()
         self.stream = torch.cuda.Stream(device=self.device)
         self._staged = torch.cuda.Event()
         w, h = self.manifest.input_size
         hh, hw = -(-h // self.manifest.stride), -(-w // self.manifest.stride)
         n = self.max_views
-        shapes = {"image": (n, 1, h, w), "rays": (n, 2, hh, hw), "heatmaps": (n, self.manifest.codec.num_maps, hh, hw), "presence": (n, 2)}
-        self.buffers = {name: torch.empty(shapes[name], dtype=torch.float32, device=self.device) for name in self.io_names}
-        self.host = {name: torch.empty(shapes[name], dtype=torch.float32, pin_memory=True) for name in self.manifest.input_names}
+        shapes = {
+            "image": (n, 1, h, w),
+            "rays": (n, 2, hh, hw),
+            "heatmaps": (n, self.manifest.codec.num_maps, hh, hw),
+            "presence": (n, 2),
+        }
+        self.buffers = {
+            name: torch.empty(shapes[name], dtype=torch.float32, device=self.device) for name in self.io_names
+        }
+        self.host = {
+            name: torch.empty(shapes[name], dtype=torch.float32, pin_memory=True) for name in self.manifest.input_names
+        }
         for name, buf in self.buffers.items():
             if not self.context.set_tensor_address(name, buf.data_ptr()):
                 raise HandstreamError(f"{self.path}: TensorRT refused the device buffer of {name!r}")
@@ -175,7 +219,10 @@ class TensorRTBackend:
         for name in self.manifest.output_names:
             got = tuple(self.context.get_tensor_shape(name))
             if got != shapes[name]:
-                raise HandstreamError(f"{self.path}: output {name!r} is {got} for {n} views, its manifest implies {shapes[name]}; rebuild the engine")
+                raise HandstreamError(
+                    f"{self.path}: output {name!r} is {got} for {n} views, "
+                    f"its manifest implies {shapes[name]}; rebuild the engine"
+                )
 
     def _check_io(self) -> None:
         trt, engine = self.trt, self.engine
@@ -185,16 +232,22 @@ class TensorRTBackend:
         if sorted(inputs) != sorted(self.manifest.input_names) or sorted(outputs) != sorted(self.manifest.output_names):
             raise HandstreamError(
                 f"{self.path}: engine tensors {inputs} -> {outputs} do not match its manifest "
-                f"({self.manifest.input_names} -> {self.manifest.output_names}); rebuild it: {rebuild_command(self.manifest, self.path)}"
+                f"({self.manifest.input_names} -> {self.manifest.output_names}); "
+                f"rebuild it: {rebuild_command(self.manifest, self.path)}"
             )
         for name in names:
             if engine.get_tensor_dtype(name) != trt.DataType.FLOAT:
-                raise HandstreamError(f"{self.path}: tensor {name!r} is {engine.get_tensor_dtype(name)}, handstream feeds and reads float32")
+                raise HandstreamError(
+                    f"{self.path}: tensor {name!r} is {engine.get_tensor_dtype(name)}, "
+                    "handstream feeds and reads float32"
+                )
         self.io_names = names
         w, h = self.manifest.input_size
         lo, _opt, hi = (tuple(s) for s in engine.get_tensor_profile_shape("image", 0))
         if lo[0] != 1 or tuple(hi[1:]) != (1, h, w):
-            raise HandstreamError(f"{self.path}: profile of 'image' is {lo}..{hi}, expected (1, 1, {h}, {w})..(N, 1, {h}, {w})")
+            raise HandstreamError(
+                f"{self.path}: profile of 'image' is {lo}..{hi}, expected (1, 1, {h}, {w})..(N, 1, {h}, {w})"
+            )
         self.max_views = int(hi[0])
 
     def infer(self, image, rays) -> tuple[Any, Any]:
@@ -217,7 +270,9 @@ class TensorRTBackend:
             for name, x in feeds.items():
                 dst = self.buffers[name][:n]
                 if tuple(x.shape) != tuple(dst.shape):
-                    raise HandstreamError(f"{self.path}: input {name!r} must be {tuple(dst.shape)}, got {tuple(x.shape)}")
+                    raise HandstreamError(
+                        f"{self.path}: input {name!r} must be {tuple(dst.shape)}, got {tuple(x.shape)}"
+                    )
                 if isinstance(x, np.ndarray):
                     host = self.host[name][:n]
                     host.numpy()[...] = x
