@@ -65,6 +65,22 @@ def look_at_rotation(forward: np.ndarray, down: np.ndarray | None) -> np.ndarray
     return np.stack([x, y, z], axis=1)
 
 
+def _upright(rot: np.ndarray, pair: np.ndarray) -> np.ndarray:
+    """``rot`` rolled about its optical axis so that ``pair[0]`` (the wrist, camera frame) appears straight below
+    ``pair[1]`` (the middle knuckle) in the crop image; unchanged when either is unknown or behind."""
+    if not np.isfinite(pair).all():
+        return rot
+    q = pair @ rot
+    if not (q[:, 2] > 0).all():
+        return rot
+    d = q[0, :2] / q[0, 2] - q[1, :2] / q[1, 2]
+    if not np.hypot(*d) > 1e-12:
+        return rot
+    a = np.arctan2(d[0], d[1])  # roll that turns d into (0, +|d|): image down
+    c, s = np.cos(a), np.sin(a)
+    return rot @ np.array([[c, s, 0.0], [-s, c, 0.0], [0.0, 0.0, 1.0]])
+
+
 @dataclass(frozen=True, eq=False)
 class CropCamera:
     """A virtual pinhole camera at ``camera``'s centre.
@@ -192,14 +208,15 @@ def hand_crop(
         down = jc[up[0]] - jc[up[1]]
     forward = cam_pts.mean(axis=0)
     rot = look_at_rotation(forward, down)
-    for _ in range(2):  # centre the crop on the box of the joints as the crop sees them
+    for _ in range(3):  # centre the crop on the box of the joints as the crop sees them, and roll it upright
+        rot = _upright(rot, jc[list(up)])
         q = cam_pts @ rot
         if not (q[:, 2] > 0).all():
             return None
         q = q[:, :2] / q[:, 2:3]
-        lo, hi = q.min(axis=0), q.max(axis=0)
-        mid = (lo + hi) / 2
-        rot = look_at_rotation(rot @ np.array([mid[0], mid[1], 1.0]), down)
+        mid = (q.min(axis=0) + q.max(axis=0)) / 2
+        rot = look_at_rotation(rot @ np.array([mid[0], mid[1], 1.0]), rot[:, 1])
+    rot = _upright(rot, jc[list(up)])
     q = cam_pts @ rot
     q = q[:, :2] / q[:, 2:3]
     side = float((q.max(axis=0) - q.min(axis=0)).max())
