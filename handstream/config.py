@@ -178,6 +178,15 @@ class EngineConfig:
         max_hand_extent_m: a triangulated joint farther than this (metres) from its hand's median joint
             is dropped as an outlier (no hand is that large; 0: off). See ``engine/hand_check.py``.
         include_2d: put the per-view 2D joints in the pose messages.
+        tracking: track hands with perspective crops predicted from their last 3D pose, the detector only to
+            find hands that are not tracked (:mod:`handstream.engine.tracking`; needs a crop model as
+            ``model.refiner``); false: the detector on every view of every frame set, then the refine stage.
+        max_views_per_hand: tracking: crops per hand and frame set (the best views); at least ``min_views``.
+        acquire_interval: tracking: while a hand is tracked, look for the other every this many frame sets.
+        max_reproj_px: tracking: a hand whose mean reprojection error (crop pixels) exceeds this is lost.
+        crop_presence_threshold: tracking: a crop counts where the crop model's presence reaches this.
+        max_bone_change: tracking: a hand whose bone lengths change by more than this fraction (median) from
+            its track's own is lost.
         status_interval_s: how often the engine publishes ``status.engine``.
         fps: nominal camera rate (None: the sources'); sets the default tolerance.
     """
@@ -192,6 +201,12 @@ class EngineConfig:
     min_joints: int = 8
     max_hand_extent_m: float = 0.2
     include_2d: bool = False
+    tracking: bool = True
+    max_views_per_hand: int = 2
+    acquire_interval: int = 3
+    max_reproj_px: float = 8.0
+    max_bone_change: float = 0.35
+    crop_presence_threshold: float = 0.2
     status_interval_s: float = 1.0
     fps: float | None = None
 
@@ -393,6 +408,24 @@ def validate(cfg: ServeConfig, where: str = "config") -> None:
         e.max_hand_extent_m >= 0,
         where,
         f"engine.max_hand_extent_m: expected a number of metres >= 0 (0: off), got {e.max_hand_extent_m}",
+    )
+    _check(
+        e.max_views_per_hand >= e.min_views,
+        where,
+        f"engine.max_views_per_hand: expected an integer >= engine.min_views ({e.min_views}), "
+        f"got {e.max_views_per_hand}",
+    )
+    _check(
+        e.acquire_interval >= 1, where, f"engine.acquire_interval: expected an integer >= 1, got {e.acquire_interval}"
+    )
+    _check(e.max_reproj_px > 0, where, f"engine.max_reproj_px: expected a positive number, got {e.max_reproj_px}")
+    _check(
+        e.max_bone_change > 0, where, f"engine.max_bone_change: expected a positive number, got {e.max_bone_change}"
+    )
+    _check(
+        0 <= e.crop_presence_threshold <= 1,
+        where,
+        f"engine.crop_presence_threshold: expected a number in [0, 1], got {e.crop_presence_threshold}",
     )
     _check(0 <= e.min_joints <= 21, where, f"engine.min_joints: expected an integer in [0, 21], got {e.min_joints}")
     _check(

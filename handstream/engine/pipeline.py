@@ -3,12 +3,18 @@
 Legend: ``V`` views in the set, ``H`` hands (2: left, right), ``K`` joints (21), ``(H_in, W_in)`` network
 input, ``(h, w)`` heatmaps.
 
-::
+Two paths, chosen by ``engine.tracking`` (default: tracked, when a crop model is configured)::
 
-    preprocess (letterbox, grey, ray angles) -> infer (backend, one batch of V views)
-      -> decode (heatmaps -> sub-pixel peaks, back to frame pixels) -> gate (presence, confidence)
-      -> refine (optional: a window around each detected hand, full resolution, one batch; engine/refine.py)
-      -> triangulate (undistort, RANSAC over views, both hands in one call) -> smooth (One-Euro) -> PoseMessage
+    tracked (engine/tracking.py):
+      predict each tracked hand -> choose its views -> [acquire: the detect path below, only for hands
+      not tracked] -> perspective crops (one batch) -> crop model -> decode -> triangulate per hand
+      (crop cameras' rays) -> validate -> smooth (One-Euro) -> PoseMessage
+
+    detect every frame set:
+      preprocess (letterbox, grey, ray angles) -> infer (backend, one batch of V views)
+        -> decode (heatmaps -> sub-pixel peaks, back to frame pixels) -> gate (presence, confidence)
+        -> refine (optional: a window around each detected hand, full resolution, one batch; engine/refine.py)
+        -> triangulate (undistort, RANSAC over views, both hands in one call) -> smooth (One-Euro) -> PoseMessage
 
 :class:`Pipeline` is used by the engine process (:mod:`handstream.engine.process`, which adds sockets and
 synchronisation), by tests and benchmarks, and for offline files. There is one implementation of each stage.
@@ -26,6 +32,7 @@ from handstream.engine.backends import Backend
 from handstream.engine.hand_check import drop_far_joints
 from handstream.engine.refine import Refiner
 from handstream.engine.smoothing import OneEuroFilter
+from handstream.engine.tracking import Tracker, TrackingConfig
 from handstream.errors import HandstreamError
 from handstream.geometry import Rig
 from handstream.models.kpe import ray_angles
@@ -57,8 +64,10 @@ class Pipeline:
         backend: an opened inference backend (:func:`handstream.engine.backends.open_backend`).
         engine: thresholds (:class:`handstream.config.EngineConfig`).
         smoothing: One-Euro settings (:class:`handstream.config.FilterConfig`).
-        refiner: an opened backend of a refiner model (a manifest with a ``crop`` rule), or None: the
-            detector's keypoints go to the triangulation as they are.
+        refiner: an opened backend of the crop model (a manifest with a ``crop`` rule), or None. With
+            ``engine.tracking`` (the default) it is the tracker's crop model (:mod:`handstream.engine.tracking`);
+            without tracking it refines the detector's hands in windows (:mod:`handstream.engine.refine`).
+            None: the detector runs on every frame set and its keypoints are triangulated as they are.
     """
 
     def __init__(
@@ -75,11 +84,24 @@ class Pipeline:
                 "model.refiner, with a detector (e.g. engines/handstream-default.onnx) as model.path"
             )
         self.rig = rig
-        self.refiner = Refiner(refiner, 2 * len(rig)) if refiner is not None else None
         self.backend = backend
         self.manifest = backend.manifest
         self.codec = self.manifest.codec
-        self.cfg = engine or EngineConfig()
+        self.cfg = c = engine or EngineConfig()
+        self.tracker: Tracker | None = None
+        self.refiner: Refiner | None = None
+        if refiner is not None and c.tracking:
+            tc = TrackingConfig(
+                max_views_per_hand=min(c.max_views_per_hand, len(rig)), min_views=c.min_views,
+                acquire_interval=c.acquire_interval, min_joints=c.min_joints, max_reproj_px=c.max_reproj_px,
+                max_bone_change=c.max_bone_change, ransac_threshold_px=c.ransac_threshold_px,
+                max_hand_extent_m=c.max_hand_extent_m, crop_presence_threshold=c.crop_presence_threshold,
+                confidence_threshold=c.confidence_threshold,
+            )  # fmt: skip
+            cams = {cam.name: cam for cam in rig}
+            self.tracker = Tracker(cams, refiner, tc, max_crops=len(HANDS) * tc.max_views_per_hand)
+        elif refiner is not None:
+            self.refiner = Refiner(refiner, 2 * len(rig))
         f = smoothing or FilterConfig()
         self.filter = OneEuroFilter(f.min_cutoff, f.beta, f.d_cutoff, f.enabled)
         self.seq = 0
@@ -96,8 +118,11 @@ class Pipeline:
             rig = self._subsets[names] = self.rig.subset(list(names))
         return rig
 
-    def detect(self, names: list[str], images: list[np.ndarray], timings: dict[str, float]) -> Detections:
-        """Stages preprocess -> infer -> decode -> gate for V views; adds their times (ms) to ``timings``."""
+    def detect(
+        self, names: list[str], images: list[np.ndarray], timings: dict[str, float], refine: bool = True
+    ) -> Detections:
+        """Stages preprocess -> infer -> decode -> gate [-> refine] for V views; adds their times (ms) to
+        ``timings``. ``refine``: run the refine stage when the pipeline has one (detect-every-frame path)."""
         t0 = time.perf_counter()
         batch, boxes = prepare_views(images, self.manifest.input_size, out=self._input)
         rays = None
@@ -122,7 +147,7 @@ class Pipeline:
         timings["preprocess"] = (t1 - t0) * 1e3
         timings["infer"] = (t2 - t1) * 1e3
         timings["decode"] = (t3 - t2) * 1e3
-        if self.refiner is not None:
+        if self.refiner is not None and refine:
             cams = [self.rig[n] for n in names]
             c = self.cfg
             self.refiner(cams, images, keypoints, conf, presence, c.presence_threshold, c.confidence_threshold)
@@ -160,51 +185,94 @@ class Pipeline:
                     f"calibration says {cam.size[0]}x{cam.size[1]}"
                 )
             images.append(img)
-        V = len(names)
-        det = self.detect(names, images, timings) if V else None
-
-        t0 = time.perf_counter()
-        joints = np.full((len(HANDS), NUM_JOINTS, 3), np.nan)
-        reproj = np.full((len(HANDS), NUM_JOINTS), np.nan)
-        n_views = np.zeros((len(HANDS), NUM_JOINTS), np.uint8)
-        conf3d = np.full((len(HANDS), NUM_JOINTS), np.nan)
-        if V >= self.cfg.min_views:
-            tri = self._subset(tuple(names)).triangulate(
-                det.keypoints.reshape(V, -1, 2), det.conf.reshape(V, -1), method="ransac",
-                threshold_px=self.cfg.ransac_threshold_px, min_views=self.cfg.min_views,
-            )  # fmt: skip
-            joints = drop_far_joints(tri.points.reshape(len(HANDS), NUM_JOINTS, 3), self.cfg.max_hand_extent_m)
-            reproj = tri.reproj_error.reshape(len(HANDS), NUM_JOINTS)
-            n_views = tri.n_views.reshape(len(HANDS), NUM_JOINTS).astype(np.uint8)
-            inl = tri.inliers.reshape(V, len(HANDS), NUM_JOINTS)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                conf3d = (det.conf * inl).sum(axis=0) / inl.sum(axis=0)
-            found = np.isfinite(joints).all(axis=-1)  # (H, K): triangulated and kept by the outlier rule
-            reproj[~found], n_views[~found], conf3d[~found] = np.nan, 0, np.nan
-            tracked = found.sum(axis=-1) >= max(self.cfg.min_joints, 1)
-            joints[~tracked] = np.nan
-            n_views[~tracked] = 0
-        t1 = time.perf_counter()
-        smoothed = self.filter(joints, t_capture_ns)
-        t2 = time.perf_counter()
-        timings["triangulate"] = (t1 - t0) * 1e3
-        timings["smooth"] = (t2 - t1) * 1e3
-
-        hands = []
-        for h, side in enumerate(HANDS):
-            finite = np.isfinite(smoothed[h]).all(axis=-1)
-            presence = float(det.presence[:, h].max()) if V else 0.0
-            hands.append(
-                HandPose(
-                    side=side,
-                    presence=min(max(presence, 0.0), 1.0),
-                    joints=smoothed[h].astype(np.float32),
-                    conf=np.where(finite, conf3d[h], np.nan).astype(np.float32),
-                    reproj_error=np.where(finite, reproj[h], np.nan).astype(np.float32),
-                    n_views=n_views[h],
-                    joints_2d=det.keypoints[:, h].astype(np.float32) if (self.cfg.include_2d and V) else None,
-                )
-            )
+        if self.tracker is not None:
+            hands = self._tracked(names, images, int(t_capture_ns), timings)
+        else:
+            hands = self._detected(names, images, int(t_capture_ns), timings)
         msg = PoseMessage(seq=self.seq, t_capture_ns=int(t_capture_ns), timings=timings, views=names, hands=hands)
         self.seq += 1
         return msg
+
+    def triangulate_detections(self, names: list[str], det: Detections):
+        """Triangulate a detect stage's keypoints: RANSAC over the views, the hand-extent rule, ``min_joints``.
+
+        Returns joints (H, K, 3) metres (NaN = not found; a hand with fewer than ``min_joints`` joints is all
+        NaN), reprojection error (H, K) px, views used (H, K) uint8 and confidence (H, K)."""
+        V = len(names)
+        H = len(HANDS)
+        joints = np.full((H, NUM_JOINTS, 3), np.nan)
+        reproj = np.full((H, NUM_JOINTS), np.nan)
+        n_views = np.zeros((H, NUM_JOINTS), np.uint8)
+        conf3d = np.full((H, NUM_JOINTS), np.nan)
+        if V < self.cfg.min_views:
+            return joints, reproj, n_views, conf3d
+        tri = self._subset(tuple(names)).triangulate(
+            det.keypoints.reshape(V, -1, 2), det.conf.reshape(V, -1), method="ransac",
+            threshold_px=self.cfg.ransac_threshold_px, min_views=self.cfg.min_views,
+        )  # fmt: skip
+        joints = drop_far_joints(tri.points.reshape(H, NUM_JOINTS, 3), self.cfg.max_hand_extent_m)
+        reproj = tri.reproj_error.reshape(H, NUM_JOINTS)
+        n_views = tri.n_views.reshape(H, NUM_JOINTS).astype(np.uint8)
+        inl = tri.inliers.reshape(V, H, NUM_JOINTS)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            conf3d = (det.conf * inl).sum(axis=0) / inl.sum(axis=0)
+        found = np.isfinite(joints).all(axis=-1)  # (H, K): triangulated and kept by the outlier rule
+        reproj[~found], n_views[~found], conf3d[~found] = np.nan, 0, np.nan
+        tracked = found.sum(axis=-1) >= max(self.cfg.min_joints, 1)
+        joints[~tracked] = np.nan
+        n_views[~tracked] = 0
+        return joints, reproj, n_views, conf3d
+
+    def _detected(self, names, images, t_ns: int, timings: dict[str, float]) -> list[HandPose]:
+        """The detect-every-frame path: detect [+ refine] -> triangulate -> smooth."""
+        V = len(names)
+        det = self.detect(names, images, timings) if V else None
+        t0 = time.perf_counter()
+        if V:
+            joints, reproj, n_views, conf3d = self.triangulate_detections(names, det)
+        else:
+            joints, reproj, n_views, conf3d = self.triangulate_detections([], None)
+        t1 = time.perf_counter()
+        smoothed = self.filter(joints, t_ns)
+        timings["triangulate"] = (t1 - t0) * 1e3
+        timings["smooth"] = (time.perf_counter() - t1) * 1e3
+        presence = det.presence.max(axis=0) if V else np.zeros(len(HANDS))
+        k2d = det.keypoints if (self.cfg.include_2d and V) else None
+        return self._hands(smoothed, conf3d, reproj, n_views, presence, k2d)
+
+    def _tracked(self, names, images, t_ns: int, timings: dict[str, float]) -> list[HandPose]:
+        """The tracked path (:class:`handstream.engine.tracking.Tracker`), the detector only for acquisition."""
+
+        def acquire():
+            det = self.detect(names, images, {}, refine=False)
+            joints, _, _, _ = self.triangulate_detections(names, det)
+            return joints, det.keypoints, det.presence
+
+        results = self.tracker.step(names, images, t_ns, acquire, timings)
+        joints = np.stack([r.joints for r in results])
+        t1 = time.perf_counter()
+        smoothed = self.filter(joints, t_ns)
+        timings["smooth"] = (time.perf_counter() - t1) * 1e3
+        k2d = np.stack([r.joints_2d for r in results], axis=1) if self.cfg.include_2d and names else None
+        return self._hands(
+            smoothed, np.stack([r.conf for r in results]), np.stack([r.reproj_error for r in results]),
+            np.stack([r.n_views for r in results]), np.array([r.presence for r in results]), k2d,
+        )  # fmt: skip
+
+    def _hands(self, smoothed, conf3d, reproj, n_views, presence, keypoints_2d) -> list[HandPose]:
+        """Per-hand results -> :class:`HandPose` list (``keypoints_2d`` (V, H, K, 2) or None)."""
+        hands = []
+        for h, side in enumerate(HANDS):
+            finite = np.isfinite(smoothed[h]).all(axis=-1)
+            hands.append(
+                HandPose(
+                    side=side,
+                    presence=min(max(float(presence[h]), 0.0), 1.0),
+                    joints=smoothed[h].astype(np.float32),
+                    conf=np.where(finite, conf3d[h], np.nan).astype(np.float32),
+                    reproj_error=np.where(finite, reproj[h], np.nan).astype(np.float32),
+                    n_views=np.where(finite, n_views[h], 0).astype(np.uint8),
+                    joints_2d=keypoints_2d[:, h].astype(np.float32) if keypoints_2d is not None else None,
+                )
+            )
+        return hands

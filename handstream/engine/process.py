@@ -118,6 +118,7 @@ class Engine:
             "receiver": self.receiver.counters.as_dict(),
             "dropped_frames": dict(self.dropped_frames),
             "backend": self.backend.name,
+            "tracking": None if self.pipeline.tracker is None else self.pipeline.tracker.stats.as_dict(),
         }
 
     def run(self, stop: StopFlag) -> int:
