@@ -99,7 +99,7 @@ class Pipeline:
                 confidence_threshold=c.confidence_threshold,
             )  # fmt: skip
             cams = {cam.name: cam for cam in rig}
-            self.tracker = Tracker(cams, refiner, tc, max_crops=len(HANDS) * tc.max_views_per_hand)
+            self.tracker = Tracker(cams, refiner, tc, max_crops=len(HANDS) * (tc.max_views_per_hand + len(rig)))
         elif refiner is not None:
             self.refiner = Refiner(refiner, 2 * len(rig))
         f = smoothing or FilterConfig()
@@ -245,8 +245,7 @@ class Pipeline:
 
         def acquire():
             det = self.detect(names, images, {}, refine=False)
-            joints, _, _, _ = self.triangulate_detections(names, det)
-            return joints, det.keypoints, det.presence
+            return det.keypoints, det.presence
 
         results = self.tracker.step(names, images, t_ns, acquire, timings)
         joints = np.stack([r.joints for r in results])

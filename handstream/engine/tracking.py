@@ -11,9 +11,11 @@ Per frame set (:meth:`Tracker.step`):
    frame's reprojection error as a tie-breaker); at most ``max_views_per_hand``. The cost then grows with the
    number of hands, not of cameras.
 3. **Acquire** (only for hands that are not tracked, at most every ``acquire_interval`` frame sets while some
-   hand is tracked): the whole-frame detector runs on every view, its detections are triangulated, and a hand
-   whose joints two views agree on becomes a seed; its side (left/right) is the detector's, and from then on
-   belongs to the track.
+   hand is tracked): the whole-frame detector runs on every view, and each view where it finds a hand that is
+   not tracked gets a crop around that detection (a crop camera through the detected keypoints' rays). Those
+   crops go through the crop model in the same batch as the tracked hands' crops, and a hand whose crops two
+   views agree on (step 5) and that passes validation starts a track; its side (left/right) is the detector's,
+   and from then on belongs to the track.
 4. **Crop** each chosen (view, hand) with a perspective crop camera (:func:`handstream.geometry.crop_camera.
    hand_crop`, the crop model's ``margin``), resample all crops of the set in one call
    (:func:`handstream.engine.crops.resample`) and run the crop model on them in one batch.
@@ -151,9 +153,9 @@ class HandResult:
     view_error: dict[str, float] = field(default_factory=dict)
 
 
-Detect = Callable[[], tuple[np.ndarray, np.ndarray, np.ndarray]]
-"""The acquisition's detector: () -> triangulated joints (H, K, 3) metres (NaN = not found), per-view
-keypoints (V, H, K, 2) frame px and presence (V, H); run only when the tracker asks."""
+Detect = Callable[[], tuple[np.ndarray, np.ndarray]]
+"""The acquisition's detector: () -> per-view keypoints (V, H, K, 2) frame px (distorted; NaN = not detected)
+and presence (V, H), gated as the engine gates them; run only when the tracker asks."""
 
 
 def view_scores(camera: Camera, joints: np.ndarray, min_size_px: float = 12.0) -> float:
@@ -258,33 +260,26 @@ class Tracker:
         V = len(names)
         self.stats.frame_sets += 1
         self._since_acquire += 1
-        targets: dict[int, np.ndarray] = {h: tr.predict(t_ns) for h, tr in self.tracks.items()}
-        presence = np.zeros(len(HANDS), np.float32)
-        missing = [h for h in range(len(HANDS)) if h not in targets]
-        if missing and V >= cfg.min_views and (not targets or self._since_acquire >= cfg.acquire_interval):
-            t0 = time.perf_counter()
-            found, _, det_presence = detect()
-            self._since_acquire = 0
-            self.stats.acquisitions += 1
-            presence = np.asarray(det_presence, np.float32).max(axis=0) if V else presence
-            for h in missing:
-                seed = found[h]
-                ok = np.isfinite(seed).all(axis=-1)
-                if ok.sum() < cfg.min_joints:
-                    continue
-                centre = seed[ok].mean(axis=0)
-                if any(np.linalg.norm(centre - p.mean(axis=0)) < cfg.min_separation_m for p in targets.values()):
-                    continue  # the detector's other-side label for a hand that is already tracked
-                targets[h] = np.where(ok[:, None], seed, centre)
-            timings["acquire"] = (time.perf_counter() - t0) * 1e3
-
         t0 = time.perf_counter()
+        targets: dict[int, np.ndarray] = {h: tr.predict(t_ns) for h, tr in self.tracks.items()}
         jobs: list[tuple[int, str, CropCamera]] = []
         for h, joints in sorted(targets.items()):
             for n in self.choose_views(names, joints, self.tracks.get(h)):
                 crop = hand_crop(self.cameras[n], joints, self.size, self.margin, self.min_side)
                 if crop is not None:
                     jobs.append((h, n, crop))
+        t_crops = time.perf_counter() - t0
+        presence = np.zeros(len(HANDS), np.float32)
+        missing = [h for h in range(len(HANDS)) if h not in targets]
+        if missing and V >= cfg.min_views and (not targets or self._since_acquire >= cfg.acquire_interval):
+            ta = time.perf_counter()
+            keypoints, det_presence = detect()
+            self._since_acquire = 0
+            self.stats.acquisitions += 1
+            presence = np.asarray(det_presence, np.float32).max(axis=0)
+            jobs += self._acquisition_crops(names, missing, targets, keypoints, det_presence)
+            timings["acquire"] = (time.perf_counter() - ta) * 1e3
+        t0 = time.perf_counter() - t_crops  # "preprocess" counts the tracked hands' crop cameras made above
         self.crops = jobs
         self.stats.crops += len(jobs)
         view_index = {n: i for i, n in enumerate(names)}
@@ -310,22 +305,46 @@ class Tracker:
         t3 = time.perf_counter()
         results = [self._empty(V) for _ in HANDS]
         for h in range(len(HANDS)):
-            if h not in targets:
+            idx = [j for j, (hh, _, _) in enumerate(jobs) if hh == h]
+            if not idx:
+                self._lose(h, "views")
                 results[h].presence = float(presence[h])
                 continue
-            idx = [j for j, (hh, _, _) in enumerate(jobs) if hh == h]
-            res, reason = self._measure(h, idx, jobs, kp, conf, pres, names) if idx else (None, "views")
+            res, reason = self._measure(h, idx, jobs, kp, conf, pres, names)
             if res is None:
                 self._lose(h, reason)
-                results[h].presence = float(max([pres[j, h] for j in idx], default=presence[h]))
+                results[h].presence = float(pres[idx, h].max())
                 continue
             results[h] = res
         self._separate(results)
         for h, res in enumerate(results):
             if np.isfinite(res.joints).any():
-                self._update(h, res, targets[h], t_ns, jobs)
+                self._update(h, res, targets.get(h), t_ns)
         timings["triangulate"] = (time.perf_counter() - t3) * 1e3
         return results
+
+    def _acquisition_crops(self, names, missing, targets, keypoints, presence) -> list[tuple[int, str, CropCamera]]:
+        """Crops around the detector's hands that are not tracked: (hand, camera, crop) for each view where the
+        detector reports hand h (>= 3 gated keypoints) away from where a tracked hand projects (the
+        detector's other-side label for a hand already tracked)."""
+        jobs = []
+        for v, n in enumerate(names):
+            cam = self.cameras[n]
+            tracked_px = [cam.project(p.mean(axis=0)) for p in targets.values()]
+            for h in missing:
+                kp = keypoints[v, h]
+                ok = np.isfinite(kp).all(axis=-1)
+                if ok.sum() < 3:  # (the detect stage has already gated its keypoints by presence and confidence)
+                    continue
+                lo, hi = kp[ok].min(axis=0), kp[ok].max(axis=0)
+                centre, side = (lo + hi) / 2, float((hi - lo).max())
+                if any(np.isfinite(p).all() and np.linalg.norm(p - centre) < 0.5 * side for p in tracked_px):
+                    continue
+                rays = cam.unproject(kp, depth=1.0)  # world points along the detected keypoints' rays
+                crop = hand_crop(cam, rays, self.size, self.margin, self.min_side)
+                if crop is not None:
+                    jobs.append((h, n, crop))
+        return jobs
 
     def _empty(self, V: int) -> HandResult:
         K = NUM_JOINTS
@@ -412,11 +431,14 @@ class Tracker:
             self.stats.lost[reason] = self.stats.lost.get(reason, 0) + 1
             self._since_acquire = self.cfg.acquire_interval  # look for it again in the next frame set
 
-    def _update(self, h: int, res: HandResult, predicted: np.ndarray, t_ns: int, jobs) -> None:
+    def _update(self, h: int, res: HandResult, predicted: np.ndarray | None, t_ns: int) -> None:
         measured = res.joints
         found = np.isfinite(measured).all(axis=-1)
         centre = measured[found].mean(axis=0)
-        filled = np.where(found[:, None], measured, predicted + (centre - predicted[found].mean(axis=0)))
+        if predicted is None:  # a new track: joints not measured start at the hand's centre
+            filled = np.where(found[:, None], measured, centre)
+        else:
+            filled = np.where(found[:, None], measured, predicted + (centre - predicted[found].mean(axis=0)))
         track = self.tracks.get(h)
         if track is None:
             track = self.tracks[h] = HandTrack(h, filled, np.zeros(3), int(t_ns))
