@@ -129,6 +129,15 @@ def eval_command(
         help="With --model: the refine stage's model, as the engine runs it ('default': the one the model's "
         "manifest names, else the shipped engines/handstream-refiner.onnx; 'none': the detector alone).",
     ),
+    tracked: bool = typer.Option(
+        False,
+        "--tracked",
+        help="--data with --model: score the engine's tracked path as it runs live (each sequence in order, the "
+        "crop model on crops predicted from the last poses, the detector only to acquire hands; One-Euro on).",
+    ),
+    max_views_per_hand: int = typer.Option(
+        None, "--max-views-per-hand", help="--tracked: crops per hand and frame set (default: the engine's, 2)."
+    ),
     threads: int = typer.Option(0, "--threads", help="ONNX Runtime threads (0: its default)."),
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
 ) -> None:
@@ -140,6 +149,8 @@ def eval_command(
 
     Example: handstream eval --model engines/handstream-default.onnx --data data/h4-test --json eval.json
 
+    Example: handstream eval --model engines/handstream-default.onnx --data data/h4-test --tracked   (as live)
+
     Example: handstream eval --data data/h4-test --label-noise 0,1,2,4   (how precise must 2D be on this rig?)
 
     Example: handstream eval --teacher hand_landmarker.task --recording cam0.mp4 --recording cam1.mp4
@@ -149,6 +160,14 @@ def eval_command(
         data, recording, model, teacher, calibration=calibration, unit_scale=unit_scale, frames=frames,
         mirrored=mirrored, pair=pair, limit=limit, label_noise=label_noise,
     )  # fmt: skip
+    if (tracked or max_views_per_hand is not None) and (recording or label_noise is not None):
+        from handstream.errors import HandstreamError
+
+        raise HandstreamError("--tracked / --max-views-per-hand: only with --data and --model")
+    if max_views_per_hand is not None and not tracked:
+        from handstream.errors import HandstreamError
+
+        raise HandstreamError("--max-views-per-hand: only with --tracked")
     if label_noise is not None:
         _eval_label_noise(data, label_noise, pair=_pair(pair), limit=limit, json_out=json_out)
         return
@@ -166,6 +185,9 @@ def eval_command(
 
     from handstream.eval.evaluate import evaluate
 
+    if tracked:
+        _eval_tracked(model, data, refiner_path, max_views_per_hand, limit, threads, not no_progress, json_out)
+        return
     res = evaluate(
         model, data, pair=_pair(pair), limit=limit, threads=threads, progress=not no_progress, refiner=refiner_path
     )
@@ -185,6 +207,36 @@ def eval_command(
     table.add_row("onnx ms/frame (median)", _fmt(res["onnx_ms_per_frame"]["median"]))
     if refiner_path:
         table.add_row("refine ms/frame (median)", _fmt(res["onnx_ms_per_frame"]["refine_median"]))
+    console.print(table)
+    _write_json(res, json_out, console)
+
+
+def _eval_tracked(model, data, refiner, max_views_per_hand, limit, threads, progress, json_out) -> None:
+    """``--data --tracked``: :func:`handstream.eval.evaluate.evaluate_tracked` as a table."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from handstream.config import EngineConfig
+    from handstream.errors import HandstreamError
+    from handstream.eval.evaluate import evaluate_tracked
+
+    if refiner is None:
+        raise HandstreamError("--tracked: the tracked path needs a crop model (--refiner default or a path)")
+    if max_views_per_hand is not None and max_views_per_hand < EngineConfig().min_views:
+        raise HandstreamError(f"--max-views-per-hand: expected an integer >= 2, got {max_views_per_hand}")
+    engine = EngineConfig() if max_views_per_hand is None else EngineConfig(max_views_per_hand=max_views_per_hand)
+    res = evaluate_tracked(model, data, refiner, engine=engine, limit=limit, threads=threads, progress=progress)
+    console = Console()
+    console.print(f"{model} + crop model {refiner}, tracked, on {data}: {res['frames']} frames, {res['views']} views")
+    table = Table()
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in res["3d_tracked"].items():
+        table.add_row(f"tracked {key}", _fmt(value))
+    for key in ("acquisition_rate", "crops_per_frame_set", "tracks_started"):
+        table.add_row(f"tracking {key}", _fmt(res["tracking"][key]))
+    table.add_row("tracking lost", ", ".join(f"{k} {v}" for k, v in res["tracking"]["lost"].items()))
+    table.add_row("pipeline ms/frame (median)", _fmt(res["ms_per_frame"]["median"]))
     console.print(table)
     _write_json(res, json_out, console)
 
