@@ -1,4 +1,5 @@
-"""The refine stage: hand windows (geometry, pixels, training items) and the stage inside the pipeline.
+"""The refine stage (the detect-every-frame path, ``engine.tracking = false``): hand windows (geometry, pixels,
+training items) and the stage inside the pipeline.
 
 ``WindowOracle`` is a TEST-ONLY refiner backend: it draws the codec's target heatmaps at the true joints
 as seen through each window the stage made, so the test checks the window geometry end to end (window
@@ -110,7 +111,7 @@ def _errors(msg, joints_3d):
 
 def test_refine_stage_replaces_noisy_detections_with_the_windows_result():
     src = SyntheticSource("headset4", seed=11, realtime=False)
-    eng, smooth = EngineConfig(min_joints=1, max_hand_extent_m=0), FilterConfig(enabled=False)
+    eng, smooth = EngineConfig(min_joints=1, max_hand_extent_m=0, tracking=False), FilterConfig(enabled=False)
     plain, refined = [], []
     for i in range(6):
         b = src.read()
@@ -139,7 +140,9 @@ def test_refiner_that_sees_no_hand_drops_it_from_the_view():
     truth = b.labels.keypoints_2d.astype(np.float64)
     detector = NoisyDetector(src.rig, truth, noise_px=0.0)
     oracle = WindowOracle(truth, presence=0.1)
-    pipe = Pipeline(src.rig, detector, EngineConfig(min_joints=1), FilterConfig(enabled=False), refiner=oracle)
+    pipe = Pipeline(
+        src.rig, detector, EngineConfig(min_joints=1, tracking=False), FilterConfig(enabled=False), refiner=oracle
+    )
     oracle.refiner = pipe.refiner
     det = pipe.detect(list(b.cameras), list(b.images), {})
     assert len(pipe.refiner.windows) >= 2

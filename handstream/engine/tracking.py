@@ -201,7 +201,8 @@ class Tracker:
         m = crop_model.manifest
         if m.crop is None:
             raise HandstreamError(
-                f"crop model {m.name!r}: its manifest has no 'crop' rule, so it is a detector, not a crop model"
+                f"refiner {m.name!r}: its manifest has no 'crop' rule, so it is a detector, not a refiner "
+                "(the tracker's crop model; train one with a [hand_crop] recipe, e.g. training/crop-model.toml)"
             )
         if config.max_views_per_hand < config.min_views:
             raise HandstreamError(
