@@ -293,6 +293,7 @@ class Tracker:
             rays = np.stack([c.ray_angles(self.codec.stride) for _, _, c in jobs])
         t1 = time.perf_counter()
         timings["preprocess"] = (t1 - t0) * 1e3
+        timings["infer"] = timings["decode"] = 0.0  # no crop, no crop model run
         if jobs:
             heatmaps, pres = self.backend.infer(batch, rays)
             t2 = time.perf_counter()
