@@ -145,7 +145,9 @@ def export_onnx(
         real_inputs: ``(image (N, 1, H_in, W_in), rays (N, 2, h, w) | None)`` pairs (tensors or arrays)
             from real frames through the real preprocessing (:func:`real_parity_inputs`).
         tolerance: max abs difference of heatmaps and presence allowed between ONNX Runtime and PyTorch.
-        crop: for a refiner, its window rule (``{"margin", "min_side"}``, :mod:`handstream.models.crop`).
+        crop: for a crop network, its rule (``{"margin", "min_side"}``: a refiner's window,
+            :mod:`handstream.models.crop`; with ``"camera": "perspective"``: a crop model of perspective crop
+            cameras, :func:`handstream.models.manifest.crop_rule`).
         refiner: for a detector, the refiner that goes with it (a file name next to ``out``; ``""``: none),
             see :attr:`ModelManifest.refiner`.
 

@@ -143,9 +143,10 @@ def _crop_of(hand_crop: Any, path: Path) -> dict | None:
     """A refiner checkpoint's window rule (its recipe's [hand_crop]) in the manifest's form; None for a detector."""
     if not isinstance(hand_crop, dict):
         return None
-    return crop_rule(
-        {"margin": hand_crop.get("margin"), "min_side": hand_crop.get("min_side", 0.0)}, f"{path}: recipe.hand_crop"
-    )
+    rule = {"margin": hand_crop.get("margin"), "min_side": hand_crop.get("min_side", 0.0)}
+    if "camera" in hand_crop:
+        rule["camera"] = hand_crop["camera"]
+    return crop_rule(rule, f"{path}: recipe.hand_crop")
 
 
 def fuse_batchnorm(net):
@@ -168,6 +169,83 @@ def fuse_batchnorm(net):
             if isinstance(children[i], nn.Conv2d) and isinstance(children[i + 1], nn.BatchNorm2d):
                 module[i] = fuse_conv_bn_eval(children[i], children[i + 1])
                 module[i + 1] = nn.Identity()
+    return net
+
+
+def unfuse_batchnorm(fused, batches) -> Any:
+    """A trainable HandNet (batch norms back in) that computes what ``fused`` computes: the inverse of
+    :func:`fuse_batchnorm`, for fine-tuning an exported model (:func:`load_onnx_network`) whose checkpoint is gone.
+
+    A fused ``Conv -> Identity`` is ``y = W x + b``. The new ``Conv -> BatchNorm`` keeps ``W`` and gets the
+    statistics of ``W x`` over ``batches`` as running mean/var, ``weight = sqrt(var + eps)`` and ``bias`` = the mean
+    of ``y``: in eval mode it is exactly ``W x + b``, and in training mode, where batch statistics replace the
+    running ones, it is ``W x + b`` up to how far a batch's statistics are from the calibration's. (The folded
+    network alone cannot be trained as it was: its batch norms are gone.)
+
+    Args:
+        fused: a HandNet with batch norms folded (:func:`fuse_batchnorm`, :func:`load_onnx_network`).
+        batches: iterable of ``(image (N, 1, H_in, W_in), rays (N, 2, h, w) or None)`` tensors, inputs like the
+            training data (a few hundred items are plenty).
+    Returns:
+        a new HandNet (eval mode, CPU) with ``fused``'s config.
+    """
+    import torch
+    from torch import nn
+
+    from handstream.models.network import HandNet
+
+    net = HandNet(fused.config).eval()
+    fmods = dict(fused.named_modules())
+    pairs: list[tuple[str, nn.Conv2d, nn.BatchNorm2d]] = []  # (name of the fused conv, new conv, new bn)
+    for name, module in net.named_modules():
+        if not isinstance(module, nn.Sequential):
+            continue
+        for i in range(len(module) - 1):
+            if isinstance(module[i], nn.Conv2d) and isinstance(module[i + 1], nn.BatchNorm2d):
+                pairs.append((f"{name}.{i}" if name else str(i), module[i], module[i + 1]))
+    paired = {n for n, _, _ in pairs}
+    with torch.no_grad():
+        for name, module in net.named_modules():  # layers without a batch norm: copied as they are
+            if isinstance(module, nn.Conv2d | nn.Linear) and name not in paired:
+                module.load_state_dict(fmods[name].state_dict())
+        for name, conv, _ in pairs:
+            conv.weight.copy_(fmods[name].weight)
+    sums: dict[str, list] = {n: [0.0, 0.0, 0] for n in paired}
+
+    def hook(name):
+        def record(_module, _inputs, y):
+            y = y.detach().double()
+            acc = sums[name]
+            acc[0] = acc[0] + y.sum(dim=(0, 2, 3))
+            acc[1] = acc[1] + (y * y).sum(dim=(0, 2, 3))
+            acc[2] += y.numel() // y.shape[1]
+
+        return record
+
+    handles = [fmods[n].register_forward_hook(hook(n)) for n in paired]
+    was = fused.training
+    fused.eval()
+    try:
+        with torch.no_grad():
+            for image, rays in batches:
+                fused(image, rays)
+    finally:
+        for h in handles:
+            h.remove()
+        fused.train(was)
+    with torch.no_grad():
+        for name, _, bn in pairs:
+            total, squares, count = sums[name]
+            if not count:
+                raise HandstreamError("unfuse_batchnorm: no calibration batches")
+            mean = total / count
+            var = (squares / count - mean * mean).clamp(min=0.0)
+            bias = fmods[name].bias.double() if fmods[name].bias is not None else torch.zeros_like(mean)
+            bn.running_mean.copy_(mean - bias)
+            bn.running_var.copy_(var)
+            bn.weight.copy_(torch.sqrt(var + bn.eps))
+            bn.bias.copy_(mean)
+            bn.num_batches_tracked.zero_()
     return net
 
 

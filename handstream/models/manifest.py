@@ -44,7 +44,9 @@ class ModelManifest:
         tensorrt: for engines: TensorRT version, GPU name and compute capability, precision.
         crop: None for a detector (whole frames, letterboxed); for a refiner, the rule of its hand windows
             (``{"margin": 1.6, "min_side": 24.0}``: side = margin x max(box side, min_side) frame px), see
-            :mod:`handstream.models.crop`.
+            :mod:`handstream.models.crop`; for a crop model of the tracking engine, ``"camera": "perspective"``
+            too: perspective crop cameras made by :func:`handstream.geometry.crop_camera.hand_crop` with that
+            margin and min_side (:func:`crop_rule`, :func:`crop_camera`).
         refiner: for a detector, the refiner that goes with it, as a file name next to the manifest
             (``handstream adapt`` pairs an adapted detector with its adapted refiner); ``""``: this detector
             runs without a refiner (the shipped one has not seen its cameras); None: not said (the engine's
@@ -85,7 +87,10 @@ class ModelManifest:
             "input": {
                 "tensor": "image (N, 1, H_in, W_in) float32: grey = BGR->grey / 255, letterboxed top-left, zero padding"
                 if self.crop is None
-                else "image (N, 1, H_in, W_in) float32: grey = BGR->grey / 255, a square window around one hand (crop)",
+                else "image (N, 1, H_in, W_in) float32: grey = BGR->grey / 255, a square window around one hand (crop)"
+                if crop_camera(self.crop) == "window"
+                else "image (N, 1, H_in, W_in) float32: grey = BGR->grey / 255, a perspective crop camera looking at "
+                "one hand, rolled upright (crop)",
                 "rays": "rays (N, 2, H_in/stride, W_in/stride) float32: atan(x/z), atan(y/z) per heatmap cell"
                 if self.kpe
                 else None,
@@ -176,16 +181,39 @@ class ModelManifest:
         )
 
 
+CROP_CAMERAS = ("window", "perspective")
+"""The kinds of crop a crop network is trained on (``crop["camera"]``; absent: ``"window"``)."""
+
+
 def crop_rule(crop: dict | None, where: str) -> dict | None:
-    """A refiner's window rule checked and normalised to ``{"margin": float >= 1, "min_side": float >= 0}``
-    (None stays None: a detector); ``where`` names the file in the one-line error."""
+    """A crop network's rule checked and normalised to ``{"margin": float >= 1, "min_side": float >= 0}``, plus
+    ``"camera": "perspective"`` for a model trained on perspective crop cameras (None stays None: a detector);
+    ``where`` names the file in the one-line error.
+
+    ``camera`` says which crops the model expects: ``"window"`` (absent in the normalised rule, and in every
+    manifest written before the key existed) is the refiner's affine window of the frame
+    (:mod:`handstream.models.crop`); ``"perspective"`` is the tracking engine's perspective crop camera
+    (:func:`handstream.geometry.crop_camera.hand_crop`, min_side in pixels of the real camera's focal length).
+    """
     if crop is None:
         return None
     margin, min_side = crop.get("margin"), crop.get("min_side", 0.0)
+    camera = crop.get("camera", "window")
     ok = all(isinstance(v, int | float) and not isinstance(v, bool) for v in (margin, min_side))
-    if not ok or margin < 1 or min_side < 0:
-        raise HandstreamError(f'{where}: \'crop\' must be {{"margin": >= 1, "min_side": >= 0}}, got {crop!r}')
-    return {"margin": float(margin), "min_side": float(min_side)}
+    if not ok or margin < 1 or min_side < 0 or camera not in CROP_CAMERAS:
+        raise HandstreamError(
+            f'{where}: \'crop\' must be {{"margin": >= 1, "min_side": >= 0[, "camera": "window" or "perspective"]}}, '
+            f"got {crop!r}"
+        )
+    rule = {"margin": float(margin), "min_side": float(min_side)}
+    if camera == "perspective":
+        rule["camera"] = "perspective"
+    return rule
+
+
+def crop_camera(crop: dict | None) -> str | None:
+    """Which crops a model expects: ``"window"``, ``"perspective"``, or None for a detector (no ``crop`` rule)."""
+    return None if crop is None else str(crop.get("camera", "window"))
 
 
 def manifest_path(artifact: str | Path) -> Path:
