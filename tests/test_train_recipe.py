@@ -35,6 +35,13 @@ def test_shipped_recipes_parse():
     assert refiner.hand_crop is not None and refiner.hand_crop.margin == 1.6 and refiner.train.crop is None
     assert refiner.network == rec.network and refiner.train.init.endswith("handstream-default-stage2/model.pt")
     assert {s.seed for s in refiner.val_sources}.isdisjoint({s.seed for s in refiner.train_sources})
+    crop = load_recipe(ROOT / "training" / "crop-model.toml")  # the tracking engine's crop model, from the refiner
+    assert crop.hand_crop is not None and crop.hand_crop.perspective
+    assert crop.hand_crop.rule()["camera"] == "perspective"
+    assert crop.network == refiner.network and crop.codec == refiner.codec
+    assert crop.train.init.endswith("engines/handstream-refiner.onnx")
+    assert crop.export_onnx.endswith("handstream-crop.onnx")
+    assert {s.seed for s in crop.val_sources}.isdisjoint({s.seed for s in crop.train_sources} | {9001})
 
 
 @pytest.mark.parametrize(
@@ -59,6 +66,10 @@ def test_shipped_recipes_parse():
         (GOOD + "[hand_crop]\nnegatives = 2.0\n", "hand_crop.negatives"),
         (GOOD + "[hand_crop]\nzoom = 2.0\n", "hand_crop.zoom"),
         (GOOD + "[train]\ncrop = [96, 64]\n[hand_crop]\n", "train.crop"),
+        (GOOD + "[hand_crop]\ncamera = 'fisheye'\n", "hand_crop.camera"),
+        (GOOD + "[hand_crop]\ncamera = 'perspective'\nroll_outliers = 1.5\n", "hand_crop.roll_outliers"),
+        (GOOD + "[[data.train]]\nkind = 'images2d'\npath = 'x'\n[hand_crop]\ncamera = 'perspective'\n",
+         "data.train[1]"),
     ],
 )
 def test_recipe_errors_are_one_line_naming_the_field(tmp_path, capsys, text, field):

@@ -96,21 +96,47 @@ class AugmentConfig:
         np.clip(region, 0.0, 1.0, out=region)
 
 
+CROP_CAMERAS = ("window", "perspective")
+"""``[hand_crop] camera``: an affine window of the frame (the refiner) or a perspective crop camera (the crop
+model of the tracking engine, :mod:`handstream.geometry.crop_camera`)."""
+
+
 @dataclass(frozen=True)
 class HandCropConfig:
-    """Refiner training (recipe section ``[hand_crop]``): each item is a window around one hand, warped from
-    the full-resolution frame (:mod:`handstream.models.crop`) instead of the letterboxed whole frame.
+    """Crop-network training (recipe section ``[hand_crop]``): each item is a crop around one hand, made from
+    the full-resolution frame instead of the letterboxed whole frame.
+
+    ``camera = "window"`` (the default, the refiner): a square affine window of the frame
+    (:mod:`handstream.models.crop`) around the hand's 2D keypoints. ``camera = "perspective"`` (the crop model
+    of the tracking engine): a perspective crop camera (:func:`handstream.geometry.crop_camera.hand_crop`: at
+    the real camera's centre, looking at the hand's 3D joints, rolled upright) resampled by the engine's own
+    :func:`handstream.engine.crops.resample`.
 
     Attributes:
-        margin: window side / the hand's box side at inference and validation (recorded in the manifest).
+        camera: ``"window"`` or ``"perspective"`` (written into the exported manifest's ``crop`` rule).
+        margin: crop side / the hand's box side at inference and validation (recorded in the manifest).
         margin_range: (min, max) of the training draw (log-uniform), around ``margin``: the detector's box
             is too small when it misses fingertips and too large when one joint is off.
-        center_jitter: standard deviation of the window centre's offset, as a fraction of the window side
-            (the detector's box centre is not the true one).
-        rotate_deg: max in-plane rotation of the window (uniform +-); the engine's windows are upright.
-        min_side: smallest hand box side, frame pixels (a hand seen edge-on has a thin box).
-        negatives: probability of a window at a random place instead of around the hand, so the presence
-            output learns to reject a detector's false hand.
+        center_jitter: window: standard deviation of the window centre's offset, as a fraction of the window
+            side (the detector's box centre is not the true one).
+        rotate_deg: window: max in-plane rotation of the window (uniform +-); the engine's windows are upright.
+        min_side: smallest hand box side, frame pixels (a hand seen edge-on has a thin box); perspective: pixels
+            of the real camera's focal length, as the engine's rule.
+        negatives: probability of a crop with no hand of its own (window: a random place; perspective: a random
+            direction, or the hand's crop moved 15-40 cm away, a lost track), so the presence output learns to
+            say "no hand here".
+        offset_m: perspective: standard deviation (metres, per axis) of the 3D offset added to the hand's
+            joints before the crop rule (a tracker's prediction error).
+        roll_deg: perspective: standard deviation of the crop's roll about its optical axis (degrees): the
+            predicted wrist -> middle knuckle direction is noisy.
+        roll_outliers: perspective: probability that the roll is instead uniform in +-``roll_outlier_deg``
+            (a wrong predicted orientation).
+        roll_outlier_deg: perspective: range of those rolls.
+        acquisition: perspective: probability that the crop is instead made as the engine makes an acquisition
+            crop (a hand not tracked yet): through the rays of the hand's 2D keypoints in this view, moved by
+            ``acquisition_noise`` x the hand's box side (std, per coordinate) with each joint missed with
+            probability 0.1 (a missed wrist or middle knuckle: no upright roll, the camera's own).
+        acquisition_noise: perspective: see ``acquisition``.
     """
 
     margin: float = 1.6
@@ -119,6 +145,26 @@ class HandCropConfig:
     rotate_deg: float = 25.0
     min_side: float = 24.0
     negatives: float = 0.1
+    camera: str = "window"
+    offset_m: float = 0.02
+    roll_deg: float = 10.0
+    roll_outliers: float = 0.1
+    roll_outlier_deg: float = 90.0
+    acquisition: float = 0.2
+    acquisition_noise: float = 0.04
+
+    @property
+    def perspective(self) -> bool:
+        return self.camera == "perspective"
+
+    def rule(self) -> dict:
+        """The manifest's ``crop`` rule of a model trained on these crops
+        (:func:`handstream.models.manifest.crop_rule`): ``{"margin", "min_side"}``, plus ``"camera": "perspective"``
+        for perspective crops."""
+        rule = {"margin": float(self.margin), "min_side": float(self.min_side)}
+        if self.perspective:
+            rule["camera"] = "perspective"
+        return rule
 
 
 def warp_input(image: np.ndarray, aug: np.ndarray) -> np.ndarray:

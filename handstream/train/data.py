@@ -19,12 +19,19 @@ Every item is a dict of tensors (float32 unless said):
 * ``affine`` (2, 3) frame -> input (float64), ``keypoints`` (H, K, 2) frame pixels (float64) and ``in_frame``
   (H, K) bool: for validation in frame pixels; ``box_size`` (H,) frame pixels: the hand's bounding box size
   (max side of the box of its in-frame joints), the PCK unit.
+
+Crop items (``SampleSpec.hand_crop``): one per (frame, view, hand) the frame shows. Window crops
+(:func:`make_crop_item`, the refiner) are affine maps of the frame, so ``affine`` and ``keypoints`` stay as above.
+Perspective crops (:func:`make_perspective_item`, the tracking engine's crop model) are no affine map of the
+frame: their ``affine`` is the identity and ``keypoints`` / ``box_size`` are in crop pixels (the crop camera's
+projection of the true joints), so validation measures in crop pixels; ``rays`` are the crop camera's
+(:meth:`~handstream.geometry.crop_camera.CropCamera.ray_angles`).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +41,7 @@ import torch
 
 from handstream.errors import HandstreamError
 from handstream.geometry.camera import Camera
+from handstream.geometry.crop_camera import CropCamera, hand_crop, look_at_rotation
 from handstream.models.codec import HeatmapCodec
 from handstream.models.kpe import ray_angles
 from handstream.models.preprocess import InputMapping, prepare_views
@@ -192,6 +200,155 @@ def make_crop_item(
     return _item(spec, codec, inp, mapping, camera, kp, status, in_frame, hand_known, scored=scored)
 
 
+def _rolled(crop: CropCamera, angle_rad: float) -> CropCamera:
+    """``crop`` turned about its optical axis by ``angle_rad`` (the image turns the other way)."""
+    c, s = np.cos(angle_rad), np.sin(angle_rad)
+    roll = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+    return replace(crop, rotation=crop.rotation @ roll)
+
+
+def _negative_crop(
+    camera: Camera, joints: np.ndarray, size: tuple[int, int], hc: HandCropConfig, rng: np.random.Generator
+) -> CropCamera:
+    """A crop with no hand of its own: half the time the hand's crop moved 15-40 cm away (a lost track), else a
+    crop looking at a random direction of the frame, at a hand's field of view, with any roll."""
+    fw, fh = camera.size
+    if rng.random() < 0.5 and np.isfinite(joints).all():
+        d = rng.normal(size=3)
+        d *= rng.uniform(0.15, 0.4) / max(float(np.linalg.norm(d)), 1e-9)
+        crop = hand_crop(camera, joints + d, size, float(np.exp(rng.uniform(*np.log(hc.margin_range)))), hc.min_side)
+        if crop is not None:
+            return _rolled(crop, rng.normal(0.0, np.deg2rad(hc.roll_deg)))
+    for _ in range(8):
+        xy = camera.normalize(np.array([rng.uniform(0, fw - 1), rng.uniform(0, fh - 1)]))
+        if np.isfinite(xy).all():
+            break
+    else:
+        xy = np.zeros(2)
+    rotation = look_at_rotation(np.array([xy[0], xy[1], 1.0]), None)
+    side = float(rng.uniform(0.15, 0.6))  # tan-plane extent of a hand 0.3-1.2 m away
+    crop = CropCamera(camera, rotation, max(size) / (hc.margin * side), (int(size[0]), int(size[1])))
+    return _rolled(crop, rng.uniform(-np.pi, np.pi))
+
+
+def _acquisition_crop(
+    camera: Camera,
+    keypoints: np.ndarray,
+    in_frame: np.ndarray,
+    size: tuple[int, int],
+    margin: float,
+    hc: HandCropConfig,
+    rng: np.random.Generator,
+) -> CropCamera | None:
+    """The engine's acquisition crop of a hand (``Tracker._acquisition_crops``): :func:`hand_crop` through the rays
+    of the detector's keypoints, here the labels of the joints inside the frame ((K, 2) px, (K,) bool) moved by
+    Gaussian noise and each missed with probability 0.1."""
+    kp = np.where(in_frame[:, None], np.asarray(keypoints, np.float64), np.nan)
+    ok = np.isfinite(kp).all(axis=-1)
+    if ok.sum() < 3:
+        return None
+    side = float((kp[ok].max(axis=0) - kp[ok].min(axis=0)).max())
+    kp = kp + rng.normal(0.0, hc.acquisition_noise * max(side, hc.min_side), kp.shape)
+    kp[rng.random(len(kp)) < 0.1] = np.nan
+    if np.isfinite(kp).all(axis=-1).sum() < 3:
+        return None
+    return hand_crop(camera, camera.unproject(kp, depth=1.0), size, margin, hc.min_side)
+
+
+_WHITE: dict[tuple, np.ndarray] = {}
+
+
+def make_perspective_item(
+    spec: SampleSpec,
+    image: np.ndarray,
+    camera: Camera,
+    joints: np.ndarray,
+    status: np.ndarray,
+    rng: np.random.Generator | None,
+    hand: int,
+    hand_known: bool = True,
+    jitter: bool = True,
+    keypoints: np.ndarray | None = None,
+    out_crop: list | None = None,
+) -> dict[str, Any]:
+    """One crop-model item: a perspective crop camera looking at hand ``hand`` (0 left, 1 right) of one frame
+    (``spec.hand_crop.camera == "perspective"``), resampled by the engine's :func:`handstream.engine.crops.resample`.
+
+    Args:
+        image: (h, w) uint8 grey or (h, w, 3) uint8 BGR frame; camera: its camera (world = the joints' frame).
+        joints: (H, K, 3) world points of both hands (metres; NaN = unknown).
+        status: (H, K) int visibility codes of this view (as :func:`make_item`; 4 = outside the frame).
+        rng: None: the engine's rule exactly (:func:`~handstream.geometry.crop_camera.hand_crop` with ``margin``),
+            no photometric change, no negative. Else, with ``jitter``: the joints moved by a random 3D offset
+            (``offset_m``), a random roll (``roll_deg``, ``roll_outliers``), the margin drawn in ``margin_range``
+            and photometric augmentation; without ``jitter`` (validation): the rule. Either way with probability
+            ``negatives`` the crop looks elsewhere (:func:`_negative_crop`). With ``jitter`` and ``keypoints``,
+            with probability ``acquisition`` the crop is the engine's acquisition crop instead: through the
+            rays of the hand's in-frame 2D keypoints, noisy and some missed (:class:`HandCropConfig`).
+        jitter: see ``rng``.
+        keypoints: (H, K, 2) frame pixels of the joints in this view (for acquisition crops), or None.
+        out_crop: a list the item's :class:`CropCamera` is appended to (tests, tools), or None.
+    Returns:
+        the item dict (module docstring) with ``affine`` the identity, ``keypoints`` the labels in crop pixels
+        (the crop camera's projection of the true joints), ``box_size`` in crop pixels: validation measures in
+        crop pixels. Labels cover both hands (the other one may be in the crop); a joint outside the real frame
+        is "known absent" even where it falls inside the crop (whose pixels there are 0), as is a joint behind
+        the crop camera. When hand ``hand`` has fewer than ``min_joints`` joints in the frame the crop goes to
+        the other hand, or (neither, or the hand behind the camera) is a negative; validation scores only the
+        crop's own hand.
+    """
+    from handstream.engine.crops import resample
+
+    hc = spec.hand_crop
+    codec = spec.codec
+    size = codec.input_size
+    J = np.asarray(joints, dtype=np.float64)
+    status = np.asarray(status)
+    known = np.isfinite(J).all(axis=-1) & (status >= 0)
+    in_frame = known & (status < OUT_OF_FRAME)
+    usable = in_frame.sum(axis=1) >= spec.min_joints
+    target = hand if usable[hand] or not usable[1 - hand] else 1 - hand
+    negative = not usable[target] or (rng is not None and rng.random() < hc.negatives)
+    crop = None
+    if not negative:
+        if rng is not None and jitter:
+            margin = float(np.exp(rng.uniform(*np.log(hc.margin_range))))
+            if keypoints is not None and rng.random() < hc.acquisition:
+                crop = _acquisition_crop(camera, keypoints[target], in_frame[target], size, margin, hc, rng)
+            else:
+                crop = hand_crop(camera, J[target] + rng.normal(0.0, hc.offset_m, 3), size, margin, hc.min_side)
+            if crop is not None:
+                if rng.random() < hc.roll_outliers:
+                    roll = rng.uniform(-hc.roll_outlier_deg, hc.roll_outlier_deg)
+                else:
+                    roll = rng.normal(0.0, hc.roll_deg)
+                crop = _rolled(crop, np.deg2rad(roll))
+        if crop is None:
+            crop = hand_crop(camera, J[target], size, hc.margin, hc.min_side)
+        negative = crop is None
+    if negative:
+        crop = _negative_crop(camera, J[target], size, hc, rng if rng is not None else np.random.default_rng(0))
+    if out_crop is not None:
+        out_crop.append(crop)
+    inp = resample([image], [0], [crop])[0]
+    if rng is not None and jitter and spec.augment is not None:
+        spec.augment.photometric(rng, inp)
+        key = image.shape[:2]
+        if key not in _WHITE:
+            _WHITE.clear()
+            _WHITE[key] = np.full(key, 255, np.uint8)
+        inp[resample([_WHITE[key]], [0], [crop])[0] <= 0] = 0.0  # outside the frame stays 0, as in the engine
+    uv = crop.project(J)  # (H, K, 2) crop px; NaN behind the crop camera
+    in_frame &= np.isfinite(uv).all(axis=-1)
+    status = np.where(known, status, -1)
+    scored = in_frame.copy()
+    scored[1 - target] = False
+    if negative:
+        scored[:] = False
+    return _assemble(spec, codec, inp, uv, crop.ray_angles(codec.stride), np.eye(3)[:2], uv, status, in_frame,
+                     hand_known, scored)  # fmt: skip
+
+
 def _item(
     spec: SampleSpec,
     codec: HeatmapCodec,
@@ -208,9 +365,28 @@ def _item(
 
     ``scored`` (H, K) bool: the joints validation measures (default: those in the frame).
     """
-    size = mapping.input_size
-    kp_in = mapping.to_input(kp)
-    w_in, h_in = size
+    rays = ray_angles(camera, mapping, codec.stride)
+    return _assemble(spec, codec, inp, mapping.to_input(kp), rays, mapping.matrix, kp, status, in_frame, hand_known,
+                     scored)  # fmt: skip
+
+
+def _assemble(
+    spec: SampleSpec,
+    codec: HeatmapCodec,
+    inp: np.ndarray,
+    kp_in: np.ndarray,
+    rays: np.ndarray,
+    affine: np.ndarray,
+    kp: np.ndarray,
+    status: np.ndarray,
+    in_frame: np.ndarray,
+    hand_known: bool,
+    scored: np.ndarray | None = None,
+) -> dict[str, Any]:
+    """The item dict: ``kp_in`` (H, K, 2) labels in input pixels, ``rays`` (2, h, w), ``affine`` (2, 3) and ``kp``
+    (H, K, 2): the reference pixels validation maps decoded keypoints to (``affine`` @ kp = input px) and scores
+    them against."""
+    w_in, h_in = codec.input_size
     inside = (
         in_frame
         & (kp_in[..., 0] >= -0.5)
@@ -225,7 +401,6 @@ def _item(
     presence = (inside.sum(axis=1) >= spec.min_joints).astype(np.float32)
     # a hand with no label at all (pseudo-labels without consensus) says nothing about its presence
     presence_known = (status >= 0).any(axis=1).astype(np.float32)
-    rays = ray_angles(camera, mapping, codec.stride)
     return {
         "image": torch.from_numpy(np.ascontiguousarray(inp, dtype=np.float32)[None]),
         "rays": torch.from_numpy(np.array(rays, dtype=np.float32)),
@@ -234,7 +409,7 @@ def _item(
         "presence": torch.from_numpy(presence),
         "presence_known": torch.from_numpy(presence_known),
         "hand_known": torch.tensor(float(hand_known)),
-        "affine": torch.from_numpy(mapping.matrix),
+        "affine": torch.from_numpy(np.asarray(affine, dtype=np.float64)),
         "keypoints": torch.from_numpy(np.where(np.isfinite(kp), kp, np.nan)),
         "in_frame": torch.from_numpy(in_frame if scored is None else scored),
         "box_size": torch.from_numpy(box_sizes(kp, in_frame)),
@@ -292,6 +467,14 @@ class SynthViews(torch.utils.data.Dataset):
         kp = lab["keypoints_2d"][view]
         vis = lab["visibility"][view].astype(np.int64)
         rng = np.random.default_rng([self.seed, self.epoch, i, hand]) if self.spec.augment is not None else None
+        if self.spec.hand_crop is not None and self.spec.hand_crop.perspective:
+            # validation (no augmentation): the engine's rule, and a fixed set of negatives for presence accuracy
+            jitter = rng is not None
+            rng = rng if jitter else np.random.default_rng([self.seed, i, hand, 1])
+            img, cam = self.data.image(frame, view), self.data.rig[view]
+            return make_perspective_item(
+                self.spec, img, cam, lab["joints_3d"], vis, rng, hand, jitter=jitter, keypoints=kp
+            )
         if self.spec.hand_crop is not None:
             return make_crop_item(self.spec, self.data.image(frame, view), self.data.rig[view], kp, vis, rng, hand)
         return make_item(self.spec, self.data.image(frame, view), self.data.rig[view], kp, vis, rng)
@@ -379,6 +562,8 @@ class Images2D(torch.utils.data.Dataset):
             raise HandstreamError(f"{file}: image not found or unreadable")
         cam = pinhole_for(img.shape[1], img.shape[0], self.fov_deg)
         rng = np.random.default_rng([self.seed, self.epoch, i]) if self.spec.augment is not None else None
+        if self.spec.hand_crop is not None and self.spec.hand_crop.perspective:
+            raise HandstreamError(f"{file}: perspective crops need 3D joints; 2D-labelled images have none")
         if self.spec.hand_crop is not None:
             labelled = [h for h in range(2) if (status[h] >= 0).any()] or [0]
             hand = labelled[int(rng.integers(len(labelled)))] if rng is not None else labelled[0]

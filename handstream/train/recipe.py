@@ -16,7 +16,7 @@ from typing import Any
 
 from handstream.errors import HandstreamError
 from handstream.models.network import NetConfig
-from handstream.train.augment import AugmentConfig, HandCropConfig
+from handstream.train.augment import CROP_CAMERAS, AugmentConfig, HandCropConfig
 
 SCHEDULES = ("cosine", "constant", "step")
 PRESETS = ("headset4", "stereo", "random")
@@ -78,7 +78,8 @@ class TrainConfig:
     val_max_items: int = 0
     grad_clip: float = 5.0
     seed: int = 0
-    init: str = ""  # start from these weights (a run's model.pt or checkpoint.pt; relative to the recipe)
+    # start from these weights: a run's model.pt / checkpoint.pt, or an exported .onnx (relative to the recipe)
+    init: str = ""
 
 
 @dataclass(frozen=True)
@@ -302,6 +303,23 @@ def parse_recipe(data: dict, file: str = "recipe", path: Path | None = None) -> 
             raise _err(f"{file}: hand_crop.negatives", f"expected a probability in [0, 1], got {hand_crop.negatives}")
         if train.crop is not None:
             raise _err(f"{file}: train.crop", "a [hand_crop] recipe makes its own windows; remove train.crop")
+        if hand_crop.camera not in CROP_CAMERAS:
+            raise _err(
+                f"{file}: hand_crop.camera", f"expected one of {', '.join(CROP_CAMERAS)}, got {hand_crop.camera!r}"
+            )
+        if hand_crop.roll_outliers > 1:
+            raise _err(
+                f"{file}: hand_crop.roll_outliers", f"expected a probability in [0, 1], got {hand_crop.roll_outliers}"
+            )
+        if hand_crop.perspective:
+            for i, src in enumerate(train_sources + val_sources):
+                if src.kind == "images2d":
+                    where = f"data.train[{i}]" if i < len(train_sources) else f"data.val[{i - len(train_sources)}]"
+                    raise _err(
+                        f"{file}: {where}",
+                        "hand_crop.camera = 'perspective' needs 3D joints (synthetic data); "
+                        "images2d has 2D labels only",
+                    )
     export = data.get("export", {})
     if not isinstance(export, dict) or set(export) - {"onnx"}:
         raise _err(f"{file}: export", "expected a table with an optional 'onnx' path")

@@ -29,12 +29,15 @@ import torch.distributed as dist
 
 from handstream.errors import HandstreamError
 from handstream.eval.metrics import epe, pck_2d
-from handstream.models.checkpoint import load_network
+from handstream.models.checkpoint import load_network, unfuse_batchnorm
 from handstream.models.codec import HeatmapCodec
 from handstream.models.network import HandNet
 from handstream.train.data import EpochSampler, Images2D, SampleSpec, SynthViews, collate
 from handstream.train.loss import hand_loss
 from handstream.train.recipe import Recipe, Source
+
+INIT_CALIBRATION_ITEMS = 512
+"""Training items whose statistics re-create the batch norms of an exported (folded) ``train.init`` model."""
 
 CSV_FIELDS = [
     "epoch", "lr", "train_loss", "heatmap_loss", "presence_loss", "samples", "samples_per_s", "epoch_s",
@@ -99,7 +102,8 @@ def lr_at(recipe: Recipe, step: int, total: int, steps_per_epoch: int) -> float:
 
 @torch.no_grad()
 def validate(net: torch.nn.Module, loader, codec: HeatmapCodec) -> dict[str, float]:
-    """2D metrics in frame pixels on a validation loader (items without augmentation or crop).
+    """2D metrics in frame pixels on a validation loader (items without augmentation or crop; perspective crop
+    items: in crop pixels, see :mod:`handstream.train.data`).
 
     Returns ``val_epe_px`` (mean distance of decoded joints that are inside the frame, in views where the
     hand is present), ``val_pck02`` (within 0.2 x the hand's box size), ``val_coverage`` (fraction of
@@ -205,7 +209,7 @@ def train(recipe: Recipe, out: str | Path, resume: bool = False, progress: bool 
     if t.init and not resume:
         init_path = recipe.resolve(t.init)
         try:
-            start, _ = load_network(init_path)
+            start, manifest_of_init = load_network(init_path)
         except HandstreamError as exc:
             raise HandstreamError(f"{recipe.path}: train.init: {exc}") from None
         if start.config.to_dict() != recipe.network.to_dict():
@@ -213,6 +217,16 @@ def train(recipe: Recipe, out: str | Path, resume: bool = False, progress: bool 
                 f"{recipe.path}: train.init: {init_path} holds another network ({start.config.to_dict()}) "
                 f"than [network] ({recipe.network.to_dict()})"
             )
+        if manifest_of_init.artifact_format == "onnx":  # batch norms folded: put them back, calibrated on the data
+            sampler.set_epoch(0)
+            for d in train_sets:
+                d.set_epoch(0)
+            calib = []
+            for batch in loader_for(train_cat, sampler):
+                calib.append((batch["image"], batch["rays"] if recipe.network.kpe else None))
+                if len(calib) * t.batch >= INIT_CALIBRATION_ITEMS:
+                    break
+            start = unfuse_batchnorm(start, calib)
         net.load_state_dict(start.state_dict())
         if main:
             log(f"starting from the weights of {init_path}")
@@ -353,6 +367,6 @@ def export_model(net: HandNet, recipe: Recipe, onnx_path: Path, out: Path, val_s
             "recipe": str(recipe.path) if recipe.path else None, "checkpoint_sha256": file_sha256(out / "model.pt"),
             "training_data": [s.label for s in recipe.train_sources],
         },
-        crop={"margin": recipe.hand_crop.margin, "min_side": recipe.hand_crop.min_side} if recipe.hand_crop else None,
+        crop=recipe.hand_crop.rule() if recipe.hand_crop else None,
     )  # fmt: skip
     log(f"exported {onnx_path} (parity max abs diff {manifest.parity['max_abs_diff']})")
