@@ -8,7 +8,13 @@ Everything random is drawn from streams keyed by the dataset seed and the sequen
 (``numpy.random.SeedSequence([seed, tag, index])``), never from a shared running state, so a frame's
 bytes depend only on ``(preset, seed, index, sequence_length)``: sharded or parallel rendering gives
 the same frames as rendering in one go. ``sequence_length=None`` makes one endless sequence (the live
-:class:`~handstream.synth.source.SyntheticSource`).
+:class:`~handstream.synth.source.SyntheticSource`); ``loop_frames=N`` with it makes one sequence that
+repeats every ``N`` frames without a seam (periodic motion and exposure; frame ``i`` is frame ``i % N``),
+the loop ``handstream serve`` renders once and plays (:mod:`handstream.capture.material`).
+
+:func:`camera_generator` is the generator of one camera of a preset, as a synthetic capture process
+renders it. Its images equal that view's in a whole-rig render except for the sensor noise (each frame
+draws where its noise is cut from, view after view, so a one-view render draws differently).
 """
 
 from __future__ import annotations
@@ -66,6 +72,8 @@ class SynthGenerator:
         seed: the dataset seed (non-negative integer).
         sequence_length: frames per sequence (None: one endless sequence).
         motion_blur: None: on for ~30% of sequences; True / False: always / never.
+        loop_frames: with ``sequence_length=None``: the sequence repeats every this many frames, seamlessly
+            (the motion's key poses and the exposure's oscillation are fitted to the period); None: endless.
     """
 
     def __init__(
@@ -75,6 +83,7 @@ class SynthGenerator:
         *,
         sequence_length: int | None = 64,
         motion_blur: bool | None = None,
+        loop_frames: int | None = None,
     ):
         try:
             seed = int(seed)
@@ -84,6 +93,12 @@ class SynthGenerator:
             raise HandstreamError(f"seed: expected a non-negative integer, got {seed}")
         if sequence_length is not None and int(sequence_length) <= 0:
             raise HandstreamError(f"sequence_length: expected a positive integer, got {sequence_length}")
+        if loop_frames is not None:
+            if sequence_length is not None:
+                raise HandstreamError("loop_frames: a loop is one endless sequence: pass sequence_length=None")
+            if isinstance(loop_frames, bool) or not isinstance(loop_frames, int | np.integer) or loop_frames < 1:
+                raise HandstreamError(f"loop_frames: expected a positive integer, got {loop_frames!r}")
+        self.loop_frames = None if loop_frames is None else int(loop_frames)
         self.preset = preset
         self.seed = seed
         self.sequence_length = None if sequence_length is None else int(sequence_length)
@@ -100,7 +115,11 @@ class SynthGenerator:
         shape = HandShape.from_scale(float(rng.uniform(0.8, 1.2)), rng)
         motion_seed = int(rng.integers(2**62))
         scene = build_scene(self.renderer.grid, look, self.preset.workspace, rng)
-        motion = Motion(self.preset.workspace, motion_seed, shape)
+        period = None if self.loop_frames is None else self.loop_frames / self.preset.fps
+        if period is not None:  # a whole number of exposure oscillations per loop
+            cycles = max(1, round(period / look.exposure_period))
+            look = dataclasses.replace(look, exposure_period=period / cycles)
+        motion = Motion(self.preset.workspace, motion_seed, shape, period=period)
         return _Sequence(look, scene, motion, shape)
 
     def locate(self, index: int) -> tuple[int, float]:
@@ -108,6 +127,8 @@ class SynthGenerator:
         if index < 0:
             raise HandstreamError(f"frame index: expected a non-negative integer, got {index}")
         if self.sequence_length is None:
+            if self.loop_frames is not None:
+                index %= self.loop_frames
             return 0, index / self.preset.fps
         q, k = divmod(int(index), self.sequence_length)
         return q, k / self.preset.fps
@@ -136,7 +157,7 @@ class SynthGenerator:
         earlier = None
         if seq.look.motion_blur > 0:
             earlier = seq.motion.hands(t - seq.look.motion_blur / self.preset.fps)
-        rng = self._rng(_TAG_FRAME, index)
+        rng = self._rng(_TAG_FRAME, index if self.loop_frames is None else index % self.loop_frames)
         images, labels, bufs = self.renderer.render(
             hands, seq.look, seq.scene, t, rng, earlier=earlier, buffers=buffers
         )
@@ -146,3 +167,19 @@ class SynthGenerator:
     def look(self, index: int) -> Look:
         """The look of the sequence of frame ``index``."""
         return self._sequence(self.locate(index)[0]).look
+
+
+def camera_generator(
+    preset: RigPreset, camera: str | int, seed: int = 0, *, loop_frames: int | None = None
+) -> SynthGenerator:
+    """The generator of one camera of ``preset`` (a one-camera rig: what a synthetic capture process
+    renders; motion blur off, one endless sequence, or a loop of ``loop_frames``).
+
+    Args:
+        preset: the whole rig; ``camera``: a camera name or index in it.
+        seed: the scene seed (shared by the rig's cameras: same hands, room and look in every camera).
+        loop_frames: frames of the seamless loop (None: endless).
+    """
+    index = preset.rig.index(camera)
+    one = dataclasses.replace(preset, rig=preset.rig.subset([index]))
+    return SynthGenerator(one, seed, sequence_length=None, motion_blur=False, loop_frames=loop_frames)

@@ -6,7 +6,10 @@ A :class:`Motion` is defined by a seed and a :class:`~handstream.synth.rigs.Work
 drawn every ``key_interval`` seconds (0.5-1.1 s, per seed), each from its own random stream
 (``SeedSequence([seed, index])``), so any time can be evaluated without the ones before it; a
 Catmull-Rom spline through the key poses gives positions, angles and forearm rotation that are
-continuous with continuous velocity. Each key pose puts each hand in one of a few situations:
+continuous with continuous velocity. With ``period`` set, the motion repeats every ``period`` seconds:
+the key interval is adjusted so that a whole number of key poses fills the period and key poses are taken
+modulo that number, so the spline wraps around and a loop of the period has no jump at the seam (positions
+and velocities continuous there too). Each key pose puts each hand in one of a few situations:
 
 * ``active``: the wrist anywhere in the workspace box, on its own side mostly, sometimes across the
   midline (hands cross);
@@ -26,6 +29,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from handstream.errors import HandstreamError
 from handstream.skeleton import HANDS
 from handstream.synth.hand import NUM_ANGLES, HandShape, clip_angles, pose_hand, sample_pose
 from handstream.synth.rigs import Workspace
@@ -83,6 +87,7 @@ class Motion:
         key_interval: seconds between key poses; None: drawn from the seed (0.5-1.1 s).
         p_away: probability that a hand is out of view at a key pose.
         p_interact: probability that the hands are near each other at a key pose.
+        period: repeat every this many seconds (None: never); see the module docstring.
     """
 
     def __init__(
@@ -94,6 +99,7 @@ class Motion:
         key_interval: float | None = None,
         p_away: float = 0.07,
         p_interact: float = 0.15,
+        period: float | None = None,
     ):
         self.workspace = workspace
         self.seed = int(seed)
@@ -102,15 +108,35 @@ class Motion:
         self.key_interval = float(rng.uniform(0.5, 1.1)) if key_interval is None else float(key_interval)
         self.p_away = p_away
         self.p_interact = p_interact
+        self.period = None if period is None else float(period)
+        self.period_keys: int | None = None  # key poses per period (None: not periodic)
+        if self.period is not None:
+            if not self.period > 0:
+                raise HandstreamError(f"motion period: expected a positive number of seconds, got {period!r}")
+            self.period_keys = max(1, round(self.period / self.key_interval))
+            self.key_interval = self.period / self.period_keys
         self._key = lru_cache(maxsize=16)(self._make_key)
 
     # --- key poses ---------------------------------------------------------------------------------
 
+    def _key_rng(self, index: int) -> np.random.Generator:
+        return np.random.default_rng(np.random.SeedSequence([self.seed, 0x6B, index + (1 << 32)]))
+
     def _make_key(self, index: int) -> _Key:
-        rng = np.random.default_rng(np.random.SeedSequence([self.seed, 0x6B, index + (1 << 32)]))
+        m = self.period_keys
+        if m is not None:
+            index %= m
+        rng = self._key_rng(index)
         if rng.random() < 0.12:  # hold: both hands pause on the previous key pose
-            prev = self._key(index - 1)
-            return _Key(prev.wrist, prev.elbow, prev.roll, prev.angles, ("hold", "hold"))
+            if m is None:
+                prev = self._key(index - 1)
+                return _Key(prev.wrist, prev.elbow, prev.roll, prev.angles, ("hold", "hold"))
+            # periodic: the nearest earlier key of the cycle that moves (if every key holds, this one moves)
+            for back in range(1, m):
+                j = (index - back) % m
+                if self._key_rng(j).random() >= 0.12:
+                    prev = self._key(j)
+                    return _Key(prev.wrist, prev.elbow, prev.roll, prev.angles, ("hold", "hold"))
         ws = self.workspace
         low, high = np.array(ws.low), np.array(ws.high)
         wrist = np.empty((2, 3))
