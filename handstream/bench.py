@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from handstream import records
+from handstream.capture.material import FrameSets, read_video_frames, render_frames, write_image_folders
 from handstream.errors import HandstreamError
 
 LIVE_STAGES = (
@@ -293,80 +294,6 @@ def bench_rig(views: int, size: tuple[int, int] | None = (640, 480), base: str =
         workspace=preset.workspace,
         description=f"{views} cameras from {base}" + (f" at {w}x{h}" if same else ""),
     )
-
-
-@dataclass
-class FrameSets:
-    """Frame sets held in memory.
-
-    Attributes:
-        cameras: camera names, view order.
-        images: ``images[i][v]``: frame set ``i``, view ``v``: (h, w) uint8 mono or (h, w, 3) uint8 BGR.
-        fps: the rate they were captured / rendered at, frames/s.
-    """
-
-    cameras: list[str]
-    images: list[list[np.ndarray]]
-    fps: float
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def frames(self, i: int) -> dict[str, np.ndarray]:
-        """Frame set ``i % len(self)`` as camera -> image."""
-        return dict(zip(self.cameras, self.images[i % len(self.images)], strict=True))
-
-
-def render_frames(preset, count: int, seed: int = 0) -> FrameSets:
-    """``count`` consecutive synthetic frame sets of a rig preset (rendered, not timed)."""
-    from handstream.synth.source import SyntheticSource
-
-    src = SyntheticSource(preset, seed, realtime=False)
-    images = [list(src.read().images) for _ in range(count)]
-    return FrameSets(list(src.cameras), images, src.fps)
-
-
-def read_video_frames(paths: Sequence[str | Path], cameras: Sequence[str], count: int) -> FrameSets:
-    """The first ``count`` frames of each video (fewer when a video is shorter: all are cut to the shortest)."""
-    import cv2
-
-    per_cam, fps = [], 30.0
-    for p in paths:
-        cap = cv2.VideoCapture(str(p), cv2.CAP_FFMPEG)
-        if not cap.isOpened():
-            raise HandstreamError(f"--video: {p}: cannot open as a video")
-        f = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
-        fps = f if 0 < f <= 1000 else fps
-        frames = []
-        while len(frames) < count:
-            ok, img = cap.read()
-            if not ok:
-                break
-            frames.append(img)
-        cap.release()
-        if not frames:
-            raise HandstreamError(f"--video: {p}: the video has no frames")
-        per_cam.append(frames)
-    n = min(len(f) for f in per_cam)
-    return FrameSets(list(cameras), [[f[i] for f in per_cam] for i in range(n)], fps)
-
-
-def write_image_folders(frames: FrameSets, folder: Path) -> dict[str, Path]:
-    """One folder of lossless PGM (mono) / PPM (BGR) files per camera: the captures read these in a loop
-    (netpbm decoding is a copy, so a capture costs about what a camera driver does)."""
-    import cv2
-
-    out = {}
-    for v, cam in enumerate(frames.cameras):
-        d = folder / cam
-        d.mkdir(parents=True, exist_ok=True)
-        for i, imgs in enumerate(frames.images):
-            img = imgs[v]
-            ext = ".pgm" if img.ndim == 2 else ".ppm"
-            if not cv2.imwrite(str(d / f"{i:05d}{ext}"), img):
-                raise HandstreamError(f"{d}: cannot write benchmark frames")
-        out[cam] = d
-    return out
 
 
 # --- measurement helpers ---------------------------------------------------------------------------------
@@ -1059,7 +986,10 @@ def build_live_config(o: BenchOptions, model: Path, rig_file: Path | None, folde
         ]
     elif o.live_render:
         data["rig"] = {"preset": o.rig, "cameras": cameras}
-        data["sources"] = [{"kind": "synthetic", "camera": c, "seed": o.seed, "fps": fps} for c in cameras]
+        data["sources"] = [
+            {"kind": "synthetic", "camera": c, "seed": o.seed, "fps": fps, "render": "live", "loop_frames": 0}
+            for c in cameras
+        ]
     else:
         assert rig_file is not None and folders is not None
         data["rig"] = {"calibration": str(rig_file)}

@@ -41,7 +41,8 @@ class StopFlag:
         return self._event.wait(seconds) or self.is_set()
 
 
-def _set_pdeathsig() -> None:
+def die_with_parent() -> None:
+    """Ask the kernel to send this process SIGTERM when its parent dies (Linux; elsewhere nothing)."""
     if sys.platform != "linux":
         return
     try:
@@ -57,7 +58,7 @@ def child_main(name: str, body: Callable[[StopFlag], int], parent_pid: int | Non
     stop = StopFlag(parent_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    _set_pdeathsig()
+    die_with_parent()
     if parent_pid is not None and os.getppid() != parent_pid:
         sys.exit(0)
     try:

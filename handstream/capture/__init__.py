@@ -1,7 +1,9 @@
 """Capture processes: one per camera, source -> timestamp -> ``frame.<camera>`` messages to the engine.
 
-Sources (:mod:`handstream.capture.sources`): ``synthetic`` (one camera of a synthetic rig preset),
-``video`` (a file), ``images`` (a folder), ``device`` (OpenCV camera index or V4L2 path).
+Sources (:mod:`handstream.capture.sources`): ``synthetic`` (one camera of a synthetic rig preset: its
+pre-rendered loop played from disk, or rendered live), ``video`` (a file), ``images`` (a folder), ``device``
+(OpenCV camera index or V4L2 path). Frames made before a run, the benchmark's and the synthetic loop
+cache: :mod:`handstream.capture.material`.
 """
 
 from handstream.capture.process import capture_main, run_capture
