@@ -31,6 +31,51 @@ def _status_printer(quiet: bool):
     return show
 
 
+def _kind(spec: dict) -> str:
+    if spec["kind"] != "synthetic":
+        return spec["kind"]
+    loop = f"{spec['loop_frames']}-frame loop" if spec["loop_frames"] else "endless"
+    return f"synthetic, {loop}, {'pre-rendered' if spec['render'] == 'cached' else 'rendered live'}"
+
+
+class _RenderProgress:
+    """A progress bar (rich) on stderr while serve renders a synthetic loop; nothing when it is cached."""
+
+    def __init__(self, quiet: bool):
+        self.quiet = quiet
+        self.bar = None
+        self.task = None
+
+    def __call__(self, done: int, total: int, what: str) -> None:
+        if self.quiet:
+            return
+        if self.bar is None:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
+
+            print(f"handstream serve: {what}", file=sys.stderr, flush=True)
+            self.bar = Progress(
+                "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                TimeRemainingColumn(), console=Console(stderr=True),
+            )  # fmt: skip
+            self.bar.start()
+            self.task = self.bar.add_task("rendering", total=total)
+        self.bar.update(self.task, completed=done, total=total)
+        if done >= total:
+            self.close()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+            self.bar = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 def build_config(
     config: Path | None,
     demo: bool,
@@ -52,6 +97,7 @@ def build_config(
     include_2d: bool,
     seed: int,
     refiner: str | None = None,
+    live_render: bool = False,
 ) -> ServeConfig:
     """The serve config from a file (if any) with command-line flags applied on top."""
     cfg = load_config(config) if config is not None else ServeConfig()
@@ -60,11 +106,22 @@ def build_config(
     if demo or synthetic:
         cfg.rig.preset, cfg.rig.calibration = (synthetic or "headset4"), None
         cfg.sources = []  # plan() adds one synthetic source per camera
-        if fps is not None or seed:
+        if fps is not None or seed or live_render:
             from handstream.synth.rigs import get_preset
 
             names = get_preset(cfg.rig.preset).rig.names
             cfg.sources = [SourceConfig(kind="synthetic", camera=n, seed=seed, fps=fps) for n in names]
+    if live_render:
+        if calibration is not None or cfg.rig.preset is None:
+            raise HandstreamError("--live-render: only for synthetic cameras (--demo, --synthetic PRESET)")
+        if not cfg.sources:  # a config file's synthetic rig with the default sources
+            from handstream.synth.rigs import get_preset
+
+            names = cfg.rig.cameras or get_preset(cfg.rig.preset).rig.names
+            cfg.sources = [SourceConfig(kind="synthetic", camera=n) for n in names]
+        for s in cfg.sources:
+            if s.kind == "synthetic":
+                s.render = "live"
     if calibration is not None:
         cfg.rig.calibration, cfg.rig.preset = str(calibration.resolve()), None  # flags: relative to the cwd
     if unit_scale is not None:
@@ -137,6 +194,14 @@ def serve_command(
     no_filter: bool = typer.Option(False, "--no-filter", help="Turn the One-Euro smoothing off."),
     include_2d: bool = typer.Option(False, "--include-2d", help="Put per-view 2D joints in the pose messages."),
     seed: int = typer.Option(0, "--seed", help="Synthetic scene seed."),
+    live_render: bool = typer.Option(
+        False,
+        "--live-render",
+        help=(
+            "Synthetic cameras: each capture renders its frames live (costs CPU the engine then lacks) "
+            "instead of playing the loop rendered once and cached in ~/.cache/handstream/loops."
+        ),
+    ),
     seconds: float = typer.Option(None, "--seconds", help="Stop after this many seconds."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No status line."),
 ) -> None:
@@ -153,10 +218,15 @@ def serve_command(
     cfg = build_config(
         config, demo, synthetic, calibration, unit_scale, video, images, device, fps, loop, fast,
         model, backend, threads, frames_endpoint, poses_endpoint, no_filter, include_2d, seed, refiner=refiner,
+        live_render=live_render,
     )  # fmt: skip
 
     def started(p) -> None:
-        cams = ", ".join(f"{s['camera']} ({s['kind']})" for s in p.sources)
+        kinds = {_kind(s) for s in p.sources}
+        if len(kinds) == 1:  # e.g. "a, b, c, d (synthetic, 300-frame loop, pre-rendered)"
+            cams = ", ".join(s["camera"] for s in p.sources) + f" ({kinds.pop()})"
+        else:
+            cams = ", ".join(f"{s['camera']} ({_kind(s)})" for s in p.sources)
         print(f"handstream serve: {len(p.sources)} cameras: {cams}; {p.fps:g} fps", file=sys.stderr)
         print(
             f"handstream serve: poses on {cfg.endpoints.poses} "
@@ -164,7 +234,8 @@ def serve_command(
             file=sys.stderr,
         )
 
-    code = serve(cfg, seconds=seconds, on_status=_status_printer(quiet), on_start=started)
+    with _RenderProgress(quiet) as progress:
+        code = serve(cfg, seconds=seconds, on_status=_status_printer(quiet), on_start=started, progress=progress)
     if not quiet and sys.stderr.isatty():
         sys.stderr.write("\n")
     raise typer.Exit(code)

@@ -3,7 +3,8 @@
 ::
 
     plan(config)            everything checked before a process starts: rig, sources, videos vs calibration,
-                            model + manifest, endpoints (one clear line per problem)
+                            model + manifest, endpoints (one clear line per problem); then the synthetic
+                            cameras' loops rendered once (cached on disk; handstream.capture.material)
     Supervisor(plan).run()  engine process + one capture process per camera (``python -m handstream.engine``
                             / ``python -m handstream.capture``, arguments as JSON on stdin); restarts a
                             process that dies, with exponential backoff; prints a live status line from the
@@ -25,7 +26,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -34,6 +35,9 @@ from handstream.errors import HandstreamError
 from handstream.geometry import Rig
 from handstream.transport.pubsub import PoseSubscriber
 from handstream.transport.wire import PoseMessage, StatusMessage
+
+if TYPE_CHECKING:
+    from handstream.capture.material import Progress
 
 STOP_GRACE_S = 1.5  # SIGTERM, then SIGKILL after this: everything is gone within 2 s
 ENGINE_GIVE_UP = 5  # consecutive engine failures, each within its first seconds, before serve gives up
@@ -48,7 +52,7 @@ class Plan:
         rig: the cameras (metres).
         preset: the synthetic preset name, when the rig is one.
         sources: one resolved source spec per capture process (``SourceConfig`` as a dict, camera named,
-            paths absolute).
+            paths absolute; a cached synthetic source has ``loop_dir``, its rendered loop).
         fps: nominal camera rate (for the sync tolerance and the status line).
         epoch_ns: shared time origin of playback and synthetic sources.
     """
@@ -122,8 +126,25 @@ def _check_source(spec: dict[str, Any], rig: Rig, where: str) -> float | None:
     return fps
 
 
-def plan(config: ServeConfig) -> Plan:
-    """Check everything a start needs and resolve the sources (see :class:`Plan`)."""
+def _render_loops(preset: str, specs: list[dict[str, Any]], progress) -> None:
+    """Give each cached synthetic source its camera's loop (``loop_dir``), rendering what is not cached."""
+    from handstream.capture.material import synthetic_loops
+    from handstream.capture.sources import synthetic_preset
+
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for spec in specs:
+        if spec["kind"] == "synthetic" and spec["render"] == "cached":
+            groups.setdefault((spec["seed"], spec["fps"], spec["loop_frames"]), []).append(spec)
+    for (seed, fps, frames), group in groups.items():
+        cameras = [s["camera"] for s in group]
+        folders = synthetic_loops(synthetic_preset(preset, fps), cameras, seed, frames, progress=progress)
+        for s in group:
+            s["loop_dir"] = str(folders[s["camera"]])
+
+
+def plan(config: ServeConfig, *, progress: Progress | None = None) -> Plan:
+    """Check everything a start needs and resolve the sources (see :class:`Plan`); last, render the loops
+    of cached synthetic cameras that are not cached yet (``progress`` hears how it goes; seconds, once)."""
     rig, preset, preset_fps = _load_rig(config)
     specs = [asdict(s) for s in config.sources]
     if not specs:
@@ -186,6 +207,8 @@ def plan(config: ServeConfig) -> Plan:
         )
     curve_config(config.endpoints.curve_dir)
     fps = config.engine.fps or (min(fps_seen) if fps_seen else 30.0)
+    if preset is not None:
+        _render_loops(preset, specs, progress)
     return Plan(config, rig, preset, specs, float(fps))
 
 
@@ -399,10 +422,19 @@ def serve(
     seconds: float | None = None,
     on_status: Callable[[str], None] | None = None,
     on_start: Callable[[Plan], None] | None = None,
+    progress: Progress | None = None,
 ) -> int:
     """Plan, start and supervise the system until SIGINT/SIGTERM (or ``seconds``); returns the exit code.
-    ``on_start(plan)`` is called once everything has been checked, before any process starts."""
-    p = plan(config)
+    ``on_start(plan)`` is called once everything has been checked, before any process starts; ``progress``
+    hears how the render of synthetic loops goes (:func:`plan`)."""
+    def interrupt(*_) -> None:
+        raise KeyboardInterrupt
+
+    before = signal.signal(signal.SIGTERM, interrupt)  # while plan() renders: stop it, clean up after it
+    try:
+        p = plan(config, progress=progress)
+    finally:
+        signal.signal(signal.SIGTERM, before)
     if on_start is not None:
         on_start(p)
     sup = Supervisor(p, on_status=on_status, seconds=seconds)

@@ -5,6 +5,8 @@
   it is absent.
 * ``@pytest.mark.needs_shared_data``: the same skip for tests that do not take the fixture.
 * ``@pytest.mark.needs_cuda``: skipped unless torch sees a CUDA GPU and handstream._cuda is built.
+* Tests never write to the user's cache: ``HANDSTREAM_CACHE`` points to a folder of the session (the
+  synthetic loops ``serve`` renders, the training cache); processes the tests start inherit it.
 """
 
 from __future__ import annotations
@@ -56,6 +58,17 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         reason = cuda_skip_reason()
         if reason:
             pytest.skip(reason)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _session_cache(tmp_path_factory):
+    old = os.environ.get("HANDSTREAM_CACHE")
+    os.environ["HANDSTREAM_CACHE"] = str(tmp_path_factory.mktemp("handstream-cache"))
+    yield
+    if old is None:
+        os.environ.pop("HANDSTREAM_CACHE", None)
+    else:
+        os.environ["HANDSTREAM_CACHE"] = old
 
 
 @pytest.fixture(scope="session")

@@ -214,6 +214,7 @@ def test_bad_config_and_calibration_give_one_line_and_exit_2(tmp_path, random_mo
         ["serve", "--synthetic", "nonsense", "--model", str(random_model)],
         ["serve", "--demo", "--model", str(tmp_path / "missing.onnx")],
         ["serve", "--demo", "--frames-endpoint", "tcp://0.0.0.0:5999", "--model", str(random_model)],
+        ["serve", "--calibration", str(calib), "--video", "a.mp4", "--video", "b.mp4", "--live-render"],
     ]
     for args in cases:
         r = subprocess.run([sys.executable, "-m", "handstream.cli", *args], capture_output=True, text=True, timeout=60)
@@ -221,6 +222,27 @@ def test_bad_config_and_calibration_give_one_line_and_exit_2(tmp_path, random_mo
         assert r.returncode == 2, (args, r.stderr)
         assert len(lines) == 1 and lines[0].startswith("handstream: error:"), (args, r.stderr)
         assert "Traceback" not in r.stderr
+
+
+def test_plan_renders_the_synthetic_loop_once_and_live_render_skips_it(random_model):
+    from handstream.cli_serve import build_config
+    from handstream.config import SourceConfig
+
+    cfg = config(random_model)  # stereo: 2 cameras
+    cfg.sources = [SourceConfig(kind="synthetic", seed=5, loop_frames=8) for _ in range(2)]
+    calls: list[tuple[int, int]] = []
+    first = plan(cfg, progress=lambda done, total, what: calls.append((done, total)))
+    assert calls[-1] == (16, 16) and all(s["render"] == "cached" for s in first.sources)
+    for s in first.sources:
+        assert len(list(Path(s["loop_dir"]).glob("0*.p?m"))) == 8  # stereo is RGB: .ppm
+    calls.clear()
+    again = plan(cfg, progress=lambda done, total, what: calls.append((done, total)))
+    assert calls == [] and [s["loop_dir"] for s in again.sources] == [s["loop_dir"] for s in first.sources]
+
+    live = build_config(None, False, "stereo", None, None, [], [], [], None, False, False, random_model, None, 1,
+                        None, None, False, False, 0, live_render=True)  # fmt: skip
+    p = plan(live, progress=lambda *a: calls.append(a))
+    assert calls == [] and all(s["render"] == "live" and "loop_dir" not in s for s in p.sources)
 
 
 def _children_of(pid: int) -> list[int]:

@@ -1,6 +1,6 @@
 """The live system with the shipped model: poses from real processes match the synthetic ground truth.
 
-The synthetic captures render frame ``n`` of a seeded scene at ``epoch + n / fps``; the test recovers
+The synthetic captures play frame ``n`` of a seeded scene's loop at ``epoch + n / fps``; the test recovers
 ``n`` from each pose's capture time and compares the published joints with the scene's true joints.
 Thresholds are what the estimator allows (its 4-view MPJPE on the headset4 test split is in
 training/records/handstream-default/), with room for tracking transitions and frames with few views.
@@ -39,7 +39,8 @@ def test_live_poses_match_ground_truth():
     with Running(cfg) as run:
         plan = run.sup.plan
         period = 1e9 / plan.fps
-        gen = SynthGenerator(get_preset("headset4"), 0, sequence_length=None, motion_blur=False)
+        loop = plan.sources[0]["loop_frames"] or None  # the demo plays a seamless loop of this many frames
+        gen = SynthGenerator(get_preset("headset4"), 0, sequence_length=None, motion_blur=False, loop_frames=loop)
         sub = PoseSubscriber(cfg.endpoints.poses)
         errors, tracked, total = [], 0, 0
         try:

@@ -4,7 +4,8 @@ Every source yields :class:`Frame` objects (image, capture time, sequence number
 says how its clock works:
 
 * ``realtime`` sources pace frames on the wall clock and stamp ``time.time_ns()`` at capture (a device),
-  or at the instant the frame was due (synthetic cameras, video/image playback). Playback sources share an
+  or at the instant the frame was due (synthetic cameras, video/image playback; a synthetic camera plays
+  its pre-rendered loop as an image folder, or renders live). Playback sources share an
   *epoch* (set by ``handstream serve``), so frame ``n`` of every camera is stamped ``epoch + n / fps``:
   the cameras of a recording or of a synthetic rig stay synchronized, even across a restart.
 * non-realtime sources (video/images with ``realtime=False``) read as fast as the engine takes them and
@@ -64,28 +65,36 @@ class Source(Protocol):
 
 
 class SyntheticCameraSource:
-    """One camera of a synthetic rig preset. All cameras of the preset built with the same seed and epoch
-    render the same hands at the same instants, so separate processes stay synchronized.
+    """One camera of a synthetic rig preset, rendered live. All cameras of the preset built with the same
+    seed, loop and epoch render the same hands at the same instants, so separate processes stay synchronized.
 
     Args:
-        preset: preset name (``stereo``, ``headset4``, ``random-<seed>``).
+        preset: preset name (``stereo``, ``headset4``, ``random-<seed>``) or a
+            :class:`~handstream.synth.rigs.RigPreset`.
         camera: camera name or index in the preset.
         seed: scene seed (shared by the rig's cameras).
         fps: frame rate (None: the preset's).
         epoch_ns: shared time origin (None: now).
+        loop_frames: render the seamless loop of this many frames (frame ``n`` shows loop frame ``n % N``,
+            the images a cached loop holds: :func:`handstream.capture.material.synthetic_loops`); None: the
+            endless stream.
     """
 
     def __init__(
-        self, preset: str, camera: str | int, seed: int = 0, fps: float | None = None, epoch_ns: int | None = None
+        self,
+        preset,
+        camera: str | int,
+        seed: int = 0,
+        fps: float | None = None,
+        epoch_ns: int | None = None,
+        *,
+        loop_frames: int | None = None,
     ):
-        from handstream.synth.generator import SynthGenerator
-        from handstream.synth.rigs import get_preset
+        from handstream.synth.generator import camera_generator
 
-        full = get_preset(preset, fps=fps)
-        index = full.rig.index(camera)
-        self.camera = full.rig.names[index]
-        one = dataclasses.replace(full, rig=full.rig.subset([index]))
-        self.generator = SynthGenerator(one, seed, sequence_length=None, motion_blur=False)
+        full = synthetic_preset(preset, fps)
+        self.camera = full.rig.names[full.rig.index(camera)]
+        self.generator = camera_generator(full, self.camera, seed, loop_frames=loop_frames)
         self.generator.frame(0)  # warm up (ray grid, scene) before the first timed frame
         self._pace = FramePacer(full.fps, epoch_ns, True)
         self.fps, self.realtime = full.fps, True
@@ -104,6 +113,15 @@ class SyntheticCameraSource:
 
     def close(self) -> None:
         pass
+
+
+def synthetic_preset(preset, fps: float | None = None):
+    """A :class:`~handstream.synth.rigs.RigPreset` from a name or a preset, at ``fps`` (None: its own)."""
+    from handstream.synth.rigs import RigPreset, get_preset
+
+    if isinstance(preset, RigPreset):
+        return preset if fps is None else dataclasses.replace(preset, fps=float(fps))
+    return get_preset(preset, fps=fps)
 
 
 class VideoSource:
@@ -311,19 +329,37 @@ class DeviceSource:
         self._cap.release()
 
 
-def open_source(spec: dict[str, Any], *, preset: str | None = None, epoch_ns: int | None = None) -> Source:
+def open_source(spec: dict[str, Any], *, preset=None, epoch_ns: int | None = None) -> Source:
     """Build a source from a :class:`handstream.config.SourceConfig` as a dict (paths already resolved).
+
+    A ``synthetic`` source with ``render = "cached"`` plays its camera's pre-rendered loop, the folder
+    ``loop_dir`` that :func:`handstream.serve.plan` puts in the spec
+    (:func:`handstream.capture.material.synthetic_loops`), as a looping, paced :class:`ImageFolderSource`;
+    with ``render = "live"`` it renders the same frames (:class:`SyntheticCameraSource`; ``loop_frames = 0``:
+    the endless stream).
 
     Args:
         spec: ``kind``, ``camera`` and the kind's keys.
-        preset: the rig preset, for ``synthetic`` sources.
+        preset: the rig preset (a name or a :class:`~handstream.synth.rigs.RigPreset`), for synthetic sources.
         epoch_ns: the shared time origin of playback and synthetic sources.
     """
     kind, camera = spec["kind"], spec["camera"]
     if kind == "synthetic":
         if preset is None:
             raise HandstreamError("a synthetic source needs a rig preset (rig.preset)")
-        return SyntheticCameraSource(preset, camera, spec.get("seed", 0), spec.get("fps"), epoch_ns)
+        loop = spec.get("loop_frames", 0) or None
+        if spec.get("render", "live") == "cached":
+            if not spec.get("loop_dir"):
+                raise HandstreamError(
+                    f"camera {camera}: a cached synthetic source needs its rendered loop (loop_dir, made by "
+                    'handstream serve); render = "live" renders in the capture instead'
+                )
+            fps = spec.get("fps") or synthetic_preset(preset).fps
+            src = ImageFolderSource(spec["loop_dir"], camera, fps, realtime=True, loop=True, epoch_ns=epoch_ns)
+            if loop is not None and len(src.files) != loop:
+                raise HandstreamError(f"{spec['loop_dir']}: {len(src.files)} frames, expected a loop of {loop}")
+            return src
+        return SyntheticCameraSource(preset, camera, spec.get("seed", 0), spec.get("fps"), epoch_ns, loop_frames=loop)
     if kind == "video":
         return VideoSource(
             spec["path"],
