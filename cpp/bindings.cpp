@@ -12,8 +12,10 @@
 
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "decode/decode.h"
+#include "resample/resample.h"
 #include "triangulate/triangulate.h"
 
 #ifdef HS_WITH_CUDA
@@ -91,6 +93,50 @@ py::tuple triangulate(f64 points_2d, std::optional<f64> conf, f64 projections, i
   return py::make_tuple(points, err, inliers, n_views);
 }
 
+using u8 = py::array_t<uint8_t, py::array::c_style>;
+using i64 = py::array_t<int64_t, py::array::c_style | py::array::forcecast>;
+
+void resample_crops(const std::vector<u8>& images, i64 source, f64 lens, f64 rotation, f64 crop, int W, int H,
+                    py::array out) {
+  const int S = (int)images.size();
+  require(source.ndim() == 1, "source must be (N,)");
+  const int64_t N = source.shape(0);
+  require(lens.ndim() == 2 && lens.shape(0) == N && lens.shape(1) == hs::resample::kLensSize, "lens must be (N, 14)");
+  require(rotation.ndim() == 3 && rotation.shape(0) == N && rotation.shape(1) == 3 && rotation.shape(2) == 3,
+          "rotation must be (N, 3, 3)");
+  require(crop.ndim() == 2 && crop.shape(0) == N && crop.shape(1) == hs::resample::kCropSize, "crop must be (N, 3)");
+  require(W > 0 && H > 0, "out_size must be positive");
+  // out is written in place (the caller's reused buffer), so it must not be a converted copy.
+  require(out.dtype().is(py::dtype::of<float>()) && (out.flags() & py::array::c_style) && out.writeable() &&
+              out.ndim() == 3 && out.shape(0) == N && out.shape(1) == H && out.shape(2) == W,
+          "out must be a writeable C-contiguous float32 (N, H, W) array");
+  std::vector<const uint8_t*> ptrs(S);
+  std::vector<int64_t> sizes(2 * (size_t)S);
+  for (int s = 0; s < S; ++s) {
+    require(images[s].ndim() == 2 && images[s].shape(0) > 0 && images[s].shape(1) > 0 &&
+                images[s].shape(0) < INT32_MAX && images[s].shape(1) < INT32_MAX,
+            "images must be (h, w) uint8 with h, w > 0");
+    ptrs[s] = images[s].data();
+    sizes[2 * s] = images[s].shape(1);
+    sizes[2 * s + 1] = images[s].shape(0);
+  }
+  const int64_t* src = source.data();
+  const double* L = lens.data();
+  for (int64_t n = 0; n < N; ++n) {
+    require(src[n] >= 0 && src[n] < S, "source indices must be in [0, S)");
+    const double m = L[n * hs::resample::kLensSize];
+    require(m == hs::resample::kPinhole || m == hs::resample::kOpencv || m == hs::resample::kFisheye,
+            "lens model must be 0 (pinhole), 1 (opencv) or 2 (fisheye)");
+  }
+  const double* R = rotation.data();
+  const double* C = crop.data();
+  float* dst = static_cast<float*>(out.mutable_data());
+  {
+    py::gil_scoped_release nogil;
+    hs::resample_crops_cpu(S, ptrs.data(), sizes.data(), N, src, L, R, C, W, H, dst);
+  }
+}
+
 #else  // HS_WITH_CUDA
 
 template <typename T>
@@ -118,6 +164,16 @@ void triangulate(int V, int64_t P, uintptr_t points_2d, uintptr_t conf, uintptr_
                        ptr<int32_t>(n_views), ptr<void>(stream));
 }
 
+void resample_crops(int n_images, uintptr_t images, uintptr_t sizes, int64_t n_crops, uintptr_t source,
+                    uintptr_t lens, uintptr_t rotation, uintptr_t crop, int W, int H, uintptr_t out,
+                    uintptr_t stream) {
+  require(n_images >= 0 && n_crops >= 0 && W > 0 && H > 0, "resample_crops: negative count or empty out_size");
+  py::gil_scoped_release nogil;
+  hs::resample_crops_cuda(n_images, ptr<const uint8_t* const>(images), ptr<const int64_t>(sizes), n_crops,
+                          ptr<const int64_t>(source), ptr<const double>(lens), ptr<const double>(rotation),
+                          ptr<const double>(crop), W, H, ptr<float>(out), ptr<void>(stream));
+}
+
 int device_count() {
   int n = 0;
   if (cudaGetDeviceCount(&n) != cudaSuccess) {
@@ -137,6 +193,8 @@ PYBIND11_MODULE(_C, m) {
   m.def("decode_heatmaps", &decode_heatmaps, "heatmaps"_a, "refine"_a, "sigma"_a);
   m.def("triangulate", &triangulate, "points_2d"_a, "conf"_a, "projections"_a, "method"_a, "threshold_px"_a,
         "min_views"_a, "refine_iters"_a);
+  m.def("resample_crops", &resample_crops, "images"_a, "source"_a, "lens"_a, "rotation"_a, "crop"_a, "W"_a, "H"_a,
+        "out"_a);
   m.attr("MAX_VIEWS") = hs::tri::kMaxViews;
 }
 #else
@@ -147,6 +205,8 @@ PYBIND11_MODULE(_cuda, m) {
   m.def("triangulate", &triangulate, "V"_a, "P"_a, "points_2d"_a, "conf"_a, "projections"_a, "method"_a,
         "threshold_px"_a, "min_views"_a, "refine_iters"_a, "points"_a, "reproj_error"_a, "inliers"_a, "n_views"_a,
         "stream"_a);
+  m.def("resample_crops", &resample_crops, "n_images"_a, "images"_a, "sizes"_a, "n_crops"_a, "source"_a, "lens"_a,
+        "rotation"_a, "crop"_a, "W"_a, "H"_a, "out"_a, "stream"_a);
   m.def("device_count", &device_count, "number of usable CUDA devices (0 without a driver)");
   m.attr("MAX_VIEWS") = hs::tri::kMaxViews;
 }

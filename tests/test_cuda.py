@@ -1,5 +1,7 @@
 """CUDA kernels (handstream._cuda) against the NumPy references; skipped without a GPU.
 
+(resample_crops on CUDA is tested with its CPU tests, in tests/test_resample.py.)
+
 The first tests run everywhere the module was built: a call on a machine without a usable GPU must
 raise a clear error, never crash the interpreter.
 """
@@ -29,6 +31,8 @@ def test_call_without_a_device_raises_a_clear_error():
         cuda_module.decode_heatmaps(0, 4, 8, 8, 2, 2.0, 0, 0, 0)
     with pytest.raises(RuntimeError, match="no usable CUDA device"):
         cuda_module.triangulate(2, 5, 0, 0, 0, 1, 10.0, 2, 0, 0, 0, 0, 0, 0)
+    with pytest.raises(RuntimeError, match="no usable CUDA device"):
+        cuda_module.resample_crops(1, 0, 0, 4, 0, 0, 0, 0, 16, 16, 0, 0)
 
 
 def test_cuda_tensor_without_the_module_is_a_user_error(monkeypatch):

@@ -1,8 +1,9 @@
 """Slow, obvious NumPy references of the native kernels: the truth the C++ and CUDA code are tested against.
 
 Every function here mirrors the contract and the arithmetic of the kernel of the same name
-(``cpp/include/handstream/decode_math.h``, ``cpp/include/handstream/triangulate_math.h``), written
-for reading rather than speed. Shapes use the legend of :mod:`handstream.ops`.
+(``cpp/include/handstream/decode_math.h``, ``cpp/include/handstream/triangulate_math.h``,
+``cpp/include/handstream/resample_math.h``), written for reading rather than speed. Shapes use the
+legend of :mod:`handstream.ops`.
 """
 
 from __future__ import annotations
@@ -233,3 +234,79 @@ def triangulate(points_2d, projections, conf=None, *, method="dlt", threshold_px
         X, e, used, n = triangulate_point(xy_all[:, p], w_all[:, p], P, method, threshold_px, min_views, iters)
         points[p], errors[p], inliers[:, p], n_views[p] = X, e, used, n
     return points, errors, inliers, n_views
+
+
+# ---------------------------------------------------------------------------------------------------
+# resample_crops
+# ---------------------------------------------------------------------------------------------------
+def lens_distort(lens: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Lens distortion of normalized coordinates ``x, y`` (any shape) by a (14,) lens row ->
+    distorted normalized ``xd, yd`` (the formulas of :mod:`handstream.geometry.camera`)."""
+    model, d = int(lens[0]), lens[6:]
+    if model == 0:  # pinhole
+        return x, y
+    if model == 1:  # opencv: rational radial k1 k2 k3 / k4 k5 k6, tangential p1 p2
+        k1, k2, p1, p2, k3, k4, k5, k6 = d
+        r2 = x * x + y * y
+        g = (1 + k1 * r2 + k2 * r2**2 + k3 * r2**3) / (1 + k4 * r2 + k5 * r2**2 + k6 * r2**3)
+        xd = x * g + 2 * p1 * x * y + p2 * (r2 + 2 * x * x)
+        yd = y * g + p1 * (r2 + 2 * y * y) + 2 * p2 * x * y
+        return xd, yd
+    if model == 2:  # fisheye (equidistant): theta_d = theta (1 + k1 theta^2 + ... + k4 theta^8)
+        k1, k2, k3, k4 = d[:4]
+        r = np.sqrt(x * x + y * y)
+        theta = np.arctan(r)
+        theta_d = theta * (1 + k1 * theta**2 + k2 * theta**4 + k3 * theta**6 + k4 * theta**8)
+        small = r <= 1e-8  # OpenCV's guard on the axis
+        scale = np.where(small, 1.0, theta_d / np.where(small, 1.0, r))
+        return x * scale, y * scale
+    raise ValueError(f"unknown lens model {model}")
+
+
+def bilinear_zero_border(image: np.ndarray, px: np.ndarray, py: np.ndarray) -> np.ndarray:
+    """Sample a (h, w) image at pixels ``px, py`` (pixel centres at integers) bilinearly, neighbours outside
+    the image counting as 0 (cv2.remap with BORDER_CONSTANT 0); NaN coordinates give 0. float64 in [0, 255]."""
+    h, w = image.shape
+    img = image.astype(np.float64)
+    inside = (px > -1) & (px < w) & (py > -1) & (py < h)  # False for NaN as well
+    px, py = np.where(inside, px, 0.0), np.where(inside, py, 0.0)
+    x0, y0 = np.floor(px), np.floor(py)
+    ax, ay = px - x0, py - y0
+    x0, y0 = x0.astype(np.int64), y0.astype(np.int64)
+
+    def at(xi: np.ndarray, yi: np.ndarray) -> np.ndarray:
+        ok = (xi >= 0) & (xi < w) & (yi >= 0) & (yi < h)
+        return np.where(ok, img[np.clip(yi, 0, h - 1), np.clip(xi, 0, w - 1)], 0.0)
+
+    top = (1 - ax) * at(x0, y0) + ax * at(x0 + 1, y0)
+    bottom = (1 - ax) * at(x0, y0 + 1) + ax * at(x0 + 1, y0 + 1)
+    return np.where(inside, (1 - ay) * top + ay * bottom, 0.0)
+
+
+def resample_crops(images, source, lens, rotation, crop, out_size) -> np.ndarray:
+    """Reference of :func:`handstream.ops.resample_crops` (NumPy frames only, no ``out``).
+
+    images: S frames (h_s, w_s) uint8; source (N,); lens (N, 14); rotation (N, 3, 3); crop (N, 3) = f, ccx,
+    ccy; out_size (W, H) -> (N, H, W) float32, value / 255.
+    """
+    W, H = int(out_size[0]), int(out_size[1])
+    n = len(source)
+    out = np.zeros((n, H, W), np.float32)
+    v, u = np.mgrid[0:H, 0:W].astype(np.float64)
+    for i in range(n):
+        L, R = np.asarray(lens[i], np.float64), np.asarray(rotation[i], np.float64)
+        f, ccx, ccy = np.asarray(crop[i], np.float64)
+        # the ray of each crop pixel, crop frame -> real camera frame
+        rc = np.stack([(u - ccx) / f, (v - ccy) / f, np.ones_like(u)], axis=-1)
+        r = rc @ R.T
+        front = r[..., 2] > 0
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            x = np.where(front, r[..., 0] / np.where(front, r[..., 2], 1.0), np.nan)
+            y = np.where(front, r[..., 1] / np.where(front, r[..., 2], 1.0), np.nan)
+            xd, yd = lens_distort(L, x, y)
+            fx, fy, cx, cy, skew = L[1:6]
+            px = fx * xd + skew * yd + cx
+            py = fy * yd + cy
+        value = bilinear_zero_border(np.asarray(images[int(source[i])]), px, py)
+        out[i] = (value / 255.0).astype(np.float32)
+    return out
