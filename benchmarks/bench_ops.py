@@ -19,6 +19,13 @@ Rows (peer / handstream = speed-up; the targets are the project's, see benchmark
   data is shown for contrast.
 - decode_heatmaps: C++ vs the NumPy reference ``handstream.ops.reference.decode_heatmaps``, for "dark"
   (target >= 20x, and both must find the peaks equally well), "quadratic" and None.
+- resample_crops: 4 perspective crops 128x128 (one hand per view, the engine's crop rule
+  ``geometry.crop_camera.hand_crop``) from four 640x480 frames of fisheye cameras (the rig's poses,
+  f 0.6x the rig's, k1..k4 of a real lens) vs ``cv2.remap`` with maps built per crop every frame: in NumPy
+  (``Camera.distort``), and with OpenCV's own C++ ``cv2.fisheye.initUndistortRectifyMap``; and vs remap
+  alone with prebuilt fixed-point maps (``cv2.convertMaps``), what a static crop would cost. Every variant
+  returns float32 in [0, 1]; the error is the mean |difference| to the float64 NumPy reference, in grey
+  levels (remap rounds coordinates to 1/32 px and its output to uint8). No target: reference figures.
 
 Timings are per call (time.perf_counter_ns around each call, after warm-up, garbage collector off
 while timing), reported as median and 90th percentile in microseconds. The exit code is 0 whether
@@ -51,6 +58,9 @@ N_JOINTS = 21
 N_POINTS = N_HANDS * N_JOINTS
 IMAGE_SIZE = (640, 480)  # (width, height)
 CROP_PX = 256  # the estimator's input crop; the heatmap stride is CROP_PX / heatmap size
+RESAMPLE_PX = 128  # resample_crops: the crop network's input (W = H)
+RESAMPLE_MARGIN = 1.3  # the crop's side / the hand's extent
+FISHEYE_SCALE = 0.6  # fisheye focal length / the rig's pinhole focal length (a wider field of view)
 
 TARGET_TRIANGULATE = 100.0
 TARGET_RANSAC = 1000.0
@@ -245,6 +255,99 @@ def make_frames(
             )
         )
     return frames
+
+
+@dataclass
+class CropSet:
+    """One frame's resample_crops call: 4 frames, one crop per view (hand v % 2), and the peers' inputs."""
+
+    images: list[np.ndarray]  # V frames (480, 640) uint8
+    cameras: list[Any]  # V handstream.geometry.Camera (fisheye)
+    source: np.ndarray  # (N,) view of each crop
+    lens: np.ndarray  # (N, 14)
+    rotation: np.ndarray  # (N, 3, 3) crop frame -> camera frame
+    crop: np.ndarray  # (N, 3) f, ccx, ccy
+
+
+def make_textures(rng: np.random.Generator, n: int) -> list[np.ndarray]:
+    """Frames (480, 640) uint8 with structure at several scales (blurred noise octaves), not flat noise."""
+    w, h = IMAGE_SIZE
+    out = []
+    for _ in range(n):
+        img = sum(cv2.GaussianBlur(rng.normal(size=(h, w)), (0, 0), s) * s for s in (1.0, 3.0, 9.0))
+        img = (img - img.min()) / (img.max() - img.min())
+        out.append(np.ascontiguousarray(np.round(255 * img), dtype=np.uint8))
+    return out
+
+
+def make_crop_sets(rng: np.random.Generator, rig: Rig, frames: list[Frame], textures: list[list[np.ndarray]]):
+    from handstream.geometry import Camera
+    from handstream.geometry.crop_camera import hand_crop
+
+    cameras = []
+    for v in range(N_VIEWS):
+        K = rig.K[v].copy()
+        K[:2, :2] *= FISHEYE_SCALE
+        dist = [rng.uniform(0.0, 0.05), rng.uniform(-0.02, 0.0), rng.uniform(0.0, 0.01), rng.uniform(-3e-3, 0.0)]
+        cameras.append(Camera(f"cam{v}", IMAGE_SIZE, K, dist, model="fisheye", R=rig.R[v], t=rig.t[v]))
+    sets = []
+    for i, frame in enumerate(frames):
+        rows = []
+        for v, cam in enumerate(cameras):
+            hand = frame.points_3d[(v % N_HANDS) * N_JOINTS : (v % N_HANDS + 1) * N_JOINTS]
+            c = hand_crop(cam, hand, (RESAMPLE_PX, RESAMPLE_PX), RESAMPLE_MARGIN)
+            lens, crop = c.lens_and_crop()
+            rows.append((v, lens, c.rotation, crop))
+        sets.append(
+            CropSet(
+                images=textures[i % len(textures)],
+                cameras=cameras,
+                source=np.array([r[0] for r in rows], np.int64),
+                lens=np.array([r[1] for r in rows]),
+                rotation=np.array([r[2] for r in rows]),
+                crop=np.array([r[3] for r in rows]),
+            )
+        )
+    return sets
+
+
+def crop_pixels() -> tuple[np.ndarray, np.ndarray]:
+    """(H, W) float64 column and row indices of a crop (constant: a peer keeps them between frames)."""
+    v, u = np.mgrid[0:RESAMPLE_PX, 0:RESAMPLE_PX].astype(np.float64)
+    return u, v
+
+
+def numpy_maps(camera: Any, rotation: np.ndarray, crop: np.ndarray, grid) -> tuple[np.ndarray, np.ndarray]:
+    """float32 (H, W) remap maps of one crop built in NumPy through ``Camera.distort`` (-1e6: behind)."""
+    u, v = grid
+    f, ccx, ccy = crop
+    rays = np.stack([(u - ccx) / f, (v - ccy) / f, np.ones_like(u)], axis=-1) @ rotation.T
+    front = rays[..., 2] > 0
+    maps = np.full(rays.shape[:-1] + (2,), -1e6)
+    maps[front] = camera.distort(rays[front][:, :2] / rays[front][:, 2:])
+    return maps[..., 0].astype(np.float32), maps[..., 1].astype(np.float32)
+
+
+def opencv_maps(camera: Any, rotation: np.ndarray, crop: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The same maps from OpenCV's C++ fisheye code: the crop is a rectified camera (R = rotation^T, P = K)."""
+    f, ccx, ccy = crop
+    P = np.array([[f, 0.0, ccx], [0.0, f, ccy], [0.0, 0.0, 1.0]])
+    size = (RESAMPLE_PX, RESAMPLE_PX)
+    return cv2.fisheye.initUndistortRectifyMap(camera.K, camera.dist, rotation.T, P, size, cv2.CV_32FC1)
+
+
+def remap_into(out: np.ndarray, images: list[np.ndarray], source: np.ndarray, maps: list[tuple]) -> np.ndarray:
+    """cv2.remap (bilinear, zero border) of each crop, then /255 into the float32 (N, H, W) buffer."""
+    for i, (m1, m2) in enumerate(maps):
+        dst = cv2.remap(images[source[i]], m1, m2, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        np.multiply(dst, np.float32(1 / 255), out=out[i])
+    return out
+
+
+def error_grey(outputs: dict[int, np.ndarray], expected: dict[int, np.ndarray]) -> dict[str, Any]:
+    """Mean and max |output - expected| in grey levels (1/255) over the frames in ``expected``."""
+    d = np.concatenate([np.abs(np.asarray(outputs[i], np.float64) - expected[i]).ravel() for i in expected]) * 255
+    return {"mean_grey": float(d.mean()), "max_grey": float(d.max()), "frames": len(expected)}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -657,6 +760,65 @@ def run(args: argparse.Namespace, log: Callable[[str], None]) -> dict[str, Any]:
             agree,
         )
 
+    # 5. resample_crops against cv2.remap. Every variant writes float32 crops into its own reused buffer.
+    log("resample_crops")
+    crop_sets = make_crop_sets(rng, rig, frames, [make_textures(rng, N_VIEWS) for _ in range(min(F, 4))])
+    n_crops = len(crop_sets[0].source)
+    buffers = [np.empty((n_crops, RESAMPLE_PX, RESAMPLE_PX), np.float32) for _ in range(4)]
+    grid = crop_pixels()
+
+    def hs_resample(cs: CropSet) -> np.ndarray:
+        size = (RESAMPLE_PX, RESAMPLE_PX)
+        return ops.resample_crops(cs.images, cs.source, cs.lens, cs.rotation, cs.crop, size, out=buffers[0])
+
+    def numpy_remap(cs: CropSet) -> np.ndarray:
+        maps = [numpy_maps(cs.cameras[s], cs.rotation[i], cs.crop[i], grid) for i, s in enumerate(cs.source)]
+        return remap_into(buffers[1], cs.images, cs.source, maps)
+
+    def opencv_remap(cs: CropSet) -> np.ndarray:
+        maps = [opencv_maps(cs.cameras[s], cs.rotation[i], cs.crop[i]) for i, s in enumerate(cs.source)]
+        return remap_into(buffers[2], cs.images, cs.source, maps)
+
+    prebuilt = [  # fixed-point maps (CV_16SC2): remap's fastest input
+        [cv2.convertMaps(*opencv_maps(cs.cameras[s], cs.rotation[i], cs.crop[i]), cv2.CV_16SC2) for i, s in src]
+        for cs, src in ((cs, list(enumerate(cs.source))) for cs in crop_sets)
+    ]
+
+    def remap_only(cs: CropSet, maps: list[tuple]) -> np.ndarray:
+        return remap_into(buffers[3], cs.images, cs.source, maps)
+
+    def outputs(fn, inputs) -> dict[int, np.ndarray]:  # untimed calls: the timed ones reuse one buffer
+        return {i: fn(*inputs[i]).copy() for i in ids}
+
+    one = [(cs,) for cs in crop_sets]
+    ids = range(min(F, R, RS, 8))
+    size = (RESAMPLE_PX, RESAMPLE_PX)
+    expected = {
+        i: reference.resample_crops(cs.images, cs.source, cs.lens, cs.rotation, cs.crop, size)
+        for i, cs in enumerate(crop_sets[: len(ids)])
+    }
+    log("  handstream ...")
+    hs = time_calls(hs_resample, one, R, warm_fast, collect)
+    hs_err = error_grey(outputs(hs_resample, one), expected)
+    what = f"{n_crops} crops {RESAMPLE_PX}x{RESAMPLE_PX}, {N_VIEWS} fisheye {IMAGE_SIZE[0]}x{IMAGE_SIZE[1]}"
+    same = "resample_crops (the same)"
+    with_maps = list(zip(crop_sets, prebuilt, strict=True))
+    peers = [
+        ("resample_numpy_maps", f"resample_crops, {what}", "NumPy maps + cv2.remap", numpy_remap, one, RS, warm_slow),
+        ("resample_opencv_maps", same, "cv2.fisheye maps + remap", opencv_remap, one, R, warm_fast),
+        ("resample_remap_only", same, "cv2.remap, prebuilt maps", remap_only, with_maps, R, warm_fast),
+    ]
+    for key, op, name, fn, inputs, repeats, warm in peers:
+        log(f"  {name} ({repeats} calls) ...")
+        peer = time_calls(fn, inputs, repeats, warm, collect)
+        results[key] = row(op, hs, hs_err, name, peer, error_grey(outputs(fn, inputs), expected), None, "grey", None)
+    notes.append(
+        "resample_crops: the peers build their maps every frame (NumPy: Camera.distort; cv2.fisheye."
+        "initUndistortRectifyMap: OpenCV's C++) except 'prebuilt maps' (remap alone, fixed-point maps); "
+        "every variant ends in float32 /255; error: mean (max) |difference| to the float64 NumPy reference, "
+        "grey levels"
+    )
+
     notes.append(
         f"timed calls: handstream and cv2 {R} each ({warm_fast} warm-up); aniposelib triangulate and the "
         f"NumPy reference {RS} each ({warm_slow} warm-up); cycling through {F} random frames"
@@ -711,6 +873,8 @@ def _fmt_err(err: dict | None, unit: str) -> str:
     if unit == "mm":
         text = f"{err['mean_mm']:.2f} mm"
         return text + (f" ({err['failed_points']} NaN)" if err["failed_points"] else "")
+    if unit == "grey":
+        return f"{err['mean_grey']:.3f} grey (max {err['max_grey']:.2f})"
     text = f"{err['mean_px']:.4f} px"
     return text + (f" ({err['failed_maps']} NaN)" if err["failed_maps"] else "")
 
