@@ -97,6 +97,24 @@ def test_hand_crop_min_side_and_refusals():
     assert hand_crop(cam, np.full((21, 3), np.nan), (128, 128), 1.6) is None
 
 
+def test_a_hand_across_the_camera_plane_of_a_wide_fisheye_gets_its_crop():
+    """Some joints behind the real camera's plane (at the side of a fisheye), the hand's centre in front: the crop
+    looks at the hand, every joint in front of it, upright; the joints in front of the camera project where the
+    camera sees them."""
+    cam = Camera("fe", (636, 480), [[190.0, 0, 318], [0, 190.0, 240], [0, 0, 1]], [0.05, -0.01, 0.002, 0.0], "fisheye")
+    rng = np.random.default_rng(2)
+    centre = np.array([0.45, 0.05, 0.015])  # ~88 degrees off-axis
+    X = centre + rng.normal(size=(21, 3)) * 0.03
+    X[9] = X[0] + [0.0, -0.08, 0.0]
+    assert (X[:, 2] <= 0).any() and (X[:, 2] > 0).sum() >= 3
+    crop = hand_crop(cam, X, (128, 128), 1.6)
+    assert crop is not None
+    uv = crop.project(X)
+    assert np.isfinite(uv).all() and uv[0, 1] > uv[9, 1]
+    front = X[:, 2] > 0.02
+    np.testing.assert_allclose(crop.to_frame(uv[front]), cam.project(X[front]), atol=1e-6)
+
+
 def test_look_at_rotation_is_a_rotation_with_fallbacks():
     for fwd, down in [([0, 0, 1], [0, 1, 0]), ([0.3, -0.2, 1], [1, 1, 0]), ([0, 1, 0], [0, 1, 0]), ([0, 0, 1], None)]:
         R = look_at_rotation(np.array(fwd, float), None if down is None else np.array(down, float))

@@ -196,11 +196,14 @@ def hand_crop(
             not magnified beyond what the frame holds).
         up: (from, to) joint indices of the upright direction: wrist (0) -> middle knuckle (9) points up.
     Returns:
-        the :class:`CropCamera`, or None when fewer than 3 joints are finite or the hand is behind the camera.
+        the :class:`CropCamera`, or None when fewer than 3 joints are finite, the hand's centre is behind the
+        camera, or a joint is behind the crop camera. A hand some of whose joints are behind the real camera's
+        plane (at the side of a wide fisheye) still gets its crop: the crop looks at the hand, not along the
+        camera's axis.
     """
     J = np.asarray(joints, np.float64)
     cam_pts = camera.world_to_camera(J[np.isfinite(J).all(axis=-1)])
-    if len(cam_pts) < 3 or not (cam_pts[:, 2] > 0).all():
+    if len(cam_pts) < 3 or not cam_pts.mean(axis=0)[2] > 0:
         return None
     jc = camera.world_to_camera(J)
     down = None
