@@ -180,7 +180,7 @@ def loop_key(preset, camera: str, seed: int, frames: int) -> dict[str, Any]:
         "camera": json.loads(json.dumps(cam.to_dict(), default=_plain)),
         "fps": float(preset.fps),
         "color": preset.color,
-        "workspace": json.loads(json.dumps(ws.__dict__, default=_plain)),
+        "workspace": json.loads(json.dumps(dataclasses.asdict(ws), default=_plain)),
         "seed": int(seed),
         "frames": int(frames),
         "motion_blur": False,
@@ -486,9 +486,12 @@ def synthetic_loops(
 
     def finish(camera: str, size: int) -> None:
         final, tmp = todo[camera], partial[camera]
-        _write_manifest(tmp, keys[camera], size, time.monotonic() - t0)
         if final.exists():
+            if check_loop(final, keys[camera]) is None:  # another serve finished it meanwhile (and may play it)
+                shutil.rmtree(tmp, ignore_errors=True)
+                return
             shutil.rmtree(final, ignore_errors=True)
+        _write_manifest(tmp, keys[camera], size, time.monotonic() - t0)
         try:
             tmp.rename(final)
         except OSError:
