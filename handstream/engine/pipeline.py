@@ -29,6 +29,7 @@ import numpy as np
 
 from handstream.config import EngineConfig, FilterConfig
 from handstream.engine.backends import Backend
+from handstream.engine.estimate import gate, infer_and_decode
 from handstream.engine.hand_check import drop_far_joints
 from handstream.engine.refine import Refiner
 from handstream.engine.smoothing import OneEuroFilter
@@ -129,24 +130,17 @@ class Pipeline:
         if self.manifest.kpe:
             rays = np.stack([ray_angles(self.rig[n], b, self.codec.stride) for n, b in zip(names, boxes, strict=True)])
         t1 = time.perf_counter()
-        heatmaps, presence = self.backend.infer(batch, rays)
+        timings["preprocess"] = (t1 - t0) * 1e3
+        kp_in, conf, presence = infer_and_decode(self.backend, batch, rays, timings)  # (V, H, K, 2) input px
         t2 = time.perf_counter()
-        kp_in, conf = self.codec.decode(heatmaps)  # (V, H, K, 2) input px, (V, H, K)
-        if not isinstance(kp_in, np.ndarray):  # CUDA tensors from the torch backend: only keypoints come back
-            kp_in, conf, presence = kp_in.cpu().numpy(), conf.cpu().numpy(), presence.cpu().numpy()
         keypoints = np.empty(kp_in.shape, np.float64)
         for v, box in enumerate(boxes):
             keypoints[v] = box.to_frame(kp_in[v])
-        presence = np.asarray(presence, np.float32)
-        conf = np.nan_to_num(np.asarray(conf, np.float32), nan=0.0)
-        keep = (conf >= self.cfg.confidence_threshold) & (presence[:, :, None] >= self.cfg.presence_threshold)
-        keep &= np.isfinite(keypoints).all(axis=-1)
+        keep = gate(keypoints, conf, presence, self.cfg.confidence_threshold, self.cfg.presence_threshold)
         conf = np.where(keep, conf, 0.0).astype(np.float32)
         keypoints[~keep] = np.nan
+        timings["decode"] += (time.perf_counter() - t2) * 1e3
         t3 = time.perf_counter()
-        timings["preprocess"] = (t1 - t0) * 1e3
-        timings["infer"] = (t2 - t1) * 1e3
-        timings["decode"] = (t3 - t2) * 1e3
         if self.refiner is not None and refine:
             cams = [self.rig[n] for n in names]
             c = self.cfg

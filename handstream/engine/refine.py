@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from handstream.engine.backends import Backend
+from handstream.engine.estimate import gate, infer_and_decode
 from handstream.errors import HandstreamError
 from handstream.geometry.camera import Camera
 from handstream.models.crop import crop_image, crop_mapping, hand_box, window_side
@@ -98,16 +99,10 @@ class Refiner:
         rays = None
         if self.manifest.kpe:  # each window has its own rays; not cached (they change every frame)
             rays = np.stack([ray_angles(cameras[v], mapping, self.codec.stride, cache=False) for v, _, mapping in jobs])
-        heatmaps, pres = self.backend.infer(batch, rays)
-        kp_in, c = self.codec.decode(heatmaps)  # (J, H, K, 2) window px, (J, H, K)
-        if not isinstance(kp_in, np.ndarray):  # CUDA tensors from the torch backend
-            kp_in, c, pres = kp_in.cpu().numpy(), c.cpu().numpy(), pres.cpu().numpy()
-        c = np.nan_to_num(np.asarray(c, np.float32), nan=0.0)
-        pres = np.asarray(pres, np.float32)
+        kp_in, c, pres = infer_and_decode(self.backend, batch, rays, {})  # (J, H, K, 2) window px, (J, H, K)
         for j, (v, h, mapping) in enumerate(jobs):
             k = mapping.to_frame(kp_in[j, h])
-            keep = (c[j, h] >= confidence_threshold) & np.isfinite(k).all(axis=-1)
-            keep &= pres[j, h] >= presence_threshold
+            keep = gate(k, c[j, h], pres[j, h], confidence_threshold, presence_threshold)
             keypoints[v, h] = np.where(keep[:, None], k, np.nan)
             conf[v, h] = np.where(keep, c[j, h], 0.0)
             presence[v, h] = pres[j, h]

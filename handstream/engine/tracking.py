@@ -39,6 +39,7 @@ import numpy as np
 
 from handstream.engine.backends import Backend
 from handstream.engine.crops import resample
+from handstream.engine.estimate import gate, infer_and_decode
 from handstream.engine.hand_check import drop_far_joints
 from handstream.errors import HandstreamError
 from handstream.geometry.camera import Camera
@@ -223,6 +224,9 @@ class Tracker:
         self.stats = TrackStats()
         self._since_acquire = 10**9
         self.crops: list[tuple[int, str, CropCamera]] = []  # (hand, camera, crop) of the last frame set
+        prepare = getattr(crop_model, "prepare", None)  # torch on CUDA: a CUDA graph per batch size
+        if prepare is not None:
+            prepare(range(1, max_crops + 1))
 
     def reset(self) -> None:
         """Forget every track (e.g. after a gap in the frames)."""
@@ -295,15 +299,7 @@ class Tracker:
         timings["preprocess"] = (t1 - t0) * 1e3
         timings["infer"] = timings["decode"] = 0.0  # no crop, no crop model run
         if jobs:
-            heatmaps, pres = self.backend.infer(batch, rays)
-            t2 = time.perf_counter()
-            kp, conf = self.codec.decode(heatmaps)  # (N, H, K, 2) crop px, (N, H, K)
-            if not isinstance(kp, np.ndarray):  # CUDA tensors from the torch backend
-                kp, conf, pres = kp.cpu().numpy(), conf.cpu().numpy(), pres.cpu().numpy()
-            conf = np.nan_to_num(np.asarray(conf, np.float32), nan=0.0)
-            pres = np.asarray(pres, np.float32)
-            timings["infer"] = (t2 - t1) * 1e3
-            timings["decode"] = (time.perf_counter() - t2) * 1e3
+            kp, conf, pres = infer_and_decode(self.backend, batch, rays, timings)  # (N, H, K, 2) crop px
         t3 = time.perf_counter()
         results = [self._empty(V) for _ in HANDS]
         for h in range(len(HANDS)):
@@ -366,8 +362,7 @@ class Tracker:
         cfg = self.cfg
         pts = np.array(kp[idx, h], np.float64)  # (Vh, K, 2) crop px
         c = np.array(conf[idx, h], np.float64)
-        keep = (c >= cfg.confidence_threshold) & np.isfinite(pts).all(axis=-1)
-        keep &= (pres[idx, h] >= cfg.crop_presence_threshold)[:, None]
+        keep = gate(pts, c, pres[idx, h], cfg.confidence_threshold, cfg.crop_presence_threshold)
         pts[~keep] = np.nan
         c[~keep] = 0.0
         if len(idx) < cfg.min_views:
