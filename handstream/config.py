@@ -61,12 +61,14 @@ RENDER_MODES = ("cached", "live")
 BACKENDS = ("auto", "onnxruntime", "torch", "tensorrt")
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "engines" / "handstream-default.onnx"
 DEFAULT_REFINER = DEFAULT_MODEL.with_name("handstream-refiner.onnx")
+DEFAULT_CROP_MODEL = DEFAULT_MODEL.with_name("handstream-crop.onnx")
 
 
-def default_refiner(model: str | Path | None) -> Path | None:
+def default_refiner(model: str | Path | None, tracking: bool = True) -> Path | None:
     """The refiner that goes with the detector ``model``: the one its manifest names (``handstream adapt``
     pairs an adapted detector with its adapted refiner; None when the manifest says to run without one),
-    else the shipped refiner."""
+    else the shipped one for the engine's path: the crop model of perspective crops (``tracking``, the
+    default) or the window refiner of the detect-every-frame path."""
     from handstream.models.manifest import load_manifest, manifest_path
 
     if model is not None and Path(model).suffix != ".pt" and manifest_path(model).is_file():
@@ -75,16 +77,19 @@ def default_refiner(model: str | Path | None) -> Path | None:
             return None
         if manifest.refiner is not None:
             return manifest_path(model).parent / manifest.refiner
-    return DEFAULT_REFINER
+    return DEFAULT_CROP_MODEL if tracking else DEFAULT_REFINER
 
 
-def refiner_option(value: str, model: str | Path | None = None, where: str = "--refiner") -> Path | None:
+def refiner_option(
+    value: str, model: str | Path | None = None, where: str = "--refiner", tracking: bool = True
+) -> Path | None:
     """The ``--refiner`` option of serve, eval and bench (and ``model.refiner``): ``none`` -> None (no refine
-    stage), ``default`` -> :func:`default_refiner` of the detector ``model``, else that path. Returned
-    absolute; a missing file is a one-line HandstreamError that starts with ``where``."""
+    stage, no tracking), ``default`` -> :func:`default_refiner` of the detector ``model`` for the engine's path
+    (``tracking``), else that path. Returned absolute; a missing file is a one-line HandstreamError that starts
+    with ``where``."""
     if value.lower() == "none":
         return None
-    path = default_refiner(model) if value.lower() == "default" else Path(value)
+    path = default_refiner(model, tracking) if value.lower() == "default" else Path(value)
     if path is None:
         return None
     if not path.exists():

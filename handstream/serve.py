@@ -197,7 +197,8 @@ def plan(config: ServeConfig, *, progress: Progress | None = None) -> Plan:
     value = config.model.refiner or "none"
     if value.lower() not in ("default", "none"):
         value = config.resolve(value)
-    refiner = refiner_option(value, model, where="model.refiner")  # "default": the detector's own, or the shipped one
+    # "default": the detector's own, or the shipped one for the engine's path (crop model / window refiner)
+    refiner = refiner_option(value, model, where="model.refiner", tracking=config.engine.tracking)
     config.model.refiner = str(refiner) if refiner else ""  # what the engine process opens
     # a .pt checkpoint's recipe says what it is when the engine loads it; a manifest says it here
     if refiner is not None and refiner.suffix != ".pt" and load_manifest(refiner)[0].crop is None:

@@ -19,6 +19,9 @@ pytest.importorskip("handstream._C", reason="handstream's compiled kernels are n
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_ops.py"
 
 ROWS = {
+    "resample_numpy_maps",
+    "resample_opencv_maps",
+    "resample_remap_only",
     "triangulate_dlt",
     "triangulate_dlt_2views",
     "triangulate_ransac",

@@ -183,7 +183,7 @@ def test_a_detector_manifest_names_its_refiner(random_model, tmp_path):
     import json
     import shutil
 
-    from handstream.config import DEFAULT_REFINER, ServeConfig, refiner_option
+    from handstream.config import DEFAULT_CROP_MODEL, DEFAULT_REFINER, ServeConfig, refiner_option
     from handstream.models.manifest import load_manifest
     from handstream.serve import plan
 
@@ -194,8 +194,9 @@ def test_a_detector_manifest_names_its_refiner(random_model, tmp_path):
     def name_refiner(**field):
         (tmp_path / "det.onnx.json").write_text(json.dumps(meta | field))
 
-    name_refiner()  # says nothing: the shipped refiner
-    assert refiner_option("default", det) == DEFAULT_REFINER.resolve()
+    name_refiner()  # says nothing: the shipped crop model (tracking), or the shipped window refiner
+    assert refiner_option("default", det) == DEFAULT_CROP_MODEL.resolve()
+    assert refiner_option("default", det, tracking=False) == DEFAULT_REFINER.resolve()
     name_refiner(refiner="")
     assert refiner_option("default", det) is None
     assert refiner_option(str(DEFAULT_REFINER), det) == DEFAULT_REFINER.resolve()  # a path given wins

@@ -223,3 +223,28 @@ def test_engine_config_refuses_fewer_views_per_hand_than_min_views(tmp_path):
     p.write_text('[rig]\npreset = "headset4"\n[engine]\nmax_views_per_hand = 1\n')
     with pytest.raises(HandstreamError, match="engine.max_views_per_hand"):
         load_config(p)
+
+
+def test_a_perspective_crop_model_is_refused_by_the_detect_every_frame_path():
+    from handstream.errors import HandstreamError
+
+    preset = get_preset("headset4")
+    scene = Scene(preset.rig)
+    crop = CropOracle(scene)
+    crop.manifest.crop["camera"] = "perspective"
+    with pytest.raises(HandstreamError, match="crop model of perspective crops"):
+        Pipeline(preset.rig, DetectorOracle(scene), EngineConfig(tracking=False), refiner=crop)
+    Pipeline(preset.rig, DetectorOracle(scene), EngineConfig(), refiner=crop)  # the tracker takes it
+
+
+def test_a_rig_with_one_camera_still_builds_a_pipeline():
+    """A one-view rig cannot triangulate; the tracker is built anyway and reports the hands as not tracked."""
+    preset = get_preset("headset4")
+    rig = preset.rig.subset([0])
+    scene = Scene(rig)
+    crop = CropOracle(scene)
+    pipe = Pipeline(rig, DetectorOracle(scene), EngineConfig(), refiner=crop)
+    crop.tracker = pipe.tracker
+    cam = rig[0]
+    msg = pipe.process({cam.name: np.zeros((cam.height, cam.width), np.uint8)}, 0)
+    assert all(not np.isfinite(h.joints).any() for h in msg.hands)

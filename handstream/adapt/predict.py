@@ -5,6 +5,7 @@ Legend: ``F`` frames, ``V`` views, ``H`` hands (2), ``K`` joints (21).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,6 +81,8 @@ def predict_recording(
     if rig is None:
         raise ValueError("predict_recording needs the cameras' intrinsics: give the recording a rig")
     refine = open_backend(refiner, threads=threads) if refiner else None
+    # the engine's detect stage frame by frame (+ its refine stage): the detect-every-frame path, not tracking
+    engine = dataclasses.replace(engine or EngineConfig(), tracking=False)
     pipe = Pipeline(Rig(list(rig)), backend, engine, refiner=refine)
     out = Detections2D.empty(
         len(recording), recording.num_views, f"model:{model}" if isinstance(model, (str, Path)) else "model"

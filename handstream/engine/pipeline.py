@@ -93,7 +93,7 @@ class Pipeline:
         self.refiner: Refiner | None = None
         if refiner is not None and c.tracking:
             tc = TrackingConfig(
-                max_views_per_hand=min(c.max_views_per_hand, len(rig)), min_views=c.min_views,
+                max_views_per_hand=max(min(c.max_views_per_hand, len(rig)), c.min_views), min_views=c.min_views,
                 acquire_interval=c.acquire_interval, min_joints=c.min_joints, max_reproj_px=c.max_reproj_px,
                 max_bone_change=c.max_bone_change, ransac_threshold_px=c.ransac_threshold_px,
                 max_hand_extent_m=c.max_hand_extent_m, crop_presence_threshold=c.crop_presence_threshold,
@@ -102,6 +102,12 @@ class Pipeline:
             cams = {cam.name: cam for cam in rig}
             self.tracker = Tracker(cams, refiner, tc, max_crops=len(HANDS) * (tc.max_views_per_hand + len(rig)))
         elif refiner is not None:
+            if (refiner.manifest.crop or {}).get("camera") == "perspective":
+                raise HandstreamError(
+                    f"refiner {refiner.manifest.name!r} is a crop model of perspective crops (crop.camera = "
+                    "'perspective'): it runs with engine.tracking = true; the detect-every-frame path needs a "
+                    "window refiner (e.g. engines/handstream-refiner.onnx)"
+                )
             self.refiner = Refiner(refiner, 2 * len(rig))
         f = smoothing or FilterConfig()
         self.filter = OneEuroFilter(f.min_cutoff, f.beta, f.d_cutoff, f.enabled)

@@ -173,7 +173,7 @@ def eval_command(
         return
     from handstream.config import refiner_option
 
-    refiner_path = refiner_option(refiner, model) if model is not None else None
+    refiner_path = refiner_option(refiner, model, tracking=tracked) if model is not None else None
     if recording:
         _eval_recording(
             recording, calibration, model=model, teacher=teacher, unit_scale=unit_scale, frames=frames,

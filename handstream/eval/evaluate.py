@@ -142,7 +142,7 @@ def evaluate(
     rig, sub, n_views, frames = ds.rig, ds.rig.subset([a, b]), len(ds.rig), len(labels)
     backend = open_backend(artifact, "onnxruntime", threads=threads)
     refine = open_backend(refiner, "onnxruntime", threads=threads) if refiner else None
-    gates = EngineConfig(presence_threshold=presence_threshold, confidence_threshold=conf_threshold)
+    gates = EngineConfig(presence_threshold=presence_threshold, confidence_threshold=conf_threshold, tracking=False)
     pipe = Pipeline(rig, backend, gates, refiner=refine)
 
     kp2d_pred, kp2d_gt, in_frame, boxes = [], [], [], []
