@@ -44,17 +44,20 @@ from handstream.capture.material import FrameSets, read_video_frames, render_fra
 from handstream.errors import HandstreamError
 
 LIVE_STAGES = (
-    "transport_in", "sync", "preprocess", "infer", "decode", "refine", "triangulate", "smooth", "transport_out",
+    "transport_in", "sync", "acquire", "preprocess", "infer", "decode", "refine", "triangulate", "smooth",
+    "transport_out",
 )  # fmt: skip
 """Per-pose stages of the live system, in order (``transport_out`` = subscriber receive - publish stamp)."""
 
-PIPELINE_STAGES = ("preprocess", "infer", "decode", "refine", "triangulate", "smooth")
-"""Stages of :meth:`Pipeline.process` (the in-process run)."""
+PIPELINE_STAGES = ("acquire", "preprocess", "infer", "decode", "refine", "triangulate", "smooth")
+"""Stages of :meth:`Pipeline.process` (the in-process run). Path-dependent: ``acquire`` (the detector) only on
+the tracked path's acquisition frame sets, ``refine`` only on the detect-every-frame path."""
 
 STAGE_LABELS = {
     "end_to_end": "end to end (capture -> received)",
     "transport_in": "transport in (+ queue wait)",
     "sync": "sync wait",
+    "acquire": "acquire (detector)",
     "preprocess": "preprocess",
     "infer": "infer",
     "decode": "decode",
@@ -69,7 +72,7 @@ STAGE_LABELS = {
 SHORT_LABELS = {
     "end_to_end": "end to end", "transport_in": "transport in", "sync": "sync wait", "preprocess": "preprocess",
     "infer": "infer", "decode": "decode", "refine": "refine", "triangulate": "triangulate", "smooth": "smooth",
-    "transport_out": "publish + out", "residual": "residual",
+    "transport_out": "publish + out", "residual": "residual", "acquire": "acquire",
 }  # fmt: skip
 
 RESOLUTIONS = {"qvga": (320, 240), "vga": (640, 480), "svga": (800, 600), "hd": (1280, 720), "fhd": (1920, 1080)}
@@ -103,6 +106,9 @@ class BenchOptions:
         backend / model / threads: the estimator (``model`` None: the shipped default; ``"random-init"``).
         refiner: the refine stage's model (``"default"``: the detector's own or the shipped refiner, see
             :func:`~handstream.config.default_refiner`; ``"none"``: no refine stage).
+        tracking: the live run and the first in-process run use the tracked path (the engine's default); the
+            detect-every-frame path is measured in process beside it. False: the detect-every-frame path only.
+        max_views_per_hand: the tracked path's crops per hand and frame set.
         source: ``synthetic`` (pre-rendered frames of :func:`bench_rig`) or ``video`` (``videos`` +
             ``calibration``, ``unit_scale``).
         rig: the synthetic rig preset the cameras are taken from (``headset4``, ``stereo``, ``random-<seed>``).
@@ -126,6 +132,8 @@ class BenchOptions:
     backend: str = "auto"
     model: str | None = None
     refiner: str = "default"
+    tracking: bool = True
+    max_views_per_hand: int = 2
     threads: int = 0
     source: str = "synthetic"
     videos: list[str] = field(default_factory=list)
@@ -193,6 +201,7 @@ def _check_options(o: BenchOptions) -> None:
         f"--inprocess-seconds: expected a positive number, got {o.inprocess_seconds}",
     )
     need(o.sweep_calls >= 1, f"--sweep-calls: expected an integer >= 1, got {o.sweep_calls}")
+    need(o.max_views_per_hand >= 2, f"--max-views-per-hand: expected an integer >= 2, got {o.max_views_per_hand}")
     need(o.compare_frames >= 1, f"--compare-frames: expected an integer >= 1, got {o.compare_frames}")
     need(o.transport in ("tcp", "ipc"), f"--transport: expected tcp or ipc, got {o.transport!r}")
     for peer in o.compare:
@@ -762,17 +771,23 @@ def run_inprocess(
 
 
 def run_sweep(backend, engine_cfg, filter_cfg, refiner, views: Sequence[int], resolutions: Sequence[tuple[int, int]], *,
-              base: str, calls: int, seed: int, log: Callable[[str], None]) -> list[dict[str, Any]]:  # fmt: skip
+              base: str, calls: int, seed: int, log: Callable[[str], None],
+              window_refiner=None) -> list[dict[str, Any]]:  # fmt: skip
     """In-process :meth:`Pipeline.process` over views x resolutions (back to back, ``calls`` timed calls each,
-    8 distinct rendered frame sets cycled). One dict per configuration: ``views``, ``resolution``,
-    ``latency_ms`` (as :func:`run_inprocess`), ``per_view_ms`` (total p50 / views), ``capacity_fps``."""
+    up to 48 consecutive rendered frame sets cycled). One dict per configuration: ``views``, ``resolution``,
+    ``latency_ms`` (as :func:`run_inprocess`), ``per_view_ms`` (total p50 / views), ``capacity_fps``, the
+    tracker's counters ``tracking`` (None on the detect path) and, when the engine tracks,
+    ``detect_every_frame``: the same frames through the detect-every-frame path (``window_refiner`` as its
+    refine stage): ``latency_ms``, ``capacity_fps``."""
+    import dataclasses
+
     from handstream.engine.pipeline import Pipeline
 
     out = []
     for res in resolutions:
         for v in views:
             preset = bench_rig(v, res, base)
-            frames = render_frames(preset, min(8, calls), seed)
+            frames = render_frames(preset, min(48, calls), seed)
             pipe = Pipeline(preset.rig, backend, engine_cfg, filter_cfg, refiner=refiner)
             r = run_inprocess(pipe, frames, calls=calls, fps=None, warmup_calls=3)
             p50 = r["latency_ms"]["total"]["p50"]
@@ -782,9 +797,18 @@ def run_sweep(backend, engine_cfg, filter_cfg, refiner, views: Sequence[int], re
                 "latency_ms": r["latency_ms"],
                 "per_view_ms": round(p50 / v, 3) if p50 else None,
                 "capacity_fps": r["capacity_fps"],
+                "tracking": None if pipe.tracker is None else pipe.tracker.stats.as_dict(),
+                "detect_every_frame": None,
             }
+            msg = f"sweep {v} view(s) {res[0]}x{res[1]}: p50 {p50:.1f} ms"
+            if pipe.tracker is not None:
+                detect_cfg = dataclasses.replace(engine_cfg, tracking=False)
+                dpipe = Pipeline(preset.rig, backend, detect_cfg, filter_cfg, refiner=window_refiner)
+                d = run_inprocess(dpipe, frames, calls=calls, fps=None, warmup_calls=3)
+                row["detect_every_frame"] = {"latency_ms": d["latency_ms"], "capacity_fps": d["capacity_fps"]}
+                msg += f" tracked, {d['latency_ms']['total']['p50']:.1f} ms detecting every frame"
             out.append(row)
-            log(f"sweep {v} view(s) {res[0]}x{res[1]}: p50 {p50:.1f} ms")
+            log(msg)
     return out
 
 
@@ -966,7 +990,10 @@ def build_live_config(o: BenchOptions, model: Path, rig_file: Path | None, folde
         endpoints = {"frames": f"tcp://127.0.0.1:{free_tcp_port()}", "poses": f"tcp://127.0.0.1:{free_tcp_port()}"}
     data: dict[str, Any] = {
         "model": {"path": str(model), "refiner": str(refiner or ""), "backend": o.backend, "threads": o.threads},
-        "engine": {"status_interval_s": 0.5, **({"fps": fps} if fps else {})},
+        "engine": {
+            "status_interval_s": 0.5, "tracking": o.tracking, "max_views_per_hand": o.max_views_per_hand,
+            **({"fps": fps} if fps else {}),
+        },  # fmt: skip
         "endpoints": endpoints,
         "supervisor": {"restart": False},
     }
@@ -1022,8 +1049,11 @@ def run_bench(
         model, model_label = resolve_model(o.model, tmp)
         # the in-process backend first: a model/backend that cannot load fails here, in one line, before any work
         backend = open_backend(model, o.backend, threads=o.threads)
-        refiner = refiner_option(o.refiner, model)
+        refiner = refiner_option(o.refiner, model, tracking=o.tracking)
         refine = open_backend(refiner, o.backend, threads=o.threads) if refiner else None
+        # the detect-every-frame path compared in the same run has its own refine stage (a window refiner)
+        window = refiner_option(o.refiner, model, tracking=False) if o.tracking else None
+        window_refine = open_backend(window, o.backend, threads=o.threads) if window else None
         background = _other_load_now(1.0)
         mp_model = (
             o.mediapipe_model
@@ -1109,7 +1139,20 @@ def run_bench(
         inproc = run_inprocess(pipe, frames, calls=calls, fps=fps)
         mon.stop({"bench (in-process pipeline)": os.getpid()})
         inproc["processes"], inproc["machine"] = mon.report()
+        inproc["tracking"] = None if pipe.tracker is None else pipe.tracker.stats.as_dict()
         result["inprocess"] = inproc
+        result["inprocess_detect_every_frame"] = None
+        if pipe.tracker is not None:  # the same frames through the detect-every-frame path, for comparison
+            import dataclasses
+
+            log(f"in-process, detect-every-frame path: {calls} frame sets paced at {fps:g} fps")
+            dpipe = Pipeline(rig, backend, dataclasses.replace(engine_cfg, tracking=False), filter_cfg,
+                             refiner=window_refine)  # fmt: skip
+            det = run_inprocess(dpipe, frames, calls=calls, fps=fps)
+            det["ratio_capacity_tracked_over_detect"] = (
+                round(inproc["capacity_fps"] / det["capacity_fps"], 3) if det["capacity_fps"] else None
+            )
+            result["inprocess_detect_every_frame"] = det
         lp, ip = live["latency_ms"], inproc["latency_ms"]
         diff = {}
         for q in ("p50", "p90", "p99"):
@@ -1148,7 +1191,7 @@ def run_bench(
             )
             result["sweep"] = run_sweep(backend, engine_cfg, filter_cfg, refine, o.sweep_views, o.sweep_resolutions,
                                         base=o.rig if o.source == "synthetic" else "headset4", calls=o.sweep_calls,
-                                        seed=o.seed, log=log)  # fmt: skip
+                                        seed=o.seed, log=log, window_refiner=window_refine)  # fmt: skip
         result["background_busy_cores_after"] = _other_load_now(1.0)
         result["targets"] = evaluate_targets(result)
 
@@ -1177,7 +1220,7 @@ def write_json(result: dict[str, Any], path: str | Path) -> None:
 
 _COLORS = {
     "transport_in": "#8c564b", "sync": "#bcbd22", "preprocess": "#1f77b4", "infer": "#ff7f0e",
-    "decode": "#2ca02c", "refine": "#17becf", "triangulate": "#d62728", "smooth": "#9467bd",
+    "decode": "#2ca02c", "refine": "#17becf", "acquire": "#8c564b", "triangulate": "#d62728", "smooth": "#9467bd",
     "transport_out": "#e377c2", "residual": "#7f7f7f",
 }  # fmt: skip
 
@@ -1343,6 +1386,27 @@ def print_report(result: dict[str, Any], console=None) -> None:
         f"{_fmt(ov['inprocess_compute_mean'], 2)} ms (mean); in-process capacity "
         f"{_fmt(inproc['capacity_fps'])} frame sets/s"
     )
+    det = result.get("inprocess_detect_every_frame")
+    tr = inproc.get("tracking")
+    if tr is not None:
+        console.print(
+            f"tracked path (in process): {_fmt(inproc['latency_ms']['total']['p50'], 2)} ms p50 per frame set, "
+            f"capacity {_fmt(inproc['capacity_fps'])} frame sets/s; acquisitions (detector runs) on "
+            f"{100 * tr['acquisition_rate']:.1f} % of frame sets, {_fmt(tr['crops_per_frame_set'], 2)} crops per "
+            f"frame set, losses {', '.join(f'{k} {v}' for k, v in tr['lost'].items() if v) or 'none'}"
+        )
+    live_tr = (live.get("engine_status") or {}).get("tracking")
+    if live_tr:
+        console.print(
+            f"tracked path (live engine, since start): acquisitions on {100 * live_tr['acquisition_rate']:.1f} % of "
+            f"frame sets, {_fmt(live_tr['crops_per_frame_set'], 2)} crops per frame set"
+        )
+    if det is not None:
+        console.print(
+            f"detect-every-frame path (in process, same frames): {_fmt(det['latency_ms']['total']['p50'], 2)} ms "
+            f"p50, capacity {_fmt(det['capacity_fps'])} frame sets/s; tracked / detect capacity "
+            f"[bold]{_fmt(det['ratio_capacity_tracked_over_detect'], 2)}x[/bold]"
+        )
     d = live["drops"]
     t = Table(title="throughput and drops (measurement window)")
     t.add_column("what")
@@ -1398,14 +1462,34 @@ def print_report(result: dict[str, Any], console=None) -> None:
             "p90",
             "per view",
             "frame sets/s",
+            "acq. %",
+            "crops/set",
+            "detect-every-frame p50",
+            "frame sets/s ",
         ):
             t.add_column(col, justify="right")
         for r in result["sweep"]:
             lat = r["latency_ms"]
             stages = [_fmt(lat[s]["p50"], 2) for s in ("preprocess", "infer", "decode", "triangulate")]
+            trk, dr = r.get("tracking"), r.get("detect_every_frame")
             t.add_row(str(r["views"]), f"{r['resolution'][0]}x{r['resolution'][1]}", *stages, _fmt(lat["total"]["p50"]),
-                      _fmt(lat["total"]["p90"]), _fmt(r["per_view_ms"], 2), _fmt(r["capacity_fps"]))  # fmt: skip
+                      _fmt(lat["total"]["p90"]), _fmt(r["per_view_ms"], 2), _fmt(r["capacity_fps"]),
+                      "-" if trk is None else f"{100 * trk['acquisition_rate']:.0f}",
+                      "-" if trk is None else _fmt(trk["crops_per_frame_set"], 2),
+                      "-" if dr is None else _fmt(dr["latency_ms"]["total"]["p50"]),
+                      "-" if dr is None else _fmt(dr["capacity_fps"]))  # fmt: skip
         console.print(t)
+        for res in {tuple(r["resolution"]) for r in result["sweep"]}:
+            rows = {r["views"]: r for r in result["sweep"] if tuple(r["resolution"]) == res}
+            if 4 in rows and 8 in rows:
+                a, b = rows[4], rows[8]
+                ratio = b["latency_ms"]["total"]["p50"] / a["latency_ms"]["total"]["p50"]
+                line = f"{res[0]}x{res[1]}: cost of 8 views / 4 views {ratio:.2f}x"
+                if a.get("detect_every_frame") and b.get("detect_every_frame"):
+                    dr = (b["detect_every_frame"]["latency_ms"]["total"]["p50"]
+                          / a["detect_every_frame"]["latency_ms"]["total"]["p50"])  # fmt: skip
+                    line += f" tracked (target <= 1.5x), {dr:.2f}x detecting every frame"
+                console.print(line)
     mp_ = (result.get("compare") or {}).get("mediapipe")
     if mp_ is not None:
         if mp_.get("available"):

@@ -67,6 +67,13 @@ def bench_command(
     inprocess_seconds: float = typer.Option(
         None, "--inprocess-seconds", help="Seconds of the paced in-process run [default: half of --seconds, >= 2]."
     ),
+    tracking: bool = typer.Option(
+        True,
+        "--tracking/--no-tracking",
+        help="The live run tracks hands (the engine's default; the detect-every-frame path is timed in process "
+        "beside it), or detects in every frame set.",
+    ),
+    max_views_per_hand: int = typer.Option(2, "--max-views-per-hand", help="Tracking: crops per hand and frame set."),
     sweep: bool = typer.Option(False, "--sweep", help="Also sweep views x resolutions in-process."),
     sweep_views: str = typer.Option("1,2,4,8", "--sweep-views", help="Views of the sweep, comma-separated."),
     sweep_resolutions: str = typer.Option(
@@ -105,6 +112,8 @@ def bench_command(
         backend=backend,
         model=model,
         refiner=refiner,
+        tracking=tracking,
+        max_views_per_hand=max_views_per_hand,
         threads=threads,
         source=source,
         videos=[str(v) for v in video],
