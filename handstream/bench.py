@@ -10,9 +10,11 @@
    every stage (``PoseMessage.timings`` + transport out = receive - publish time); the status messages give
    the drops, by place; ``/proc`` (or psutil) gives CPU and memory per process;
 3. **in-process**: :class:`handstream.engine.pipeline.Pipeline` on the same frames, paced at ``fps``, no
-   sockets, no other process: live minus in-process is the transport's share, measured side by side;
-4. optional **sweep** over views (1, 2, 4, 8) x resolutions (in-process, back to back), and the
-   **MediaPipe** hand landmarker (VIDEO mode, one landmarker per view, views one after the other);
+   sockets, no other process: live minus in-process is the transport's share, measured side by side; both
+   engine paths (tracked, detect every frame), the live run's first, side by side with their ratio;
+4. optional **sweep** over views (2, 4, 8) x resolutions (in-process, back to back, both paths, the tracked
+   one once both hands are tracked), and the **MediaPipe** hand landmarker (VIDEO mode, one landmarker per
+   view, views one after the other);
 5. the report: a dict (written as JSON with :func:`handstream.machine.describe_machine`), a terminal
    table (:func:`print_report`) and a PNG (:func:`write_png`).
 
@@ -42,6 +44,7 @@ import numpy as np
 from handstream import records
 from handstream.capture.material import FrameSets, read_video_frames, render_frames, write_image_folders
 from handstream.errors import HandstreamError
+from handstream.skeleton import HANDS
 
 LIVE_STAGES = (
     "transport_in", "sync", "acquire", "preprocess", "infer", "decode", "refine", "triangulate", "smooth",
@@ -78,7 +81,10 @@ SHORT_LABELS = {
 RESOLUTIONS = {"qvga": (320, 240), "vga": (640, 480), "svga": (800, 600), "hd": (1280, 720), "fhd": (1920, 1080)}
 """Named resolutions ``--resolution`` accepts besides ``WxH`` and ``native``."""
 
-SWEEP_VIEWS = (1, 2, 4, 8)
+SWEEP_VIEWS = (2, 4, 8)
+SWEEP_WARMUP_CALLS = 3
+SWEEP_SETTLE = 30
+"""Sweep: untimed calls before the window (warm-up), then at most this many more until both hands are tracked."""
 SWEEP_RESOLUTIONS = ((320, 240), (640, 480), (1280, 720))
 DEFAULT_MEDIAPIPE_MODEL = Path(__file__).resolve().parents[2] / "shared" / "models" / "hand_landmarker_lite.task"
 RANDOM_MODEL = "random-init"
@@ -117,6 +123,8 @@ class BenchOptions:
         loop_frames: frame sets rendered (or decoded) once and played in a loop by the captures.
         inprocess_seconds: duration of the paced in-process run (None: half of ``seconds``, at least 2 s).
         sweep / sweep_views / sweep_resolutions / sweep_calls: the in-process sweep.
+        sweep_settle: sweep: at most this many frame sets skipped (after the warm-up) until both hands are
+            tracked, before the timed calls.
         compare: peers to time (``("mediapipe",)``); mediapipe_model: the hand landmarker ``.task`` bundle.
         compare_frames: multi-view frames timed with each peer.
         transport: ``tcp`` (loopback, free ports) or ``ipc`` (sockets in a temporary folder).
@@ -147,6 +155,7 @@ class BenchOptions:
     sweep_views: tuple[int, ...] = SWEEP_VIEWS
     sweep_resolutions: tuple[tuple[int, int], ...] = SWEEP_RESOLUTIONS
     sweep_calls: int = 30
+    sweep_settle: int = SWEEP_SETTLE
     compare: tuple[str, ...] = ()
     mediapipe_model: str | None = None
     compare_frames: int = 60
@@ -201,7 +210,11 @@ def _check_options(o: BenchOptions) -> None:
         f"--inprocess-seconds: expected a positive number, got {o.inprocess_seconds}",
     )
     need(o.sweep_calls >= 1, f"--sweep-calls: expected an integer >= 1, got {o.sweep_calls}")
-    need(o.max_views_per_hand >= 2, f"--max-views-per-hand: expected an integer >= 2, got {o.max_views_per_hand}")
+    need(o.sweep_settle >= 0, f"--sweep-settle: expected an integer >= 0, got {o.sweep_settle}")
+    need(
+        2 <= o.max_views_per_hand <= 16,
+        f"--max-views-per-hand: expected an integer in 2..16 (at least engine.min_views), got {o.max_views_per_hand}",
+    )
     need(o.compare_frames >= 1, f"--compare-frames: expected an integer >= 1, got {o.compare_frames}")
     need(o.transport in ("tcp", "ipc"), f"--transport: expected tcp or ipc, got {o.transport!r}")
     for peer in o.compare:
@@ -579,7 +592,9 @@ def run_live(
     Returns ``poses``, ``pose_rate`` (/s), ``window_s``, ``complete_sets`` (fraction of poses with every
     view), ``subscriber_missed`` (sequence gaps at the subscriber), ``latency_ms`` (stage -> summary, with
     ``end_to_end`` and ``residual``), ``drops`` (:func:`drops_from_status`), ``processes`` and ``machine``
-    (:class:`ProcessMonitor`), ``samples`` (per-pose arrays), ``startup_s``.
+    (:class:`ProcessMonitor`), ``samples`` (per-pose arrays), ``startup_s``, ``engine_status`` (the last
+    ``status.engine``: counters since start) and ``tracking`` (its tracker counters over the window, by
+    :func:`tracking_delta`; None when the engine does not track).
     """
     from handstream.serve import Supervisor, plan
     from handstream.transport.pubsub import PoseSubscriber
@@ -707,6 +722,8 @@ def run_live(
         "latency_ms": latency,
         "drops": drops,
         "engine_status": end_status.get("engine", {}),
+        "tracking": tracking_delta(start_status.get("engine", {}).get("tracking"),
+                                   end_status.get("engine", {}).get("tracking")),  # fmt: skip
         "processes": processes,
         "machine": machine,
         "samples": {
@@ -770,46 +787,264 @@ def run_inprocess(
     }
 
 
-def run_sweep(backend, engine_cfg, filter_cfg, refiner, views: Sequence[int], resolutions: Sequence[tuple[int, int]], *,
-              base: str, calls: int, seed: int, log: Callable[[str], None],
-              window_refiner=None) -> list[dict[str, Any]]:  # fmt: skip
-    """In-process :meth:`Pipeline.process` over views x resolutions (back to back, ``calls`` timed calls each,
-    up to 48 consecutive rendered frame sets cycled). One dict per configuration: ``views``, ``resolution``,
-    ``latency_ms`` (as :func:`run_inprocess`), ``per_view_ms`` (total p50 / views), ``capacity_fps``, the
-    tracker's counters ``tracking`` (None on the detect path) and, when the engine tracks,
-    ``detect_every_frame``: the same frames through the detect-every-frame path (``window_refiner`` as its
-    refine stage): ``latency_ms``, ``capacity_fps``."""
-    import dataclasses
+def tracking_delta(a: dict[str, Any] | None, b: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The tracker's counters (``TrackStats.as_dict()``) between two snapshots ``a`` -> ``b``, rates recomputed
+    over that span (``a`` None: since start); None when ``b`` is None (no tracker)."""
+    if b is None:
+        return None
+    d = _counter_delta(a or {}, b)
+    n = max(int(d.get("frame_sets", 0)), 1)
+    d["acquisition_rate"] = round(d.get("acquisitions", 0) / n, 4)
+    d["crops_per_frame_set"] = round(d.get("crops", 0) / n, 3)
+    return d
 
+
+def _time_calls(pipeline, frames: FrameSets, indices: Sequence[int], t0_ns: int, period_ns: int) -> dict[str, Any]:
+    """Back-to-back :meth:`Pipeline.process` on the frame sets ``indices`` (capture times ``t0_ns + i * period_ns``,
+    the frames' own clock, so the tracker predicts across real frame intervals). Returns ``total`` (ms per call),
+    ``stages`` (stage -> ms, NaN where it did not run) and ``both_tracked`` (per call: both hands tracked when it
+    began, so no acquisition; None without a tracker)."""
+    tracker = pipeline.tracker
+    total: list[float] = []
+    stages: dict[str, list[float]] = {s: [] for s in PIPELINE_STAGES}
+    both: list[bool] = []
+    for i in indices:
+        if tracker is not None:
+            both.append(len(tracker.tracks) == len(HANDS))
+        t = time.perf_counter()
+        msg = pipeline.process(frames.frames(i), t0_ns + i * period_ns, {})
+        total.append((time.perf_counter() - t) * 1e3)
+        for s in PIPELINE_STAGES:
+            stages[s].append(float(msg.timings.get(s, float("nan"))))
+    return {"total": total, "stages": stages, "both_tracked": both if tracker is not None else None}
+
+
+def _cost(total: Sequence[float]) -> dict[str, Any]:
+    """Cost per frame set of timed calls: ``calls``, ``total`` (summary, ms), ``capacity_fps`` (1000 / mean)."""
+    s = summarize(total)
+    return {"calls": s["n"], "total": s, "capacity_fps": round(1000.0 / s["mean"], 2) if s["mean"] else None}
+
+
+def sweep_config(pipe, dpipe, frames: FrameSets, *, calls: int, settle: int,
+                 warmup_calls: int = SWEEP_WARMUP_CALLS) -> dict[str, Any]:  # fmt: skip
+    """One sweep configuration on consecutive frame sets (no loop, no wrap), both paths.
+
+    Tracked (``pipe``, with a tracker): frame sets 0, 1, ... are processed untimed until both hands are tracked
+    (at least ``warmup_calls``, at most ``warmup_calls + settle``: the acquisition frames of the start), then
+    ``calls`` timed. Detect every frame (``dpipe``, or None): ``warmup_calls`` untimed, then the same ``calls``
+    frame sets. Without a tracker ``pipe`` is timed like ``dpipe``.
+
+    Returns ``skipped_frame_sets`` (untimed before the window), ``settled`` (both hands tracked when the window
+    began; None without a tracker), ``skipped_acquisitions``, ``latency_ms`` (every call of the window: ``total``
+    and :data:`PIPELINE_STAGES`), ``capacity_fps``, ``both_tracked`` (:func:`_cost` of the window's calls that
+    began with both hands tracked: the steady state), ``tracking`` (counters over the window) and
+    ``detect_every_frame`` (``latency_ms``, ``capacity_fps``; None without ``dpipe``).
+    """
+    period_ns = int(round(1e9 / (frames.fps or 30.0)))
+    t0 = time.time_ns()
+    tracker = pipe.tracker
+    i = 0
+    while i < warmup_calls or (tracker is not None and len(tracker.tracks) < len(HANDS) and i < warmup_calls + settle):
+        pipe.process(frames.frames(i), t0 + i * period_ns, {})
+        i += 1
+    before = None if tracker is None else tracker.stats.as_dict()
+    window = range(i, i + calls)
+    r = _time_calls(pipe, frames, window, t0, period_ns)
+    lat = {"total": summarize(r["total"]), **{s: summarize(v) for s, v in r["stages"].items()}}
+    row: dict[str, Any] = {
+        "skipped_frame_sets": i,
+        "settled": None if tracker is None else bool(r["both_tracked"] and r["both_tracked"][0]),
+        "skipped_acquisitions": None if before is None else before["acquisitions"],
+        "calls": calls,
+        "latency_ms": lat,
+        "capacity_fps": _cost(r["total"])["capacity_fps"],
+        "both_tracked": None,
+        "tracking": None if tracker is None else tracking_delta(before, tracker.stats.as_dict()),
+        "detect_every_frame": None,
+    }
+    if tracker is not None:
+        row["both_tracked"] = _cost([t for t, b in zip(r["total"], r["both_tracked"], strict=True) if b])
+    if dpipe is not None:
+        for k in range(warmup_calls):
+            dpipe.process(frames.frames(k), t0 + k * period_ns, {})
+        d = _time_calls(dpipe, frames, window, t0, period_ns)
+        row["detect_every_frame"] = {
+            "latency_ms": {"total": summarize(d["total"]), **{s: summarize(v) for s, v in d["stages"].items()}},
+            "capacity_fps": _cost(d["total"])["capacity_fps"],
+        }
+    return row
+
+
+def run_sweep(backend, engine_cfg, filter_cfg, crop_model, views: Sequence[int], resolutions: Sequence[tuple[int, int]],
+              *, base: str, calls: int, seed: int, log: Callable[[str], None], window_refiner=None,
+              settle: int = SWEEP_SETTLE) -> list[dict[str, Any]]:  # fmt: skip
+    """In-process cost per frame set over views x resolutions, back to back, both paths (:func:`sweep_config`
+    on ``warmup + settle + calls`` consecutive rendered frame sets of :func:`bench_rig`). The tracked path uses
+    ``crop_model`` (None: the tracked path is not measured and each row is the detect-every-frame path alone);
+    the detect-every-frame path uses ``window_refiner`` as its refine stage. One dict per configuration:
+    ``views``, ``resolution``, ``path`` (``tracked`` or ``detect_every_frame``: what ``latency_ms`` is), the
+    fields of :func:`sweep_config` and ``per_view_ms`` (total p50 / views)."""
     from handstream.engine.pipeline import Pipeline
 
     out = []
     for res in resolutions:
         for v in views:
             preset = bench_rig(v, res, base)
-            frames = render_frames(preset, min(48, calls), seed)
-            pipe = Pipeline(preset.rig, backend, engine_cfg, filter_cfg, refiner=refiner)
-            r = run_inprocess(pipe, frames, calls=calls, fps=None, warmup_calls=3)
-            p50 = r["latency_ms"]["total"]["p50"]
-            row = {
-                "views": v,
-                "resolution": list(res),
-                "latency_ms": r["latency_ms"],
-                "per_view_ms": round(p50 / v, 3) if p50 else None,
-                "capacity_fps": r["capacity_fps"],
-                "tracking": None if pipe.tracker is None else pipe.tracker.stats.as_dict(),
-                "detect_every_frame": None,
-            }
+            frames = render_frames(preset, SWEEP_WARMUP_CALLS + settle + calls, seed)
+            detect_cfg = dataclasses.replace(engine_cfg, tracking=False)
+            dpipe = Pipeline(preset.rig, backend, detect_cfg, filter_cfg, refiner=window_refiner)
+            if crop_model is not None:
+                pipe = Pipeline(preset.rig, backend, dataclasses.replace(engine_cfg, tracking=True), filter_cfg,
+                                refiner=crop_model)  # fmt: skip
+                row = sweep_config(pipe, dpipe, frames, calls=calls, settle=settle)
+            else:
+                row = sweep_config(dpipe, None, frames, calls=calls, settle=settle)
+            p50 = row["latency_ms"]["total"]["p50"]
+            row = {"views": v, "resolution": list(res), "path": "tracked" if crop_model is not None else
+                   "detect_every_frame", "per_view_ms": round(p50 / v, 3) if p50 else None, **row}  # fmt: skip
             msg = f"sweep {v} view(s) {res[0]}x{res[1]}: p50 {p50:.1f} ms"
-            if pipe.tracker is not None:
-                detect_cfg = dataclasses.replace(engine_cfg, tracking=False)
-                dpipe = Pipeline(preset.rig, backend, detect_cfg, filter_cfg, refiner=window_refiner)
-                d = run_inprocess(dpipe, frames, calls=calls, fps=None, warmup_calls=3)
-                row["detect_every_frame"] = {"latency_ms": d["latency_ms"], "capacity_fps": d["capacity_fps"]}
-                msg += f" tracked, {d['latency_ms']['total']['p50']:.1f} ms detecting every frame"
+            if row["detect_every_frame"] is not None:
+                bt = row["both_tracked"]["total"]["p50"]
+                msg += (f" tracked ({_fmt(bt)} ms with both hands tracked, {row['skipped_frame_sets']} frame sets "
+                        f"skipped), {row['detect_every_frame']['latency_ms']['total']['p50']:.1f} ms detecting "
+                        "every frame")  # fmt: skip
             out.append(row)
             log(msg)
     return out
+
+
+def sweep_ratios(rows: Sequence[dict[str, Any]], num: int = 8, den: int = 4) -> list[dict[str, Any]]:
+    """Cost of ``num`` views / ``den`` views (p50 per frame set) per resolution of a sweep, each path:
+    ``tracked`` (calls with both hands tracked), ``tracked_all_calls`` (every call of the window, acquisitions
+    included), ``detect_every_frame``; None where a figure is missing."""
+
+    def ratio(a: float | None, b: float | None) -> float | None:
+        return None if a is None or not b else round(a / b, 3)
+
+    out = []
+    for res in dict.fromkeys(tuple(r["resolution"]) for r in rows):
+        by = {r["views"]: r for r in rows if tuple(r["resolution"]) == res}
+        if num not in by or den not in by:
+            continue
+        a, b = by[num], by[den]
+        tracked = a.get("path") == "tracked"
+
+        def p50(r, *keys):
+            for k in keys:
+                r = (r or {}).get(k)
+            return r
+
+        out.append({
+            "resolution": list(res),
+            "views": [num, den],
+            "tracked": ratio(p50(a, "both_tracked", "total", "p50"), p50(b, "both_tracked", "total", "p50")),
+            "tracked_all_calls": ratio(a["latency_ms"]["total"]["p50"], b["latency_ms"]["total"]["p50"])
+            if tracked else None,
+            "detect_every_frame": ratio(p50(a, "detect_every_frame", "latency_ms", "total", "p50"),
+                                        p50(b, "detect_every_frame", "latency_ms", "total", "p50"))
+            if tracked else ratio(a["latency_ms"]["total"]["p50"], b["latency_ms"]["total"]["p50"]),
+        })  # fmt: skip
+    return out
+
+
+# --- the two engine paths ----------------------------------------------------------------------------------
+
+
+PATHS = ("tracked", "detect_every_frame")
+"""The engine's two paths (``engine.tracking`` true / false), both timed in process by every run."""
+
+
+def open_path_models(refiner: str, model: Path, backend: str, threads: int,
+                     log: Callable[[str], None]) -> tuple[Any, Any]:  # fmt: skip
+    """(the tracked path's crop model, the detect-every-frame path's refine stage), opened backends or None.
+
+    ``refiner`` is the ``--refiner`` option: ``none`` -> (None, None): no tracking, detection without a refine
+    stage; ``default`` -> each path's own (:func:`~handstream.config.default_refiner`); a path -> that model
+    for both, except that a perspective crop model cannot refine windows: the detect-every-frame path then gets
+    its default refiner (said in ``log``)."""
+    from handstream.config import default_refiner, refiner_option
+    from handstream.engine.backends import open_backend
+
+    crop_path = refiner_option(refiner, model, tracking=True)
+    window_path = refiner_option(refiner, model, tracking=False)
+    crop = open_backend(crop_path, backend, threads=threads) if crop_path else None
+    window = crop if window_path == crop_path else (open_backend(window_path, backend, threads=threads)
+                                                    if window_path else None)  # fmt: skip
+    if window is not None and (window.manifest.crop or {}).get("camera") == "perspective":
+        fallback = default_refiner(model, tracking=False)
+        if fallback is not None and fallback.exists() and fallback.resolve() != window_path:
+            log(f"detect-every-frame path: {window_path.name} is a perspective crop model; refining with {fallback}")
+            window = open_backend(fallback.resolve(), backend, threads=threads)
+        else:
+            log(f"detect-every-frame path: {window_path.name} is a perspective crop model; no refine stage")
+            window = None
+    return crop, window
+
+
+def path_summary(run: dict[str, Any] | None) -> dict[str, Any] | None:
+    """One path's in-process figures, small (no samples): ``p50_ms`` / ``p90_ms`` / ``p99_ms`` / ``mean_ms`` per
+    frame set, ``capacity_fps``, ``acquire_p50_ms`` (the detector on the frame sets where it ran), and the
+    tracker's ``acquisition_rate``, ``crops_per_frame_set``, ``lost`` (detect every frame: rate 1, crops None)."""
+    if run is None:
+        return None
+    tot = run["latency_ms"]["total"]
+    tr = run.get("tracking")
+    return {
+        "calls": run["calls"],
+        "p50_ms": tot["p50"], "p90_ms": tot["p90"], "p99_ms": tot["p99"], "mean_ms": tot["mean"],
+        "capacity_fps": run["capacity_fps"],
+        "acquire_p50_ms": run["latency_ms"]["acquire"]["p50"] if tr is not None else None,
+        "acquisition_rate": tr["acquisition_rate"] if tr is not None else 1.0,
+        "crops_per_frame_set": tr["crops_per_frame_set"] if tr is not None else None,
+        "lost": tr["lost"] if tr is not None else None,
+    }  # fmt: skip
+
+
+def run_inprocess_paths(rig, backend, engine_cfg, filter_cfg, crop, window, frames: FrameSets, *, calls: int,
+                        fps: float | None, live_path: str, log: Callable[[str], None]) -> dict[str, Any]:  # fmt: skip
+    """Both engine paths in process on the same frames, paced the same (:func:`run_inprocess`), the live run's
+    path (``live_path``) first. Returns path -> run (``tracking``: the tracker's counters, None on the detect
+    path; ``processes`` / ``machine`` of the bench process), the tracked path None without a crop model."""
+    from handstream.engine.pipeline import Pipeline
+
+    pipes = {"detect_every_frame": Pipeline(rig, backend, dataclasses.replace(engine_cfg, tracking=False),
+                                            filter_cfg, refiner=window)}  # fmt: skip
+    if crop is not None:
+        pipes["tracked"] = Pipeline(rig, backend, dataclasses.replace(engine_cfg, tracking=True), filter_cfg,
+                                    refiner=crop)  # fmt: skip
+    out: dict[str, Any] = {p: None for p in PATHS}
+    for path in sorted(pipes, key=lambda p: p != live_path):
+        pipe = pipes[path]
+        log(f"in-process pipeline, {path.replace('_', '-')} path: {calls} frame sets paced at {fps:g} fps")
+        mon = ProcessMonitor()
+        mon.start({"bench (in-process pipeline)": os.getpid()})
+        run = run_inprocess(pipe, frames, calls=calls, fps=fps)
+        mon.stop({"bench (in-process pipeline)": os.getpid()})
+        run["path"] = path
+        run["processes"], run["machine"] = mon.report()
+        run["tracking"] = None if pipe.tracker is None else pipe.tracker.stats.as_dict()
+        out[path] = run
+    return out
+
+
+def compare_paths(runs: dict[str, Any], live_path: str, live_tracking: dict[str, Any] | None) -> dict[str, Any]:
+    """The side-by-side report of :func:`run_inprocess_paths`: ``live`` (the live run's path), one
+    :func:`path_summary` per path, ``ratio_capacity_tracked_over_detect`` (in-process frame sets per second),
+    ``live_tracking`` (the live engine's tracker counters over the measurement window, from ``status.engine``)."""
+    tr, de = path_summary(runs.get("tracked")), path_summary(runs.get("detect_every_frame"))
+    ratio = None
+    if tr and de and tr["capacity_fps"] and de["capacity_fps"]:
+        ratio = round(tr["capacity_fps"] / de["capacity_fps"], 3)
+    return {"live": live_path, "tracked": tr, "detect_every_frame": de, "ratio_capacity_tracked_over_detect": ratio,
+            "live_tracking": live_tracking}  # fmt: skip
+
+
+def stage_mean_per_frame(summary: dict[str, Any], frames: int) -> float:
+    """A stage's mean per frame set (ms) when it ran on only some (``summary['n']`` of ``frames``): the
+    ``acquire`` and ``refine`` stages; means per frame set add up, means over the frames a stage ran on do not."""
+    if not frames or not summary.get("n") or summary.get("mean") is None:
+        return 0.0
+    return float(summary["mean"]) * summary["n"] / frames
 
 
 # --- MediaPipe --------------------------------------------------------------------------------------------
@@ -964,6 +1199,17 @@ def evaluate_targets(result: dict[str, Any]) -> list[dict[str, Any]]:
             "met": bool(ov["per_pose_p50"] < 1.0),
             "applies": True,
         })  # fmt: skip
+    for q in result.get("sweep_ratios") or []:
+        if q["tracked"] is None:
+            continue
+        w, h = q["resolution"]
+        out.append({
+            "name": f"tracked cost, {q['views'][0]} views / {q['views'][1]} views ({w}x{h})",
+            "target": "<= 1.5x (p50 per frame set, both hands tracked, in process)",
+            "measured": f"{q['tracked']:.2f}x (detect every frame: {_fmt(q['detect_every_frame'], 2)}x)",
+            "met": bool(q["tracked"] <= 1.5),
+            "applies": True,
+        })  # fmt: skip
     mp_ = (result.get("compare") or {}).get("mediapipe")
     if mp_ and mp_.get("available") and mp_.get("ratio") is not None:
         out.append({
@@ -1038,7 +1284,6 @@ def run_bench(
     from handstream import __version__
     from handstream.config import refiner_option
     from handstream.engine.backends import open_backend
-    from handstream.engine.pipeline import Pipeline
     from handstream.geometry import load_calibration, save_calibration
     from handstream.machine import describe_machine
 
@@ -1049,11 +1294,10 @@ def run_bench(
         model, model_label = resolve_model(o.model, tmp)
         # the in-process backend first: a model/backend that cannot load fails here, in one line, before any work
         backend = open_backend(model, o.backend, threads=o.threads)
-        refiner = refiner_option(o.refiner, model, tracking=o.tracking)
-        refine = open_backend(refiner, o.backend, threads=o.threads) if refiner else None
-        # the detect-every-frame path compared in the same run has its own refine stage (a window refiner)
-        window = refiner_option(o.refiner, model, tracking=False) if o.tracking else None
-        window_refine = open_backend(window, o.backend, threads=o.threads) if window else None
+        refiner = refiner_option(o.refiner, model, tracking=o.tracking)  # the live engine's model.refiner
+        # both paths are timed in process: the tracked path's crop model, the other path's refine stage
+        crop, window_refine = open_path_models(o.refiner, model, o.backend, o.threads, log)
+        live_path = "tracked" if o.tracking and crop is not None else "detect_every_frame"
         background = _other_load_now(1.0)
         mp_model = (
             o.mediapipe_model
@@ -1114,6 +1358,12 @@ def run_bench(
                 "backend": o.backend,
                 "model": model_label,
                 "refiner": str(refiner) if refiner else None,
+                "tracking": o.tracking,
+                "live_path": live_path,
+                "max_views_per_hand": o.max_views_per_hand,
+                "acquire_interval": engine_cfg.acquire_interval,
+                "crop_model": crop.manifest.name if crop is not None else None,
+                "detect_refiner": window_refine.manifest.name if window_refine is not None else None,
                 "threads": o.threads,
                 "transport": o.transport,
                 "seconds": o.seconds,
@@ -1129,30 +1379,20 @@ def run_bench(
         result["live"] = live
         result["config"]["backend_used"] = live["engine_status"].get("backend")
 
-        # -- in-process, same frames
-        pipe = Pipeline(rig, backend, engine_cfg, filter_cfg, refiner=refine)
+        # -- in-process, same frames: both paths, the live run's first
         in_s = o.inprocess_seconds if o.inprocess_seconds is not None else max(2.0, o.seconds / 2)
         calls = max(10, int(round(in_s * fps)))
-        log(f"in-process pipeline: {calls} frame sets paced at {fps:g} fps")
-        mon = ProcessMonitor()
-        mon.start({"bench (in-process pipeline)": os.getpid()})
-        inproc = run_inprocess(pipe, frames, calls=calls, fps=fps)
-        mon.stop({"bench (in-process pipeline)": os.getpid()})
-        inproc["processes"], inproc["machine"] = mon.report()
-        inproc["tracking"] = None if pipe.tracker is None else pipe.tracker.stats.as_dict()
+        runs = run_inprocess_paths(rig, backend, engine_cfg, filter_cfg, crop, window_refine, frames, calls=calls,
+                                   fps=fps, live_path=live_path, log=log)  # fmt: skip
+        inproc = runs[live_path]
         result["inprocess"] = inproc
-        result["inprocess_detect_every_frame"] = None
-        if pipe.tracker is not None:  # the same frames through the detect-every-frame path, for comparison
-            import dataclasses
-
-            log(f"in-process, detect-every-frame path: {calls} frame sets paced at {fps:g} fps")
-            dpipe = Pipeline(rig, backend, dataclasses.replace(engine_cfg, tracking=False), filter_cfg,
-                             refiner=window_refine)  # fmt: skip
-            det = run_inprocess(dpipe, frames, calls=calls, fps=fps)
-            det["ratio_capacity_tracked_over_detect"] = (
-                round(inproc["capacity_fps"] / det["capacity_fps"], 3) if det["capacity_fps"] else None
-            )
-            result["inprocess_detect_every_frame"] = det
+        other = "detect_every_frame" if live_path == "tracked" else "tracked"
+        result[f"inprocess_{other}"] = runs[other]
+        result["paths"] = compare_paths(runs, live_path, live.get("tracking"))
+        if runs["tracked"] is not None:
+            runs["detect_every_frame"]["ratio_capacity_tracked_over_detect"] = result["paths"][
+                "ratio_capacity_tracked_over_detect"
+            ]
         lp, ip = live["latency_ms"], inproc["latency_ms"]
         diff = {}
         for q in ("p50", "p90", "p99"):
@@ -1162,7 +1402,7 @@ def run_bench(
         diff["per_pose_p50"] = None if a is None or b is None else round(a - b, 3)
         parts = [lp[s]["p50"] for s in ("transport_in", "transport_out")]
         diff["transport_stages_p50"] = None if None in parts else round(sum(parts), 3)
-        live_compute = sum(lp[s]["mean"] or 0.0 for s in PIPELINE_STAGES)
+        live_compute = sum(stage_mean_per_frame(lp[s], live["poses"]) for s in PIPELINE_STAGES)
         diff["live_compute_mean"] = round(live_compute, 3)
         diff["inprocess_compute_mean"] = ip["total"]["mean"]
         result["transport_overhead_ms"] = diff
@@ -1189,9 +1429,11 @@ def run_bench(
                 f"sweep: views {list(o.sweep_views)} x resolutions {[f'{w}x{h}' for w, h in o.sweep_resolutions]}, "
                 f"{o.sweep_calls} calls each"
             )
-            result["sweep"] = run_sweep(backend, engine_cfg, filter_cfg, refine, o.sweep_views, o.sweep_resolutions,
+            result["sweep"] = run_sweep(backend, engine_cfg, filter_cfg, crop, o.sweep_views, o.sweep_resolutions,
                                         base=o.rig if o.source == "synthetic" else "headset4", calls=o.sweep_calls,
-                                        seed=o.seed, log=log, window_refiner=window_refine)  # fmt: skip
+                                        seed=o.seed, log=log, window_refiner=window_refine,
+                                        settle=o.sweep_settle)  # fmt: skip
+            result["sweep_ratios"] = sweep_ratios(result["sweep"])
         result["background_busy_cores_after"] = _other_load_now(1.0)
         result["targets"] = evaluate_targets(result)
 
@@ -1220,7 +1462,7 @@ def write_json(result: dict[str, Any], path: str | Path) -> None:
 
 _COLORS = {
     "transport_in": "#8c564b", "sync": "#bcbd22", "preprocess": "#1f77b4", "infer": "#ff7f0e",
-    "decode": "#2ca02c", "refine": "#17becf", "acquire": "#8c564b", "triangulate": "#d62728", "smooth": "#9467bd",
+    "decode": "#2ca02c", "refine": "#17becf", "acquire": "#393b79", "triangulate": "#d62728", "smooth": "#9467bd",
     "transport_out": "#e377c2", "residual": "#7f7f7f",
 }  # fmt: skip
 
@@ -1247,7 +1489,12 @@ def write_png(result: dict[str, Any], path: str | Path) -> None:
     if live:
         series.append(("live end to end", np.asarray(live["samples"]["end_to_end_ms"], float), "#1f77b4"))
     if inproc:
-        series.append(("in-process pipeline", np.asarray(inproc["samples"]["total_ms"], float), "#ff7f0e"))
+        series.append((f"in-process, {_path_label(inproc)}", np.asarray(inproc["samples"]["total_ms"], float),
+                       "#ff7f0e"))  # fmt: skip
+    other = _other_path_run(result)
+    if other:
+        series.append((f"in-process, {_path_label(other)}", np.asarray(other["samples"]["total_ms"], float),
+                       "#2ca02c"))  # fmt: skip
     ax = fig.add_subplot(gs[0, 0])
     finite = [s[1][np.isfinite(s[1])] for s in series]
     hi = max([float(np.percentile(a, 99.5)) for a in finite if a.size] + [interval * 1.1])
@@ -1288,27 +1535,70 @@ def write_png(result: dict[str, Any], path: str | Path) -> None:
     ax = fig.add_subplot(gs[1, 0] if sweep else gs[1, :])
     bars: list[tuple[str, dict[str, float]]] = []
     if live:
-        lm = {s: live["latency_ms"][s]["mean"] or 0.0 for s in LIVE_STAGES}
+        lm = {s: stage_mean_per_frame(live["latency_ms"][s], live["poses"]) for s in LIVE_STAGES}
         lm["residual"] = max(0.0, live["latency_ms"]["residual"]["mean"] or 0.0)
-        bars.append(("live, end to end", lm))
-    if inproc:
-        bars.append(("in-process", {s: inproc["latency_ms"][s]["mean"] or 0.0 for s in PIPELINE_STAGES}))
+        bars.append((f"live, end to end\n({_path_label(inproc) if inproc else cfg.get('live_path', '')})", lm))
+    for run in (inproc, other):
+        if run:
+            bars.append((f"in-process,\n{_path_label(run)}",
+                         {s: stage_mean_per_frame(run["latency_ms"][s], run["calls"]) for s in PIPELINE_STAGES}))
     mp_ = (result.get("compare") or {}).get("mediapipe")
     if mp_ and mp_.get("available"):
         bars.append((f"MediaPipe, {mp_['views']} views\n(2D only)", {"mediapipe": mp_["per_frame_ms"]["mean"] or 0.0}))
     handles = _stacked(ax, bars, interval)
     ax.set_title("where the time goes: mean ms per multi-view frame", fontsize=10)
     if sweep:
-        ax = fig.add_subplot(gs[1, 1])
-        sbars = [(f"{r['views']} view{'s' if r['views'] > 1 else ''} {r['resolution'][0]}x{r['resolution'][1]}",
-                  {s: r["latency_ms"][s]["mean"] or 0.0 for s in PIPELINE_STAGES}) for r in sweep]  # fmt: skip
-        handles.update(_stacked(ax, sbars, interval, fontsize=7))
-        ax.set_title("sweep, in-process, back to back: mean ms", fontsize=10)
+        _plot_sweep(fig.add_subplot(gs[1, 1]), sweep, interval)
     order = [s for s in (*LIVE_STAGES, "residual", "mediapipe") if s in handles]
     fig.legend([handles[s] for s in order], [STAGE_LABELS.get(s, "MediaPipe hand landmarker") for s in order],
                loc="lower center", ncol=min(5, len(order)), fontsize=8, frameon=False)  # fmt: skip
     fig.subplots_adjust(bottom=0.12, left=0.13)
     fig.savefig(str(path))
+
+
+def _path_label(run: dict[str, Any]) -> str:
+    return "tracked" if run.get("path", "tracked") == "tracked" and run.get("tracking") is not None else (
+        "detect every frame")  # fmt: skip
+
+
+def _other_path_run(result: dict[str, Any]) -> dict[str, Any] | None:
+    """The in-process run of the path the live run did not use (None when it was not measured)."""
+    return result.get("inprocess_detect_every_frame") or result.get("inprocess_tracked")
+
+
+def _plot_sweep(ax, sweep: list[dict[str, Any]], interval: float) -> None:
+    """Cost per frame set against views, per resolution: tracked (both hands tracked) solid, detect every frame
+    dashed; markers at p50, bars up to p90."""
+    colors = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b"]
+    for k, res in enumerate(dict.fromkeys(tuple(r["resolution"]) for r in sweep)):
+        rows = sorted((r for r in sweep if tuple(r["resolution"]) == res), key=lambda r: r["views"])
+        color = colors[k % len(colors)]
+        for label, get, ls in (
+            ("tracked", lambda r: (r.get("both_tracked") or {}).get("total") if r.get("path", "tracked") ==
+             "tracked" else None, "-"),
+            ("detect every frame", lambda r: (r.get("detect_every_frame") or {}).get("latency_ms", {}).get("total")
+             if r.get("path", "tracked") == "tracked" else r["latency_ms"]["total"], "--"),
+        ):  # fmt: skip
+            pts = [(r["views"], get(r)) for r in rows]
+            pts = [(v, s) for v, s in pts if s and s.get("p50") is not None]
+            if not pts:
+                continue
+            xs = np.array([v for v, _ in pts], float)
+            p50 = np.array([s["p50"] for _, s in pts])
+            p90 = np.array([s["p90"] for _, s in pts])
+            ax.errorbar(xs, p50, yerr=[np.zeros_like(p50), np.maximum(p90 - p50, 0)], color=color, ls=ls,
+                        marker="o" if ls == "-" else "s", ms=4, capsize=3, lw=1.2,
+                        label=f"{res[0]}x{res[1]} {label}")  # fmt: skip
+    ax.axhline(interval, color="k", ls=":", lw=1)
+    views = sorted({r["views"] for r in sweep})
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(views, [str(v) for v in views])
+    ax.set_xlabel("views")
+    ax.set_ylabel("ms per frame set (p50, bar to p90)")
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    ax.set_title("sweep, in process, back to back: tracked (solid) vs detect every frame (dashed)", fontsize=9)
 
 
 def _stacked(ax, bars: list[tuple[str, dict[str, float]]], interval: float, fontsize: int = 8) -> dict[str, Any]:
@@ -1386,27 +1676,7 @@ def print_report(result: dict[str, Any], console=None) -> None:
         f"{_fmt(ov['inprocess_compute_mean'], 2)} ms (mean); in-process capacity "
         f"{_fmt(inproc['capacity_fps'])} frame sets/s"
     )
-    det = result.get("inprocess_detect_every_frame")
-    tr = inproc.get("tracking")
-    if tr is not None:
-        console.print(
-            f"tracked path (in process): {_fmt(inproc['latency_ms']['total']['p50'], 2)} ms p50 per frame set, "
-            f"capacity {_fmt(inproc['capacity_fps'])} frame sets/s; acquisitions (detector runs) on "
-            f"{100 * tr['acquisition_rate']:.1f} % of frame sets, {_fmt(tr['crops_per_frame_set'], 2)} crops per "
-            f"frame set, losses {', '.join(f'{k} {v}' for k, v in tr['lost'].items() if v) or 'none'}"
-        )
-    live_tr = (live.get("engine_status") or {}).get("tracking")
-    if live_tr:
-        console.print(
-            f"tracked path (live engine, since start): acquisitions on {100 * live_tr['acquisition_rate']:.1f} % of "
-            f"frame sets, {_fmt(live_tr['crops_per_frame_set'], 2)} crops per frame set"
-        )
-    if det is not None:
-        console.print(
-            f"detect-every-frame path (in process, same frames): {_fmt(det['latency_ms']['total']['p50'], 2)} ms "
-            f"p50, capacity {_fmt(det['capacity_fps'])} frame sets/s; tracked / detect capacity "
-            f"[bold]{_fmt(det['ratio_capacity_tracked_over_detect'], 2)}x[/bold]"
-        )
+    print_paths(result, console)
     d = live["drops"]
     t = Table(title="throughput and drops (measurement window)")
     t.add_column("what")
@@ -1450,46 +1720,7 @@ def print_report(result: dict[str, Any], console=None) -> None:
               f"{_fmt(None if mc['other_busy_cores'] is None else 100 * mc['other_busy_cores'])}", "", "")  # fmt: skip
     console.print(t)
     if result.get("sweep"):
-        t = Table(title="sweep, in-process, back to back (ms)")
-        for col in (
-            "views",
-            "resolution",
-            "preprocess",
-            "infer",
-            "decode",
-            "triangulate",
-            "total p50",
-            "p90",
-            "per view",
-            "frame sets/s",
-            "acq. %",
-            "crops/set",
-            "detect-every-frame p50",
-            "frame sets/s ",
-        ):
-            t.add_column(col, justify="right")
-        for r in result["sweep"]:
-            lat = r["latency_ms"]
-            stages = [_fmt(lat[s]["p50"], 2) for s in ("preprocess", "infer", "decode", "triangulate")]
-            trk, dr = r.get("tracking"), r.get("detect_every_frame")
-            t.add_row(str(r["views"]), f"{r['resolution'][0]}x{r['resolution'][1]}", *stages, _fmt(lat["total"]["p50"]),
-                      _fmt(lat["total"]["p90"]), _fmt(r["per_view_ms"], 2), _fmt(r["capacity_fps"]),
-                      "-" if trk is None else f"{100 * trk['acquisition_rate']:.0f}",
-                      "-" if trk is None else _fmt(trk["crops_per_frame_set"], 2),
-                      "-" if dr is None else _fmt(dr["latency_ms"]["total"]["p50"]),
-                      "-" if dr is None else _fmt(dr["capacity_fps"]))  # fmt: skip
-        console.print(t)
-        for res in {tuple(r["resolution"]) for r in result["sweep"]}:
-            rows = {r["views"]: r for r in result["sweep"] if tuple(r["resolution"]) == res}
-            if 4 in rows and 8 in rows:
-                a, b = rows[4], rows[8]
-                ratio = b["latency_ms"]["total"]["p50"] / a["latency_ms"]["total"]["p50"]
-                line = f"{res[0]}x{res[1]}: cost of 8 views / 4 views {ratio:.2f}x"
-                if a.get("detect_every_frame") and b.get("detect_every_frame"):
-                    dr = (b["detect_every_frame"]["latency_ms"]["total"]["p50"]
-                          / a["detect_every_frame"]["latency_ms"]["total"]["p50"])  # fmt: skip
-                    line += f" tracked (target <= 1.5x), {dr:.2f}x detecting every frame"
-                console.print(line)
+        print_sweep(result, console)
     mp_ = (result.get("compare") or {}).get("mediapipe")
     if mp_ is not None:
         if mp_.get("available"):
@@ -1513,3 +1744,89 @@ def print_report(result: dict[str, Any], console=None) -> None:
     files = result.get("files") or {}
     if files:
         console.print(f"wrote {files.get('json')}" + (f" and {files['png']}" if files.get("png") else ""))
+
+
+def _pct(rate: float | None) -> str:
+    return "-" if rate is None else f"{100 * rate:.1f} %"
+
+
+def print_paths(result: dict[str, Any], console) -> None:
+    """The two engine paths side by side (in process, same frames, paced the same) and the ratio."""
+    from rich.table import Table
+
+    paths = result.get("paths")
+    if not paths:
+        return
+    tr, de = paths["tracked"], paths["detect_every_frame"]
+    calls = (tr or de)["calls"]
+    t = Table(title=f"engine paths, in process ({calls} frame sets each, same frames, paced at the camera rate; "
+                    f"the live run: {paths['live'].replace('_', '-')})")  # fmt: skip
+    t.add_column("figure")
+    t.add_column("tracked", justify="right")
+    t.add_column("detect every frame", justify="right")
+
+    def row(label: str, show: Callable[[dict[str, Any]], str]) -> None:
+        t.add_row(label, *("not measured" if p is None else show(p) for p in (tr, de)))
+
+    def lost(p: dict[str, Any]) -> str:
+        return "-" if p["lost"] is None else (", ".join(f"{k} {n}" for k, n in p["lost"].items() if n) or "none")
+
+    row("per frame set p50 / p90 / p99 ms",
+        lambda p: f"{_fmt(p['p50_ms'], 2)} / {_fmt(p['p90_ms'], 2)} / {_fmt(p['p99_ms'], 2)}")  # fmt: skip
+    row("capacity, frame sets/s", lambda p: _fmt(p["capacity_fps"]))
+    row("detector runs (acquisitions), % of frame sets", lambda p: _pct(p["acquisition_rate"]))
+    row("detector (acquire) p50 ms, when it runs", lambda p: _fmt(p["acquire_p50_ms"], 2))
+    row("crops per frame set", lambda p: _fmt(p["crops_per_frame_set"], 2))
+    row("tracks lost (by reason)", lost)
+    live = paths.get("live_tracking")
+    if live is not None:
+        t.add_row("live engine (window): detector runs, % of frame sets", _pct(live["acquisition_rate"]), "")
+        t.add_row("live engine (window): crops per frame set", _fmt(live["crops_per_frame_set"], 2), "")
+    console.print(t)
+    ratio = paths.get("ratio_capacity_tracked_over_detect")
+    if ratio is not None:
+        console.print(f"tracked capacity / detect-every-frame capacity (in process): [bold]{ratio:.2f}x[/bold]")
+
+
+def print_sweep(result: dict[str, Any], console) -> None:
+    """The sweep: cost per frame set of both paths for each views x resolution, and the 8/4-view ratios."""
+    from rich.table import Table
+
+    rows = result["sweep"]
+    t = Table(title=f"sweep, in process, back to back: cost per frame set, ms ({rows[0]['calls']} calls each; "
+                    "tracked: once both hands are tracked)")  # fmt: skip
+    for col in ("views", "size", "skipped", "n", "tracked p50", "p90", "sets/s", "acq.", "crops",
+                "detect p50", "p90 ", "sets/s ", "ratio"):  # fmt: skip
+        t.add_column(col, justify="right")
+    for r in rows:
+        lat, trk, dr, bt = r["latency_ms"], r.get("tracking"), r.get("detect_every_frame"), r.get("both_tracked")
+        if r.get("path", "tracked") != "tracked":  # no crop model: the detect-every-frame path alone
+            dr, bt = {"latency_ms": lat, "capacity_fps": r["capacity_fps"]}, None
+        dtot = dr["latency_ms"]["total"] if dr else None
+        ratio = bt["capacity_fps"] / dr["capacity_fps"] if bt and dr and bt["capacity_fps"] and dr["capacity_fps"] \
+            else None  # fmt: skip
+        skipped = "-" if r.get("settled") is None else f"{r['skipped_frame_sets']}" + ("" if r["settled"] else "*")
+        t.add_row(
+            str(r["views"]), f"{r['resolution'][0]}x{r['resolution'][1]}", skipped, "-" if not bt else str(bt["calls"]),
+            "-" if not bt else _fmt(bt["total"]["p50"], 2), "-" if not bt else _fmt(bt["total"]["p90"], 2),
+            "-" if not bt else _fmt(bt["capacity_fps"]),
+            "-" if trk is None else f"{trk['acquisitions']}/{trk['frame_sets']}",
+            "-" if trk is None else _fmt(trk["crops_per_frame_set"], 2),
+            "-" if dtot is None else _fmt(dtot["p50"], 2), "-" if dtot is None else _fmt(dtot["p90"], 2),
+            "-" if dr is None else _fmt(dr["capacity_fps"]), "-" if ratio is None else f"{ratio:.2f}x",
+        )  # fmt: skip
+    console.print(t)
+    console.print(
+        f"[dim]skipped: frame sets processed untimed before the window ({SWEEP_WARMUP_CALLS} warm-up, then the "
+        "acquisitions until both hands were tracked; * = not both tracked within --sweep-settle); n, tracked "
+        "p50/p90/sets/s: the window's calls that began with both hands tracked (no detector); acq.: window calls "
+        "where the detector ran (a hand lost in the window is acquired again); crops: per frame set; ratio: tracked / detect frame sets "
+        "per second[/dim]"
+    )
+    for q in result.get("sweep_ratios") or []:
+        w, h = q["resolution"]
+        console.print(
+            f"{w}x{h}, cost of {q['views'][0]} views / {q['views'][1]} views (p50 per frame set): tracked "
+            f"[bold]{_fmt(q['tracked'], 2)}x[/bold] (target <= 1.5x; {_fmt(q['tracked_all_calls'], 2)}x over every "
+            f"call of the window), detect every frame {_fmt(q['detect_every_frame'], 2)}x"
+        )

@@ -73,13 +73,20 @@ def bench_command(
         help="The live run tracks hands (the engine's default; the detect-every-frame path is timed in process "
         "beside it), or detects in every frame set.",
     ),
-    max_views_per_hand: int = typer.Option(2, "--max-views-per-hand", help="Tracking: crops per hand and frame set."),
-    sweep: bool = typer.Option(False, "--sweep", help="Also sweep views x resolutions in-process."),
-    sweep_views: str = typer.Option("1,2,4,8", "--sweep-views", help="Views of the sweep, comma-separated."),
+    max_views_per_hand: int = typer.Option(
+        2, "--max-views-per-hand", help="Tracking: crops per hand and frame set, the best views (2..16)."
+    ),
+    sweep: bool = typer.Option(
+        False, "--sweep", help="Also sweep views x resolutions in process: cost per frame set of both paths."
+    ),
+    sweep_views: str = typer.Option("2,4,8", "--sweep-views", help="Views of the sweep, comma-separated."),
     sweep_resolutions: str = typer.Option(
         "320x240,640x480,1280x720", "--sweep-resolutions", help="Resolutions of the sweep, comma-separated."
     ),
-    sweep_calls: int = typer.Option(30, "--sweep-calls", help="Timed calls per sweep configuration."),
+    sweep_calls: int = typer.Option(30, "--sweep-calls", help="Timed calls per sweep configuration and path."),
+    sweep_settle: int = typer.Option(
+        30, "--sweep-settle", help="Sweep: at most this many frame sets skipped until both hands are tracked."
+    ),
     compare: list[str] = typer.Option([], "--compare", help="Peer to time on the same frames: mediapipe."),
     mediapipe_model: Path = typer.Option(
         None,
@@ -98,6 +105,8 @@ def bench_command(
 
     Examples:
       handstream bench --seconds 20
+      handstream bench --seconds 15 --sweep --sweep-resolutions 640x480
+      handstream bench --no-tracking --max-views-per-hand 3
       handstream bench --cameras 2 --resolution 1280x720 --fps 60 --sweep --compare mediapipe
       handstream bench --source video --calibration calib.toml --unit-scale 0.04 --video cam0.mp4 --video cam1.mp4
     """
@@ -129,6 +138,7 @@ def bench_command(
             parse_resolution(r, "--sweep-resolutions") or (640, 480) for r in sweep_resolutions.split(",") if r.strip()
         ),
         sweep_calls=sweep_calls,
+        sweep_settle=sweep_settle,
         compare=tuple(c.strip().lower() for c in compare),
         mediapipe_model=None if mediapipe_model is None else str(mediapipe_model),
         compare_frames=compare_frames,

@@ -50,22 +50,24 @@ def _no_nan(x) -> None:
 def test_short_run_writes_every_field(tmp_path, random_model, capsys):
     opts = BenchOptions(
         seconds=2.5, warmup=0.5, cameras=2, resolution=(320, 240), fps=30.0, model=str(random_model), threads=1,
-        loop_frames=12, inprocess_seconds=1.0, sweep=True, sweep_views=(1, 2), sweep_resolutions=((160, 120),),
-        sweep_calls=2, compare=("mediapipe",), compare_frames=2, out=str(tmp_path / "out"),
+        loop_frames=12, inprocess_seconds=1.0, sweep=True, sweep_views=(4, 8), sweep_resolutions=((160, 120),),
+        sweep_calls=2, sweep_settle=1, compare=("mediapipe",), compare_frames=2, out=str(tmp_path / "out"),
     )  # fmt: skip
     result = run_bench(opts, log=lambda s: None, argv=["test"])
     path = tmp_path / "out" / "latency.json"
     data = json.loads(path.read_text())  # strict JSON: NaN would be written as null
     _no_nan(data)
     keys = ("schema", "handstream", "command", "machine", "config", "live", "inprocess", "transport_overhead_ms",
-            "compare", "sweep", "targets", "files", "background_busy_cores_before",
-            "background_busy_cores_after")  # fmt: skip
+            "compare", "sweep", "sweep_ratios", "targets", "files", "background_busy_cores_before",
+            "background_busy_cores_after", "paths", "inprocess_detect_every_frame")  # fmt: skip
     for key in keys:
         assert key in data, key
     assert {"cpu", "cores", "python", "date", "onnxruntime"} <= set(data["machine"])
     cfg = data["config"]
     assert cfg["cameras"] == 2 and cfg["resolution"] == [320, 240] and cfg["fps"] == 30.0
     assert cfg["backend_used"] == "onnxruntime"
+    assert cfg["tracking"] is True and cfg["live_path"] == "tracked" and cfg["max_views_per_hand"] == 2
+    assert cfg["crop_model"] and cfg["detect_refiner"]
 
     live = data["live"]
     assert live["poses"] > 0 and 0 < live["pose_rate"] <= 2 * cfg["fps"]
@@ -108,22 +110,44 @@ def test_short_run_writes_every_field(tmp_path, random_model, capsys):
             continue
         _ordered(inproc["latency_ms"][stage])
     tr = inproc["tracking"]  # the tracked path (default) and its counters
+    assert inproc["path"] == "tracked"
     assert tr["frame_sets"] >= inproc["calls"] and 0 <= tr["acquisition_rate"] <= 1 and tr["crops_per_frame_set"] >= 0
     det = data["inprocess_detect_every_frame"]  # the detect-every-frame path on the same frames
+    assert det["path"] == "detect_every_frame" and det["tracking"] is None
     assert det["calls"] == inproc["calls"] and det["capacity_fps"] > 0 and det["ratio_capacity_tracked_over_detect"] > 0
     if det["latency_ms"]["refine"]["n"]:
         _ordered(det["latency_ms"]["refine"])
-    assert "tracking" in data["live"]["engine_status"]
+    paths = data["paths"]  # both paths side by side
+    assert paths["live"] == "tracked" and paths["ratio_capacity_tracked_over_detect"] > 0
+    for name in ("tracked", "detect_every_frame"):
+        p = paths[name]
+        assert p["calls"] == inproc["calls"] and p["capacity_fps"] > 0 and p["p50_ms"] <= p["p90_ms"] <= p["p99_ms"]
+    assert 0 <= paths["tracked"]["acquisition_rate"] <= 1 and paths["tracked"]["crops_per_frame_set"] >= 0
+    assert paths["detect_every_frame"]["acquisition_rate"] == 1.0 and paths["detect_every_frame"]["lost"] is None
+    assert set(tr["lost"]) == set(paths["tracked"]["lost"])
+    status_tr = live["engine_status"]["tracking"]  # status.engine: since start; live.tracking: the window
+    assert status_tr["frame_sets"] >= live["tracking"]["frame_sets"] > 0
+    assert 0 <= live["tracking"]["acquisition_rate"] <= 1 and live["tracking"]["crops_per_frame_set"] >= 0
+    assert paths["live_tracking"] == live["tracking"]
     assert inproc["latency_ms"]["total"]["p50"] >= inproc["latency_ms"]["infer"]["p50"]
     ov = data["transport_overhead_ms"]
     for key in ("difference_p50", "difference_p90", "difference_p99", "per_pose_p50", "transport_stages_p50"):
         assert isinstance(ov[key], float), key
 
-    assert [(r["views"], r["resolution"]) for r in data["sweep"]] == [(1, [160, 120]), (2, [160, 120])]
-    for r in data["sweep"]:
+    assert [(r["views"], r["resolution"]) for r in data["sweep"]] == [(4, [160, 120]), (8, [160, 120])]
+    for r in data["sweep"]:  # both paths per view count, the tracked one after the settling frame sets
+        assert r["path"] == "tracked" and r["calls"] == 2
         _ordered(r["latency_ms"]["total"])
         _ordered(r["detect_every_frame"]["latency_ms"]["total"])
-        assert r["tracking"]["crops_per_frame_set"] >= 0
+        assert r["detect_every_frame"]["capacity_fps"] > 0
+        assert 3 <= r["skipped_frame_sets"] <= 3 + 1 and isinstance(r["settled"], bool)
+        assert r["tracking"]["frame_sets"] == 2 and r["tracking"]["crops_per_frame_set"] >= 0
+        assert 0 <= r["tracking"]["acquisitions"] <= 2 and 0 <= r["skipped_acquisitions"] <= r["skipped_frame_sets"]
+        assert 0 <= r["both_tracked"]["calls"] <= 2
+    (ratio,) = data["sweep_ratios"]
+    assert ratio["resolution"] == [160, 120] and ratio["views"] == [8, 4]
+    assert ratio["detect_every_frame"] > 0 and ratio["tracked_all_calls"] > 0
+    assert ratio["tracked"] is None or ratio["tracked"] > 0  # (random weights may never track both hands)
 
     mp = data["compare"]["mediapipe"]
     if mp["available"]:
@@ -144,6 +168,8 @@ def test_short_run_writes_every_field(tmp_path, random_model, capsys):
     print_report(result)
     shown = capsys.readouterr().out
     assert "end to end" in shown and "targets" in shown
+    assert "engine paths" in shown and "crops per frame set" in shown and "detector runs" in shown
+    assert "sweep" in shown and "8 views / 4 views" in shown
 
 
 @pytest.mark.parametrize(
@@ -157,6 +183,10 @@ def test_short_run_writes_every_field(tmp_path, random_model, capsys):
         (["--backend", "tflite"], "--backend"),
         (["--compare", "openpose"], "--compare"),
         (["--live-render", "--resolution", "640x480"], "--live-render"),
+        (["--max-views-per-hand", "1"], "--max-views-per-hand"),
+        (["--max-views-per-hand", "17"], "--max-views-per-hand"),
+        (["--sweep-settle", "-1"], "--sweep-settle"),
+        (["--sweep-views", "2,0"], "--sweep-views"),
     ],
 )
 def test_user_errors_are_one_line_and_exit_2(args, where, capsys, tmp_path):
