@@ -1820,8 +1820,8 @@ def print_sweep(result: dict[str, Any], console) -> None:
         f"[dim]skipped: frame sets processed untimed before the window ({SWEEP_WARMUP_CALLS} warm-up, then the "
         "acquisitions until both hands were tracked; * = not both tracked within --sweep-settle); n, tracked "
         "p50/p90/sets/s: the window's calls that began with both hands tracked (no detector); acq.: window calls "
-        "where the detector ran (a hand lost in the window is acquired again); crops: per frame set; ratio: tracked / detect frame sets "
-        "per second[/dim]"
+        "where the detector ran (a hand lost in the window is acquired again); crops: per frame set; "
+        "ratio: tracked / detect frame sets per second[/dim]"
     )
     for q in result.get("sweep_ratios") or []:
         w, h = q["resolution"]
