@@ -44,6 +44,7 @@ import numpy as np
 from handstream import records
 from handstream.capture.material import FrameSets, read_video_frames, render_frames, write_image_folders
 from handstream.errors import HandstreamError
+from handstream.mediapipe import DEFAULT_LANDMARKER, mediapipe_unavailable, native_stderr_silenced
 from handstream.skeleton import HANDS
 
 LIVE_STAGES = (
@@ -86,7 +87,6 @@ SWEEP_WARMUP_CALLS = 3
 SWEEP_SETTLE = 30
 """Sweep: untimed calls before the window (warm-up), then at most this many more until both hands are tracked."""
 SWEEP_RESOLUTIONS = ((320, 240), (640, 480), (1280, 720))
-DEFAULT_MEDIAPIPE_MODEL = Path(__file__).resolve().parents[2] / "shared" / "models" / "hand_landmarker_lite.task"
 RANDOM_MODEL = "random-init"
 """``--model random-init``: a randomly initialised HandNet exported to ONNX (same architecture, meaningless
 outputs): for timing before a trained model exists. Needs torch."""
@@ -111,7 +111,7 @@ class BenchOptions:
         fps: camera rate, frames/s (video source: None = the files').
         backend / model / threads: the estimator (``model`` None: the shipped default; ``"random-init"``).
         refiner: the refine stage's model (``"default"``: the detector's own or the shipped refiner, see
-            :func:`~handstream.config.default_refiner`; ``"none"``: no refine stage).
+            :func:`~handstream.models.defaults.default_refiner`; ``"none"``: no refine stage).
         tracking: the live run and the first in-process run use the tracked path (the engine's default); the
             detect-every-frame path is measured in process beside it. False: the detect-every-frame path only.
         max_views_per_hand: the tracked path's crops per hand and frame set.
@@ -469,7 +469,7 @@ def _other_load_now(seconds: float = 1.0) -> float | None:
 def resolve_model(model: str | None, tmp: Path) -> tuple[Path, str]:
     """(path of the artifact, label). None: the shipped default; ``random-init``: a random HandNet exported
     to ONNX in ``tmp`` (timing only); else a path (must exist)."""
-    from handstream.config import DEFAULT_MODEL
+    from handstream.models.defaults import DEFAULT_MODEL
 
     if model == RANDOM_MODEL:
         try:
@@ -596,9 +596,10 @@ def run_live(
     ``status.engine``: counters since start) and ``tracking`` (its tracker counters over the window, by
     :func:`tracking_delta`; None when the engine does not track).
     """
+    from handstream.poses import PoseMessage
     from handstream.serve import Supervisor, plan
     from handstream.transport.pubsub import PoseSubscriber
-    from handstream.transport.wire import PoseMessage, StatusMessage
+    from handstream.transport.wire import StatusMessage
 
     p = plan(config)
     sup = Supervisor(p)
@@ -959,11 +960,11 @@ def open_path_models(refiner: str, model: Path, backend: str, threads: int,
     """(the tracked path's crop model, the detect-every-frame path's refine stage), opened backends or None.
 
     ``refiner`` is the ``--refiner`` option: ``none`` -> (None, None): no tracking, detection without a refine
-    stage; ``default`` -> each path's own (:func:`~handstream.config.default_refiner`); a path -> that model
+    stage; ``default`` -> each path's own (:func:`~handstream.models.defaults.default_refiner`); a path -> that model
     for both, except that a perspective crop model cannot refine windows: the detect-every-frame path then gets
     its default refiner (said in ``log``)."""
-    from handstream.config import default_refiner, refiner_option
     from handstream.engine.backends import open_backend
+    from handstream.models.defaults import default_refiner, refiner_option
 
     crop_path = refiner_option(refiner, model, tracking=True)
     window_path = refiner_option(refiner, model, tracking=False)
@@ -1047,48 +1048,7 @@ def stage_mean_per_frame(summary: dict[str, Any], frames: int) -> float:
     return float(summary["mean"]) * summary["n"] / frames
 
 
-# --- MediaPipe --------------------------------------------------------------------------------------------
-
-
-def mediapipe_unavailable(model: str | Path | None) -> str | None:
-    """Why MediaPipe cannot be compared here (one line), or None when it can."""
-    try:
-        import mediapipe  # noqa: F401
-        from mediapipe.tasks.python import vision  # noqa: F401
-    except ImportError as exc:
-        return f"mediapipe is not importable ({exc}); pip install 'handstream[teacher]'"
-    if model is None:
-        return (
-            "no hand landmarker bundle: pass --mediapipe-model (e.g. hand_landmarker_lite.task; "
-            f"looked for {DEFAULT_MEDIAPIPE_MODEL})"
-        )
-    if not Path(model).is_file():
-        return f"--mediapipe-model: {model}: file not found"
-    return None
-
-
-class _native_stderr_silenced:  # noqa: N801 (a context manager used like a function)
-    """Point file descriptor 2 at /dev/null (native libraries write there directly); re-entrant exit."""
-
-    def __init__(self) -> None:
-        self._saved: int | None = None
-
-    def __enter__(self) -> _native_stderr_silenced:
-        try:
-            sys.stderr.flush()
-            self._saved = os.dup(2)
-            null = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(null, 2)
-            os.close(null)
-        except OSError:
-            self._saved = None
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._saved is not None:
-            os.dup2(self._saved, 2)
-            os.close(self._saved)
-            self._saved = None
+# --- MediaPipe, the peer (its helpers: handstream.mediapipe) ------------------------------------------------
 
 
 def run_mediapipe(frames: FrameSets, model: str | Path, *, count: int, handstream_ms: float | None,
@@ -1109,13 +1069,13 @@ def run_mediapipe(frames: FrameSets, model: str | Path, *, count: int, handstrea
     opts = vision.HandLandmarkerOptions(
         base_options=BaseOptions(model_asset_path=str(model)), running_mode=vision.RunningMode.VIDEO, num_hands=2
     )
-    with _native_stderr_silenced():  # TFLite/glog chatter when a landmarker is created
+    with native_stderr_silenced():  # TFLite/glog chatter when a landmarker is created
         marks = [vision.HandLandmarker.create_from_options(opts) for _ in frames.cameras]
     period_ms = 1000.0 / (frames.fps or 30.0)
     per_view: list[float] = []
     per_frame: list[float] = []
     hands: list[int] = []
-    quiet = _native_stderr_silenced()
+    quiet = native_stderr_silenced()
     quiet.__enter__()  # silenced through the warm-up frames (first inference logs too), restored below
     try:
         for i in range(warmup + count):
@@ -1282,10 +1242,10 @@ def run_bench(
         HandstreamError: an option or file that is wrong (one line naming it), or a live system that fails.
     """
     from handstream import __version__
-    from handstream.config import refiner_option
     from handstream.engine.backends import open_backend
     from handstream.geometry import load_calibration, save_calibration
     from handstream.machine import describe_machine
+    from handstream.models.defaults import refiner_option
 
     log = log or (lambda s: print(f"bench: {s}", file=sys.stderr, flush=True))
     _check_options(o)
@@ -1302,7 +1262,7 @@ def run_bench(
         mp_model = (
             o.mediapipe_model
             if o.mediapipe_model is not None
-            else (str(DEFAULT_MEDIAPIPE_MODEL) if DEFAULT_MEDIAPIPE_MODEL.is_file() else None)
+            else (str(DEFAULT_LANDMARKER) if DEFAULT_LANDMARKER.is_file() else None)
         )
 
         # -- the frames and the rig

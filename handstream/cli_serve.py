@@ -9,8 +9,9 @@ from pathlib import Path
 
 import typer
 
-from handstream.config import DEFAULT_MODEL, ServeConfig, SourceConfig, load_config
+from handstream.config import ServeConfig, SourceConfig, load_config
 from handstream.errors import HandstreamError
+from handstream.models.defaults import DEFAULT_MODEL
 from handstream.transport.pubsub import DEFAULT_POSE_ENDPOINT
 
 
@@ -258,8 +259,7 @@ def subscribe_command(
       handstream subscribe --record session.jsonl --seconds 60
     """
     from handstream.client import describe, pose_to_dict
-    from handstream.config import curve_config
-    from handstream.transport.pubsub import PoseSubscriber
+    from handstream.transport.pubsub import PoseSubscriber, curve_config
 
     sub = PoseSubscriber(endpoint, curve=curve_config(curve_dir))
     out = None

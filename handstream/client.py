@@ -27,10 +27,9 @@ from typing import Any
 
 import numpy as np
 
-from handstream.config import curve_config
 from handstream.errors import HandstreamError
-from handstream.transport.pubsub import DEFAULT_POSE_ENDPOINT, PoseSubscriber
-from handstream.transport.wire import HandPose, PoseMessage
+from handstream.poses import HandPose, PoseMessage
+from handstream.transport.pubsub import DEFAULT_POSE_ENDPOINT, PoseSubscriber, curve_config
 
 
 def subscribe(

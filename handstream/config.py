@@ -53,50 +53,13 @@ from pathlib import Path
 from typing import Any
 
 from handstream.errors import HandstreamError
-from handstream.transport.pubsub import DEFAULT_FRAME_ENDPOINT, DEFAULT_POSE_ENDPOINT, CurveConfig, Endpoints
+from handstream.models.defaults import DEFAULT_MODEL
+from handstream.transport.pubsub import DEFAULT_FRAME_ENDPOINT, DEFAULT_POSE_ENDPOINT, Endpoints
 from handstream.transport.topics import is_valid_name
 
 SOURCE_KINDS = ("synthetic", "video", "images", "device")
 RENDER_MODES = ("cached", "live")
 BACKENDS = ("auto", "onnxruntime", "torch", "tensorrt")
-DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "engines" / "handstream-default.onnx"
-DEFAULT_REFINER = DEFAULT_MODEL.with_name("handstream-refiner.onnx")
-DEFAULT_CROP_MODEL = DEFAULT_MODEL.with_name("handstream-crop.onnx")
-
-
-def default_refiner(model: str | Path | None, tracking: bool = True) -> Path | None:
-    """The refiner that goes with the detector ``model``: the one its manifest names (``handstream adapt``
-    pairs an adapted detector with its adapted refiner; None when the manifest says to run without one),
-    else the shipped one for the engine's path: the crop model of perspective crops (``tracking``, the
-    default) or the window refiner of the detect-every-frame path."""
-    from handstream.models.manifest import load_manifest, manifest_path
-
-    if model is not None and Path(model).suffix != ".pt" and manifest_path(model).is_file():
-        manifest, _ = load_manifest(model)
-        if manifest.refiner == "":
-            return None
-        if manifest.refiner is not None:
-            return manifest_path(model).parent / manifest.refiner
-    return DEFAULT_CROP_MODEL if tracking else DEFAULT_REFINER
-
-
-def refiner_option(
-    value: str, model: str | Path | None = None, where: str = "--refiner", tracking: bool = True
-) -> Path | None:
-    """The ``--refiner`` option of serve, eval and bench (and ``model.refiner``): ``none`` -> None (no refine
-    stage, no tracking), ``default`` -> :func:`default_refiner` of the detector ``model`` for the engine's path
-    (``tracking``), else that path. Returned absolute; a missing file is a one-line HandstreamError that starts
-    with ``where``."""
-    if value.lower() == "none":
-        return None
-    path = default_refiner(model, tracking) if value.lower() == "default" else Path(value)
-    if path is None:
-        return None
-    if not path.exists():
-        raise HandstreamError(f"{where}: {path}: model not found (--refiner none runs without the refine stage)")
-    return path.resolve()
-
-
 @dataclass
 class RigConfig:
     """Which cameras: a calibration file or a synthetic preset (exactly one).
@@ -191,7 +154,7 @@ class EngineConfig:
         ransac_threshold_px: inlier threshold of the RANSAC triangulation, pixels.
         min_joints: a hand is tracked when at least this many joints are triangulated.
         max_hand_extent_m: a triangulated joint farther than this (metres) from its hand's median joint
-            is dropped as an outlier (no hand is that large; 0: off). See ``engine/hand_check.py``.
+            is dropped as an outlier (no hand is that large; 0: off). See ``engine/triangulation.py``.
         include_2d: put the per-view 2D joints in the pose messages.
         tracking: track hands with perspective crops predicted from their last 3D pose, the detector only to
             find hands that are not tracked (:mod:`handstream.engine.tracking`; needs a crop model as
@@ -486,19 +449,3 @@ def load_config(path: str | Path) -> ServeConfig:
         raise HandstreamError(f"{path}: not valid TOML ({exc})") from None
     data["base_dir"] = str(path.resolve().parent)
     return ServeConfig.from_dict(data, str(path))
-
-
-def curve_config(curve_dir: str | Path | None) -> CurveConfig | None:
-    """CURVE keys from a folder made by ``handstream keys`` (:func:`handstream.transport.generate_keys`):
-    ``server.key``, ``server.key_secret``, ``client.key_secret``, ``authorized_clients/``. Each side uses
-    the files it needs; on a client host only ``server.key`` and ``client.key_secret`` must be present."""
-    if not curve_dir:
-        return None
-    d = Path(curve_dir)
-    if not (d / "server.key").is_file():
-        raise HandstreamError(f"{d}: no server.key in the CURVE key folder (create one with `handstream keys {d}`)")
-
-    def opt(name: str) -> Path | None:
-        return d / name if (d / name).exists() else None
-
-    return CurveConfig(d / "server.key", opt("server.key_secret"), opt("client.key_secret"), opt("authorized_clients"))

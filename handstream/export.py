@@ -15,7 +15,6 @@ This module imports torch, onnx and TensorRT lazily (inside the functions), so i
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import logging
 import os
@@ -33,6 +32,7 @@ import numpy as np
 
 from handstream.errors import HandstreamError
 from handstream.models.manifest import ModelManifest, manifest_path
+from handstream.records import file_sha256
 
 OPSET = 18
 PARITY_TOLERANCE = 1e-4  # max abs difference of heatmaps/presence (values ~[0, 1]) between ONNX Runtime and PyTorch
@@ -41,14 +41,6 @@ PARITY_TOLERANCE = 1e-4  # max abs difference of heatmaps/presence (values ~[0, 
 TENSORRT_TOLERANCE = {"fp32": 1e-3, "fp16": 5e-2}
 MAX_EXPORT_VIEWS = 16  # the triangulation kernels take at most 16 views
 KEYPOINT_CONF = 0.2  # keypoint parity is measured on joints that both runtimes find with at least this peak
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def example_inputs(net, batch: int, input_size: tuple[int, int], stride: int, seed: int = 0):

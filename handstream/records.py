@@ -1,7 +1,9 @@
-"""JSON reports (bench, eval, adapt): one conversion to plain, strict JSON."""
+"""Files the project writes and reads back: strict JSON reports (bench, eval, adapt, training records) and file
+hashes for provenance."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from pathlib import Path
@@ -30,3 +32,12 @@ def json_safe(x: Any) -> Any:
 def write_json(obj: Any, path: str | Path, indent: int = 2) -> None:
     """Write ``obj`` as strict JSON (NaN as null) with a trailing newline."""
     Path(path).write_text(json.dumps(json_safe(obj), indent=indent, allow_nan=False) + "\n", encoding="utf-8")
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex SHA-256 of a file's bytes, read in 1 MiB chunks (model and checkpoint provenance)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

@@ -30,11 +30,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from handstream.config import ServeConfig, SourceConfig, curve_config, refiner_option
+from handstream.config import ServeConfig, SourceConfig
 from handstream.errors import HandstreamError
 from handstream.geometry import Rig
-from handstream.transport.pubsub import PoseSubscriber
-from handstream.transport.wire import PoseMessage, StatusMessage
+from handstream.models.defaults import refiner_option
+from handstream.poses import PoseMessage
+from handstream.transport.pubsub import PoseSubscriber, curve_config
+from handstream.transport.wire import StatusMessage
 
 if TYPE_CHECKING:
     from handstream.capture.material import Progress

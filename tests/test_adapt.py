@@ -10,9 +10,9 @@ import sys
 import numpy as np
 import pytest
 
-from handstream.adapt.predict import Detections2D
 from handstream.adapt.pseudo import LABELLED, OUTSIDE, UNKNOWN, ConsensusConfig, consensus_labels
-from handstream.adapt.recording import open_recording, parse_frame_range
+from handstream.capture.recording import open_recording, parse_frame_range
+from handstream.engine.offline import Detections2D
 from handstream.errors import HandstreamError
 from handstream.synth.dataset import write_dataset
 
@@ -112,7 +112,7 @@ def test_adapt_rounds_end_to_end(headset_rec, random_model, tmp_path):
     assert saved["rounds"][0]["round"] == 0 and saved["frames"] == len(headset_rec)
     assert report["onnx"].endswith("adapted.onnx")
     # no refiner was adapted with it: its manifest says to run without one (not the shipped, unadapted one)
-    from handstream.config import default_refiner
+    from handstream.models.defaults import default_refiner
     from handstream.models.manifest import load_manifest
 
     assert load_manifest(tmp_path / "run" / "adapted.onnx")[0].refiner == ""
@@ -139,8 +139,8 @@ def test_adapt_fine_tunes_a_refiner_and_pairs_it_with_the_detector(headset_rec, 
     beside the detector, and the detector's manifest names it (what serve/eval/bench use by default)."""
     torch = pytest.importorskip("torch")
     from handstream.adapt.adapt import AdaptConfig, PseudoViews, adapt, fine_tune
-    from handstream.config import default_refiner, refiner_option
     from handstream.models.checkpoint import load_network, save_network
+    from handstream.models.defaults import default_refiner, refiner_option
     from handstream.models.manifest import load_manifest
     from handstream.models.network import HandNet
     from handstream.train.augment import HandCropConfig

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from handstream.adapt.recording import Recording, open_recording
+from handstream.capture.recording import Recording, open_recording
 from handstream.errors import HandstreamError
 from tests.conftest import SHARED_DATA
 
@@ -37,7 +37,7 @@ def clip(shared_data) -> Recording:
 
 @pytest.fixture(scope="module")
 def teacher(clip, model):
-    from handstream.adapt.teacher import teacher_recording
+    from handstream.mediapipe import teacher_recording
 
     return teacher_recording(clip, model)
 
@@ -70,7 +70,7 @@ def test_the_clips_hand_is_a_right_hand(teacher):
 
 
 def test_mirrored_images_with_mirrored_true_give_the_same_hand_and_mirrored_pixels(clip, teacher, model):
-    from handstream.adapt.teacher import teacher_recording
+    from handstream.mediapipe import teacher_recording
 
     n = 5
     flipped = Recording(clip.names, [[img[:, ::-1].copy() for img in imgs[:n]] for imgs in clip.images], clip.rig,
@@ -91,7 +91,7 @@ def test_mirrored_images_with_mirrored_true_give_the_same_hand_and_mirrored_pixe
 def test_grey_frames_work(clip, model):
     import cv2
 
-    from handstream.adapt.teacher import teacher_recording
+    from handstream.mediapipe import teacher_recording
 
     grey = Recording(clip.names, [[cv2.cvtColor(img, cv2.COLOR_BGR2GRAY) for img in imgs[:3]] for imgs in clip.images],
                      clip.rig, clip.frame_ids[:3])  # fmt: skip
@@ -117,7 +117,7 @@ def test_consistency_of_the_teacher_on_the_stereo_clip(clip, teacher):
 
 
 def test_missing_or_bad_bundle_is_one_line(tmp_path):
-    from handstream.adapt.teacher import teacher_recording
+    from handstream.mediapipe import teacher_recording
 
     tiny = Recording(
         ["a", "b"], [[np.zeros((32, 32), np.uint8)], [np.zeros((32, 32, 3), np.uint8)]], None, np.array([0])

@@ -164,7 +164,7 @@ def test_detector_and_refiner_cannot_be_swapped(random_model):
 
 def test_serve_names_a_swapped_detector_or_refiner_in_one_line(capsys):
     from handstream.cli import main
-    from handstream.config import DEFAULT_MODEL, DEFAULT_REFINER
+    from handstream.models.defaults import DEFAULT_MODEL, DEFAULT_REFINER
 
     for args, says in (
         (["--refiner", str(DEFAULT_MODEL)], "model.refiner is a detector"),
@@ -183,7 +183,8 @@ def test_a_detector_manifest_names_its_refiner(random_model, tmp_path):
     import json
     import shutil
 
-    from handstream.config import DEFAULT_CROP_MODEL, DEFAULT_REFINER, ServeConfig, refiner_option
+    from handstream.config import ServeConfig
+    from handstream.models.defaults import DEFAULT_CROP_MODEL, DEFAULT_REFINER, refiner_option
     from handstream.models.manifest import load_manifest
     from handstream.serve import plan
 

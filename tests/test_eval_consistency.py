@@ -12,8 +12,8 @@ import math
 import numpy as np
 import pytest
 
-from handstream.adapt.predict import Detections2D
 from handstream.cli import main
+from handstream.engine.offline import Detections2D
 from handstream.eval.consistency import consistency_metrics
 from handstream.skeleton import BONES, HANDS, NUM_JOINTS
 from handstream.synth.hand import HandShape, pose_hand, sample_pose

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from handstream.eval import metrics
+from handstream import metrics
 
 
 def test_epe_and_coverage_by_hand():

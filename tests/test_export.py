@@ -350,8 +350,8 @@ def test_re_export_keeps_a_detectors_refiner_pairing(random_model, tmp_path):
     (export-engine, ONNX or TensorRT) keeps that, re-pointing a named refiner from the new folder."""
     import shutil
 
-    from handstream.config import default_refiner
     from handstream.export import export_engine, paired_from
+    from handstream.models.defaults import default_refiner
 
     src = tmp_path / "adapted" / "det.onnx"
     src.parent.mkdir()

@@ -19,9 +19,10 @@ import pytest
 import zmq
 
 from handstream.config import ServeConfig
+from handstream.poses import PoseMessage
 from handstream.serve import Supervisor, plan
 from handstream.transport.pubsub import PoseSubscriber
-from handstream.transport.wire import PoseMessage, StatusMessage
+from handstream.transport.wire import StatusMessage
 from tests.conftest import free_tcp_port
 
 
@@ -296,8 +297,7 @@ def test_supervisor_killed_hard_children_exit_by_themselves(random_model):
 
 
 def test_curve_keys_encrypt_and_authenticate_the_whole_system(tmp_path, random_model):
-    from handstream.config import curve_config
-    from handstream.transport.pubsub import generate_keys
+    from handstream.transport.pubsub import curve_config, generate_keys
 
     generate_keys(tmp_path / "keys")
     cfg = config(random_model)

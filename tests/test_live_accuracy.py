@@ -13,11 +13,11 @@ import time
 import numpy as np
 import pytest
 
-from handstream.config import DEFAULT_MODEL
+from handstream.models.defaults import DEFAULT_MODEL
+from handstream.poses import PoseMessage
 from handstream.synth.generator import SynthGenerator
 from handstream.synth.rigs import get_preset
 from handstream.transport.pubsub import PoseSubscriber
-from handstream.transport.wire import PoseMessage
 from tests.test_live import Running, config, wait_for
 
 pytestmark = pytest.mark.skipif(not DEFAULT_MODEL.is_file(), reason=f"no shipped model at {DEFAULT_MODEL}")

@@ -12,8 +12,8 @@ import pytest
 
 import handstream
 from handstream.client import pose_from_dict, pose_to_dict, read_recording
+from handstream.poses import HandPose, PoseMessage
 from handstream.transport.pubsub import PosePublisher
-from handstream.transport.wire import HandPose, PoseMessage
 from tests.conftest import free_tcp_port
 
 

@@ -17,14 +17,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from handstream.errors import HandstreamError
+from handstream.poses import HandPose, PoseMessage
 from handstream.transport import (
     PROTOCOL_VERSION,
     REASONS,
     ControlMessage,
     FrameMessage,
-    HandPose,
     Limits,
-    PoseMessage,
     StatusMessage,
     WireError,
     check_name,

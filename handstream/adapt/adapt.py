@@ -34,9 +34,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from handstream.adapt.predict import Detections2D, predict_recording
 from handstream.adapt.pseudo import LABELLED, ConsensusConfig, PseudoLabels, consensus_labels, label_error, merge_labels
-from handstream.adapt.recording import Recording
+from handstream.capture.recording import Recording
+from handstream.engine.offline import Detections2D, predict_recording
 from handstream.errors import HandstreamError
 from handstream.models.codec import HeatmapCodec
 from handstream.records import json_safe, write_json
@@ -173,7 +173,7 @@ def _score(recording: Recording, det: Detections2D, labels: PseudoLabels) -> dic
     t = recording.truth
     if not t:
         return {}
-    from handstream.eval import metrics
+    from handstream import metrics
 
     vis = t["visibility"]
     m = (vis < 4) & (det.conf > 0)
@@ -261,7 +261,7 @@ def adapt(
         if r == 0 and detections is not None:
             det = detections
         elif r == 0 and teacher is not None:
-            from handstream.adapt.teacher import teacher_recording
+            from handstream.mediapipe import teacher_recording
 
             det = teacher_recording(recording, teacher, progress=progress)
         else:
@@ -334,7 +334,8 @@ def adapt(
         report["refiner_fine_tune"] = _adapt_refiner(rnet, rmanifest, refiner, work, labels, cfg, out, progress, log)
         write_json(report, out / "report.json")
     if export:
-        from handstream.export import export_onnx, file_sha256
+        from handstream.export import export_onnx
+        from handstream.records import file_sha256
 
         provenance = {"teacher": str(teacher) if teacher else None, "recording": recording.source}
         paired = ""

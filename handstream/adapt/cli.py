@@ -97,8 +97,8 @@ def adapt_command(
 
     from handstream.adapt.adapt import AdaptConfig, adapt
     from handstream.adapt.pseudo import ConsensusConfig
-    from handstream.adapt.recording import open_recording, parse_frame_range
-    from handstream.config import DEFAULT_MODEL, refiner_option
+    from handstream.capture.recording import open_recording, parse_frame_range
+    from handstream.models.defaults import DEFAULT_MODEL, refiner_option
 
     for option, value, integer in (
         ("--rounds", rounds, True),
@@ -119,7 +119,7 @@ def adapt_command(
     if teacher is not None:
         if not teacher.is_file():
             raise HandstreamError(f"--teacher: {teacher}: file not found (a MediaPipe hand_landmarker .task bundle)")
-        from handstream.bench import mediapipe_unavailable
+        from handstream.mediapipe import mediapipe_unavailable
 
         why = mediapipe_unavailable(teacher)
         if why:

@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 
 from handstream.adapt.extrinsics import bone_lengths, reference_bone_lengths
-from handstream.adapt.predict import Detections2D
-from handstream.eval.consistency import triangulate_detections
+from handstream.engine.offline import Detections2D
+from handstream.engine.triangulation import TriangulationRule, triangulate_recording
 from handstream.geometry import Rig
 from handstream.skeleton import BONES, HANDS, NUM_JOINTS
 
@@ -110,14 +110,10 @@ def consensus_labels(rig: Rig, det: Detections2D, cfg: ConsensusConfig | None = 
     use = (det.conf >= cfg.min_conf) & (det.presence[..., None] >= cfg.min_presence)
     use &= np.isfinite(det.keypoints).all(axis=-1)
     # the engine's rules over the whole recording in one call; the hand-level rule comes after the anatomy check
-    joints, inliers, _, agreed = triangulate_detections(
-        rig,
-        det.keypoints,
-        np.where(use, det.conf, 0.0),
-        threshold_px=cfg.threshold_px,
-        min_views=cfg.min_views,
-        min_joints=1,
-    )
+    # (rig units, so no hand-extent rule; min_joints after the anatomy check)
+    rule = TriangulationRule(cfg.threshold_px, cfg.min_views, max_hand_extent_m=0.0, min_joints=0)
+    t = triangulate_recording(rig, det.keypoints, np.where(use, det.conf, 0.0), rule)
+    joints, inliers, agreed = t.joints, t.inliers, t.agreed
 
     # anatomy: a point the views agree on can still be wrong (two views agreeing along an epipolar line);
     # bones of implausible length expose it

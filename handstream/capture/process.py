@@ -15,9 +15,8 @@ from typing import Any
 import zmq
 
 from handstream.capture.sources import Frame, Source, open_source
-from handstream.config import curve_config
 from handstream.runtime import StopFlag, child_main
-from handstream.transport.pubsub import FrameSender
+from handstream.transport.pubsub import FrameSender, curve_config
 from handstream.transport.wire import FrameMessage
 
 STATUS_INTERVAL_S = 1.0

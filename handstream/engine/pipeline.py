@@ -30,16 +30,16 @@ import numpy as np
 from handstream.config import EngineConfig, FilterConfig
 from handstream.engine.backends import Backend
 from handstream.engine.estimate import gate, infer_and_decode
-from handstream.engine.hand_check import drop_far_joints
 from handstream.engine.refine import Refiner
 from handstream.engine.smoothing import OneEuroFilter
 from handstream.engine.tracking import Tracker, TrackingConfig
+from handstream.engine.triangulation import TriangulationRule, triangulate_hands
 from handstream.errors import HandstreamError
 from handstream.geometry import Rig
 from handstream.models.kpe import ray_angles
 from handstream.models.preprocess import prepare_views
+from handstream.poses import HandPose, PoseMessage
 from handstream.skeleton import HANDS, NUM_JOINTS
-from handstream.transport.wire import HandPose, PoseMessage
 
 
 @dataclass
@@ -89,6 +89,7 @@ class Pipeline:
         self.manifest = backend.manifest
         self.codec = self.manifest.codec
         self.cfg = c = engine or EngineConfig()
+        self.rule = TriangulationRule.from_engine(c)
         self.tracker: Tracker | None = None
         self.refiner: Refiner | None = None
         if refiner is not None and c.tracking:
@@ -206,22 +207,8 @@ class Pipeline:
         conf3d = np.full((H, NUM_JOINTS), np.nan)
         if V < self.cfg.min_views:
             return joints, reproj, n_views, conf3d
-        tri = self._subset(tuple(names)).triangulate(
-            det.keypoints.reshape(V, -1, 2), det.conf.reshape(V, -1), method="ransac",
-            threshold_px=self.cfg.ransac_threshold_px, min_views=self.cfg.min_views,
-        )  # fmt: skip
-        joints = drop_far_joints(tri.points.reshape(H, NUM_JOINTS, 3), self.cfg.max_hand_extent_m)
-        reproj = tri.reproj_error.reshape(H, NUM_JOINTS)
-        n_views = tri.n_views.reshape(H, NUM_JOINTS).astype(np.uint8)
-        inl = tri.inliers.reshape(V, H, NUM_JOINTS)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            conf3d = (det.conf * inl).sum(axis=0) / inl.sum(axis=0)
-        found = np.isfinite(joints).all(axis=-1)  # (H, K): triangulated and kept by the outlier rule
-        reproj[~found], n_views[~found], conf3d[~found] = np.nan, 0, np.nan
-        tracked = found.sum(axis=-1) >= max(self.cfg.min_joints, 1)
-        joints[~tracked] = np.nan
-        n_views[~tracked] = 0
-        return joints, reproj, n_views, conf3d
+        t = triangulate_hands(self._subset(tuple(names)), det.keypoints, det.conf, self.rule)
+        return t.joints, t.reproj_error, t.n_views, t.conf
 
     def _detected(self, names, images, t_ns: int, timings: dict[str, float]) -> list[HandPose]:
         """The detect-every-frame path: detect [+ refine] -> triangulate -> smooth."""

@@ -15,14 +15,14 @@ from typing import Any
 
 import numpy as np
 
-from handstream.config import ServeConfig, curve_config
+from handstream.config import ServeConfig
 from handstream.engine.backends import open_backend
 from handstream.engine.pipeline import Pipeline
 from handstream.engine.sync import FrameSync
 from handstream.errors import HandstreamError
 from handstream.geometry import Rig
 from handstream.runtime import StopFlag, child_main
-from handstream.transport.pubsub import FrameReceiver, PosePublisher
+from handstream.transport.pubsub import FrameReceiver, PosePublisher, curve_config
 
 
 class Engine:

@@ -40,7 +40,7 @@ import numpy as np
 from handstream.engine.backends import Backend
 from handstream.engine.crops import resample
 from handstream.engine.estimate import gate, infer_and_decode
-from handstream.engine.hand_check import drop_far_joints
+from handstream.engine.triangulation import TriangulationRule, triangulate_hands
 from handstream.errors import HandstreamError
 from handstream.geometry.camera import Camera
 from handstream.geometry.crop_camera import CropCamera, hand_crop
@@ -215,6 +215,9 @@ class Tracker:
         self.manifest = m
         self.codec = m.codec
         self.cfg = config
+        # the engine's triangulate rule; a tracked hand needs at least 3 joints whatever min_joints says
+        self.rule = TriangulationRule(config.ransac_threshold_px, config.min_views, config.max_hand_extent_m,
+                                      max(config.min_joints, 3))  # fmt: skip
         self.margin = float(m.crop["margin"])
         self.min_side = float(m.crop.get("min_side", 0.0))
         w, h = m.input_size
@@ -357,8 +360,6 @@ class Tracker:
 
     def _measure(self, h, idx, jobs, kp, conf, pres, names) -> tuple[HandResult | None, str]:
         """Triangulate and validate hand ``h`` from its crops ``idx``; (None, reason) when it fails."""
-        from handstream import ops  # lazy: the compiled kernels
-
         cfg = self.cfg
         pts = np.array(kp[idx, h], np.float64)  # (Vh, K, 2) crop px
         c = np.array(conf[idx, h], np.float64)
@@ -368,13 +369,10 @@ class Tracker:
         if len(idx) < cfg.min_views:
             return None, "views"
         proj = np.stack([jobs[j][2].projection_matrix for j in idx])
-        tri = ops.triangulate(np.ascontiguousarray(pts), proj, np.ascontiguousarray(c), method="ransac",
-                              threshold_px=cfg.ransac_threshold_px, min_views=cfg.min_views)  # fmt: skip
-        joints = drop_far_joints(tri.points, cfg.max_hand_extent_m)
-        found = np.isfinite(joints).all(axis=-1)
-        if found.sum() < max(cfg.min_joints, 3):
+        t = triangulate_hands(proj, pts, c, self.rule)
+        if not t.found.any():
             return None, "joints"
-        reproj = np.where(found, tri.reproj_error, np.nan)
+        joints, found, reproj = t.joints, t.found, t.reproj_error
         if float(np.nanmean(reproj)) > cfg.max_reproj_px:
             return None, "reprojection"
         track = self.tracks.get(h)
@@ -383,16 +381,14 @@ class Tracker:
             rel = rel[np.isfinite(rel)]
             if len(rel) >= 5 and float(np.median(rel)) > cfg.max_bone_change:
                 return None, "bones"
-        inl = tri.inliers
-        with np.errstate(invalid="ignore", divide="ignore"):
-            conf3d = (c * inl).sum(axis=0) / inl.sum(axis=0)
+        inl = t.inliers
         V = len(names)
         joints_2d = np.full((V, NUM_JOINTS, 2), np.nan)
         view_index = {n: i for i, n in enumerate(names)}
         for j in idx:
             _, n, crop = jobs[j]
             joints_2d[view_index[n]] = crop.to_frame(pts[idx.index(j)])
-        n_views = np.where(found, tri.n_views, 0).astype(np.uint8)
+        n_views = t.n_views
         view_error = {}  # per-view mean error, for the next frame's view choice
         for i, j in enumerate(idx):
             used = inl[i] & found
@@ -400,7 +396,7 @@ class Tracker:
         res = HandResult(
             joints=joints,
             reproj_error=reproj,
-            conf=np.where(found, conf3d, np.nan),
+            conf=t.conf,
             n_views=n_views,
             presence=float(pres[idx, h].max()),
             joints_2d=joints_2d,

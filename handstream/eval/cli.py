@@ -171,7 +171,7 @@ def eval_command(
     if label_noise is not None:
         _eval_label_noise(data, label_noise, pair=_pair(pair), limit=limit, json_out=json_out)
         return
-    from handstream.config import refiner_option
+    from handstream.models.defaults import refiner_option
 
     refiner_path = refiner_option(refiner, model, tracking=tracked) if model is not None else None
     if recording:
@@ -304,7 +304,7 @@ def _eval_recording(
     from rich.console import Console
     from rich.table import Table
 
-    from handstream.adapt.recording import parse_frame_range
+    from handstream.capture.recording import parse_frame_range
     from handstream.eval.consistency import evaluate_recording
 
     res = evaluate_recording(

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from handstream.engine.triangulation import TriangulationRule, triangulate_recording
 from handstream.errors import HandstreamError
 from handstream.geometry import Rig
 from handstream.skeleton import BONES, HANDS, JOINT_NAMES, NUM_JOINTS
@@ -41,44 +42,6 @@ def _median(x: np.ndarray) -> float:
     return float(np.median(x)) if x.size else float("nan")
 
 
-def triangulate_detections(
-    rig: Rig,
-    keypoints: np.ndarray,
-    conf: np.ndarray,
-    *,
-    threshold_px: float = 12.0,
-    min_views: int = 2,
-    min_joints: int = 8,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Triangulate every frame at once, as the engine does frame by frame (:meth:`Pipeline.process`).
-
-    Args:
-        keypoints: (F, V, H, K, 2) distorted frame pixels, NaN = not detected.
-        conf: (F, V, H, K) weights; 0 or NaN = not detected.
-    Returns:
-        joints (F, H, K, 3) rig units, NaN where not triangulated or the hand has fewer than ``min_joints``
-        joints; inliers (F, V, H, K) bool, the views used for each joint (False where NaN);
-        valid (F, V, H, K) bool, the 2D detections given; agreed (F, H, K) bool, the joints RANSAC
-        triangulated (at least ``min_views`` views agree), before the ``min_joints`` rule.
-    """
-    F, V, H, K = conf.shape
-    valid = np.isfinite(keypoints).all(axis=-1) & np.isfinite(conf) & (conf > 0)
-    w = np.where(valid, conf, 0.0)
-    kp = np.where(valid[..., None], keypoints, np.nan)
-    # (V, F*H*K, 2): one call for the whole recording; points are independent
-    pts = np.moveaxis(kp, 1, 0).reshape(V, -1, 2)
-    tri = rig.triangulate(
-        pts, np.moveaxis(w, 1, 0).reshape(V, -1), method="ransac", threshold_px=threshold_px, min_views=min_views
-    )
-    joints = np.asarray(tri.points, dtype=np.float64).reshape(F, H, K, 3).copy()
-    inliers = np.moveaxis(np.asarray(tri.inliers, dtype=bool).reshape(V, F, H, K), 0, 1).copy()
-    agreed = np.isfinite(joints).all(axis=-1)
-    tracked = agreed.sum(axis=-1) >= max(int(min_joints), 1)  # (F, H)
-    joints[~tracked] = np.nan
-    inliers &= np.isfinite(joints).all(axis=-1)[:, None]
-    return joints, inliers, valid, agreed
-
-
 def consistency_metrics(
     rig: Rig,
     det,
@@ -91,7 +54,7 @@ def consistency_metrics(
 
     Args:
         rig: the calibrated cameras, in the order of the detections' views axis.
-        det: :class:`handstream.adapt.predict.Detections2D`: keypoints (F, V, H, K, 2) distorted frame px
+        det: :class:`handstream.engine.offline.Detections2D`: keypoints (F, V, H, K, 2) distorted frame px
             (NaN = missing), conf (F, V, H, K); the F frames are consecutive instants.
         threshold_px: RANSAC inlier threshold, pixels (the engine's default, 12).
         min_views: views needed to triangulate a joint.
@@ -148,9 +111,9 @@ def consistency_metrics(
     if V < 2:
         raise HandstreamError(f"consistency metrics need at least 2 views to triangulate, got {V}")
 
-    joints, inliers, valid, agreed = triangulate_detections(
-        rig, kp, conf, threshold_px=threshold_px, min_views=min_views, min_joints=min_joints
-    )
+    # the engine's rule; rig units are not metres, so no hand-extent rule
+    t = triangulate_recording(rig, kp, conf, TriangulationRule(threshold_px, min_views, 0.0, max(int(min_joints), 1)))
+    joints, inliers, valid, agreed = t.joints, t.inliers, t.valid, t.agreed
     tri_ok = np.isfinite(joints).all(axis=-1)  # (F, H, K)
 
     # reprojection into every view, distorted pixels: (V, F, H, K, 2) -> (F, V, H, K, 2)
@@ -249,8 +212,8 @@ def evaluate_recording(
             dataset folder (its own calibration; its labels are not used).
         calibration: calibration file (needed unless ``sources`` is a synthetic dataset).
         model: a handstream model (``.onnx`` + manifest or ``.pt``), run by the engine's detect stage
-            (:func:`handstream.adapt.predict.predict_recording`); or
-        teacher: a MediaPipe hand landmarker ``.task`` bundle (:func:`handstream.adapt.teacher.teacher_recording`).
+            (:func:`handstream.engine.offline.predict_recording`); or
+        teacher: a MediaPipe hand landmarker ``.task`` bundle (:func:`handstream.mediapipe.teacher_recording`).
             Exactly one of the two.
         unit_scale: metres per calibration length unit (None: the file's own, see ``load_calibration``).
         frames: (start, stop) frame range (stop None = to the end).
@@ -266,14 +229,14 @@ def evaluate_recording(
     """
     import time
 
-    from handstream.adapt.recording import open_recording
+    from handstream.capture.recording import open_recording
 
     if (model is None) == (teacher is None):
         raise HandstreamError("give either --model (a handstream model) or --teacher (a MediaPipe .task bundle)")
     if mirrored and teacher is None:
         raise HandstreamError("--mirrored: only with --teacher (it swaps MediaPipe's left/right labels)")
     if teacher is not None:
-        from handstream.bench import mediapipe_unavailable
+        from handstream.mediapipe import mediapipe_unavailable
 
         if not Path(teacher).is_file():
             raise HandstreamError(f"{teacher}: hand landmarker model (.task bundle) not found")
@@ -291,11 +254,11 @@ def evaluate_recording(
         raise HandstreamError(f"--recording: triangulation needs at least 2 cameras, got {rec.num_views}")
     t0 = time.perf_counter()
     if teacher is not None:
-        from handstream.adapt.teacher import teacher_recording
+        from handstream.mediapipe import teacher_recording
 
         det = teacher_recording(rec, teacher, progress=progress, mirrored=mirrored)
     else:
-        from handstream.adapt.predict import predict_recording
+        from handstream.engine.offline import predict_recording
 
         det = predict_recording(rec, model, threads=threads, progress=progress, refiner=refiner)
     seconds = time.perf_counter() - t0

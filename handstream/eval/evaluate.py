@@ -26,10 +26,10 @@ from typing import Any
 
 import numpy as np
 
+from handstream import metrics
 from handstream.config import EngineConfig
-from handstream.engine.hand_check import drop_far_joints
+from handstream.engine.triangulation import TriangulationRule, triangulate_hands
 from handstream.errors import HandstreamError
-from handstream.eval import metrics
 from handstream.models.manifest import load_manifest
 
 OUT_OF_FRAME = 4
@@ -73,12 +73,13 @@ def _split_info(ds, data: str | Path, frames: int, pair: tuple[int, int]) -> dic
 
 
 def _triangulate(rig, sub, pair, kp, w, threshold_px, max_hand_extent_m, p3_all: list, p3_pair: list) -> None:
-    """The engine's RANSAC triangulation and outlier rule for one frame, with all views (appended to ``p3_all``)
-    and with the pair (``p3_pair``); kp (V, H, K, 2) frame px, w (V, H, K). Synthetic rigs are in metres."""
+    """The engine's triangulate rule for one frame, with all views (appended to ``p3_all``) and with the pair
+    (``p3_pair``); kp (V, H, K, 2) frame px, w (V, H, K). Synthetic rigs are in metres. No ``min_joints`` rule
+    here: the score counts every joint of the hands the labels say are seen."""
     a, b = pair
+    rule = TriangulationRule(threshold_px, EngineConfig().min_views, max_hand_extent_m, min_joints=0)
     for cams, k, c, out in ((rig, kp, w, p3_all), (sub, kp[[a, b]], w[[a, b]], p3_pair)):
-        points = cams.triangulate(k, c, method="ransac", threshold_px=threshold_px).points
-        out.append(drop_far_joints(points, max_hand_extent_m))
+        out.append(triangulate_hands(cams, k, c, rule).joints)
 
 
 def _score_3d(pred: np.ndarray, gt: np.ndarray, hand_ok: np.ndarray) -> dict[str, float]:
@@ -126,7 +127,7 @@ def evaluate(
         limit: evaluate only the first ``limit`` frames.
         presence_threshold, conf_threshold: inference gates (model outputs only).
         threshold_px: RANSAC inlier threshold, frame pixels.
-        max_hand_extent_m: the engine's outlier rule (:func:`~handstream.engine.hand_check.drop_far_joints`).
+        max_hand_extent_m: the engine's outlier rule (:func:`~handstream.engine.triangulation.drop_far_joints`).
         threads: ONNX Runtime intra-op threads (0: its default).
         refiner: a refiner model (ONNX + manifest with a ``crop`` rule) for the engine's refine stage, or None.
     """

@@ -82,8 +82,8 @@ def load_network(path: str | Path):
         return load_onnx_network(path)
     import torch
 
-    from handstream.export import file_sha256
     from handstream.models.network import HandNet, NetConfig
+    from handstream.records import file_sha256
 
     if not path.is_file():
         raise HandstreamError(f"{path}: checkpoint not found")

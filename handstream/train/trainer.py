@@ -28,7 +28,7 @@ import torch
 import torch.distributed as dist
 
 from handstream.errors import HandstreamError
-from handstream.eval.metrics import epe, pck_2d
+from handstream.metrics import epe, pck_2d
 from handstream.models.checkpoint import load_network, unfuse_batchnorm
 from handstream.models.codec import HeatmapCodec
 from handstream.models.network import HandNet
@@ -129,7 +129,7 @@ def validate(net: torch.nn.Module, loader, codec: HeatmapCodec) -> dict[str, flo
     if not n:
         return {}
     p, g, m, b = (np.concatenate(x) for x in (preds, gts, masks, boxes))
-    from handstream.eval.metrics import point_errors
+    from handstream.metrics import point_errors
 
     _, cov = point_errors(p, g, m)
     return {
@@ -353,7 +353,8 @@ def _fmt(v: Any) -> str:
 def export_model(net: HandNet, recipe: Recipe, onnx_path: Path, out: Path, val_sets: list, log=print) -> None:
     """Export the trained network with :func:`handstream.export.export_onnx`, using a few validation
     inputs as real parity inputs; provenance records the recipe and checkpoint."""
-    from handstream.export import export_onnx, file_sha256
+    from handstream.export import export_onnx
+    from handstream.records import file_sha256
 
     net = net.cpu().eval()
     real = []

@@ -253,6 +253,22 @@ def generate_keys(directory: str | Path, server: str = "server", client: str = "
     )
 
 
+def curve_config(curve_dir: str | Path | None) -> CurveConfig | None:
+    """CURVE keys from a folder made by ``handstream keys`` (:func:`generate_keys`):
+    ``server.key``, ``server.key_secret``, ``client.key_secret``, ``authorized_clients/``. Each side uses
+    the files it needs; on a client host only ``server.key`` and ``client.key_secret`` must be present."""
+    if not curve_dir:
+        return None
+    d = Path(curve_dir)
+    if not (d / "server.key").is_file():
+        raise HandstreamError(f"{d}: no server.key in the CURVE key folder (create one with `handstream keys {d}`)")
+
+    def opt(name: str) -> Path | None:
+        return d / name if (d / name).exists() else None
+
+    return CurveConfig(d / "server.key", opt("server.key_secret"), opt("client.key_secret"), opt("authorized_clients"))
+
+
 class _Zap:
     """One ``zmq.auth.ThreadAuthenticator`` per context (ZeroMQ allows one ZAP handler per context),
     shared by the CURVE server sockets of that context and stopped with the last of them."""

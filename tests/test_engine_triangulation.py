@@ -3,8 +3,8 @@
 import numpy as np
 
 from handstream.config import EngineConfig, FilterConfig
-from handstream.engine.hand_check import drop_far_joints
 from handstream.engine.pipeline import Pipeline
+from handstream.engine.triangulation import drop_far_joints
 from handstream.models.manifest import ModelManifest
 from handstream.models.preprocess import Letterbox
 from handstream.synth.source import SyntheticSource

@@ -5,7 +5,7 @@ Legend: ``F`` frames, ``V`` views, ``H`` hands (2: left, right), ``K`` joints (2
 
 Each camera is its own video stream: one ``HandLandmarker`` per view in VIDEO running mode (it tracks hands
 from frame to frame), fed with monotonic timestamps derived from the frame index. What comes out, per view
-and frame, is a :class:`~handstream.adapt.predict.Detections2D` like the engine's own detect stage gives:
+and frame, is a :class:`~handstream.engine.offline.Detections2D` like the engine's own detect stage gives:
 
 * **keypoints**: MediaPipe's normalized landmarks in frame pixels, ``x_px = x * width - 0.5`` (MediaPipe's
   normalized coordinates span the image edge to edge, so pixel ``i`` covers ``[i, i + 1) / width``; handstream
@@ -31,17 +31,62 @@ higher-scoring one is kept.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
 
-from handstream.adapt.predict import Detections2D
-from handstream.adapt.recording import Recording
+from handstream.capture.recording import Recording
+from handstream.engine.offline import Detections2D
 from handstream.errors import HandstreamError
 from handstream.skeleton import HANDS, NUM_JOINTS
 
 DEFAULT_FPS = 30.0
 """Frame rate assumed for the VIDEO-mode timestamps (recordings carry none); only their order matters."""
+
+DEFAULT_LANDMARKER = Path(__file__).resolve().parents[2] / "shared" / "models" / "hand_landmarker_lite.task"
+"""The hand landmarker bundle looked for when none is given: ``../shared/models`` beside a checkout."""
+
+
+def mediapipe_unavailable(model: str | Path | None) -> str | None:
+    """Why MediaPipe cannot be compared here (one line), or None when it can."""
+    try:
+        import mediapipe  # noqa: F401
+        from mediapipe.tasks.python import vision  # noqa: F401
+    except ImportError as exc:
+        return f"mediapipe is not importable ({exc}); pip install 'handstream[teacher]'"
+    if model is None:
+        return (
+            "no hand landmarker bundle: pass --mediapipe-model (e.g. hand_landmarker_lite.task; "
+            f"looked for {DEFAULT_LANDMARKER})"
+        )
+    if not Path(model).is_file():
+        return f"--mediapipe-model: {model}: file not found"
+    return None
+
+
+class native_stderr_silenced:  # noqa: N801 (a context manager used like a function)
+    """Point file descriptor 2 at /dev/null (native libraries write there directly); re-entrant exit."""
+
+    def __init__(self) -> None:
+        self._saved: int | None = None
+
+    def __enter__(self) -> native_stderr_silenced:
+        try:
+            sys.stderr.flush()
+            self._saved = os.dup(2)
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, 2)
+            os.close(null)
+        except OSError:
+            self._saved = None
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._saved is not None:
+            os.dup2(self._saved, 2)
+            os.close(self._saved)
+            self._saved = None
 
 
 def open_landmarkers(model_path: str | Path, count: int, *, min_score: float = 0.5) -> list:
@@ -53,8 +98,6 @@ def open_landmarkers(model_path: str | Path, count: int, *, min_score: float = 0
     Raises:
         HandstreamError: one line when the file is missing or unreadable, or mediapipe is not installed.
     """
-    from handstream.bench import _native_stderr_silenced, mediapipe_unavailable
-
     path = Path(model_path)
     if not path.is_file():
         raise HandstreamError(f"{path}: hand landmarker model (.task bundle) not found")
@@ -77,7 +120,7 @@ def open_landmarkers(model_path: str | Path, count: int, *, min_score: float = 0
     )
     marks = []
     try:
-        with _native_stderr_silenced():  # TFLite/glog chatter on creation
+        with native_stderr_silenced():  # TFLite/glog chatter on creation
             for _ in range(count):
                 marks.append(vision.HandLandmarker.create_from_options(opts))
     except (RuntimeError, OSError, ValueError) as exc:
@@ -166,9 +209,7 @@ def teacher_recording(
         from tqdm import tqdm
 
         it = tqdm(it, desc=desc, unit="frame")
-    from handstream.bench import _native_stderr_silenced
-
-    quiet = _native_stderr_silenced()
+    quiet = native_stderr_silenced()
     quiet.__enter__()  # the first inference logs from native code too
     try:
         last = -1

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from handstream.adapt.recording import Recording
+from handstream.capture.recording import Recording
 from handstream.config import EngineConfig
 from handstream.skeleton import HANDS, NUM_JOINTS
 
