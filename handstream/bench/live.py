@@ -91,6 +91,128 @@ def drops_from_status(start: dict[str, dict], end: dict[str, dict], window_s: fl
     return out
 
 
+BENCH_PROCESS = "bench (supervisor + subscriber)"
+"""This process's name in the CPU/memory report of the live run."""
+
+
+class LiveSession:
+    """The live system of a ServeConfig run by a :class:`~handstream.serve.Supervisor` in a thread, and a
+    subscriber to its poses and status messages in this one. Steps: :meth:`start`, :meth:`wait_first_pose`,
+    :meth:`warm_up`, :meth:`open_window`, :meth:`measure`, :meth:`close_window`, :meth:`stop`."""
+
+    def __init__(self, config) -> None:
+        from handstream.serve import Supervisor, plan
+        from handstream.transport.pubsub import PoseSubscriber
+
+        self.config = config
+        self.plan = plan(config)
+        self.sup = Supervisor(self.plan)
+        self.codes: list[int] = []
+        self.error: BaseException | None = None
+        self.sub = PoseSubscriber(config.endpoints.poses, status=True)
+        self.thread = threading.Thread(target=self._supervise, name="handstream-supervisor", daemon=True)
+        self.statuses: dict[str, dict[str, Any]] = {}  # process (engine or camera) -> newest status data
+        self.status_t: dict[str, int] = {}  # process -> its send time, ns
+
+    def _supervise(self) -> None:
+        try:
+            self.codes.append(self.sup.run())
+        except BaseException as exc:  # surfaced in the main thread by alive()
+            self.codes.append(-1)
+            self.error = exc
+
+    def take(self, msg) -> None:
+        """Keep a status message (the newest per process); anything else is ignored."""
+        from handstream.transport.wire import StatusMessage
+
+        if isinstance(msg, StatusMessage):
+            key = "engine" if msg.process == "engine" else str(msg.data.get("camera", msg.process))
+            self.statuses[key] = msg.data
+            self.status_t[key] = msg.t_send_ns
+
+    def alive(self) -> None:
+        """Raise a one-line HandstreamError when the supervisor has stopped."""
+        if not self.thread.is_alive():
+            err = f": {self.error}" if self.error else ""
+            code = self.codes[0] if self.codes else "?"
+            raise HandstreamError(f"the live system stopped early (exit code {code}){err}")
+
+    def pids(self) -> dict[str, int]:
+        return {**self.sup.pids(), BENCH_PROCESS: os.getpid()}
+
+    def start(self) -> None:
+        self.t_start = time.monotonic()
+        self.thread.start()
+
+    def wait_first_pose(self, timeout_s: float) -> float:
+        """Seconds from :meth:`start` to the first pose received."""
+        from handstream.poses import PoseMessage
+
+        while True:
+            self.alive()
+            if time.monotonic() - self.t_start > timeout_s:
+                raise HandstreamError(
+                    f"no pose within {timeout_s:.0f} s of starting the live system (see the engine's messages above)"
+                )
+            msg = self.sub.recv(timeout_ms=200)
+            self.take(msg)
+            if isinstance(msg, PoseMessage):
+                return time.monotonic() - self.t_start
+
+    def warm_up(self, seconds: float) -> None:
+        """Receive for ``seconds``, then up to 3 s more until every process has sent a status (the counters of
+        the window need a start)."""
+        t_end = time.monotonic() + seconds
+        while time.monotonic() < t_end:
+            self.take(self.sub.recv(timeout_ms=100))
+        t_wait = time.monotonic() + 3.0
+        names = self.plan.rig.names
+        while time.monotonic() < t_wait and not ("engine" in self.statuses and all(c in self.statuses for c in names)):
+            self.take(self.sub.recv(timeout_ms=100))
+        self.alive()
+
+    def snapshot(self) -> tuple[dict[str, Any], dict[str, int]]:
+        """(the newest status of every process, a deep copy; their send times)."""
+        return json.loads(json.dumps(self.statuses)), dict(self.status_t)
+
+    def measure(self, seconds: float, monitor: ProcessMonitor) -> tuple[LiveRecord, float]:
+        """Record every pose for ``seconds`` (CPU/memory sampled every 0.5 s); returns the record and the window's
+        length, s."""
+        from handstream.poses import PoseMessage
+
+        rec = LiveRecord()
+        monitor.start(self.pids())
+        t0_ns = time.time_ns()
+        t_end = time.monotonic() + seconds
+        t_sample = time.monotonic()
+        while (now := time.monotonic()) < t_end:
+            msg = self.sub.recv(timeout_ms=min(100.0, max(1.0, (t_end - now) * 1e3)))
+            t_recv = time.time_ns()
+            if isinstance(msg, PoseMessage):
+                rec.add(msg, t_recv, t0_ns)
+            else:
+                self.take(msg)
+            if now - t_sample >= 0.5:
+                monitor.sample(self.pids())
+                t_sample = now
+        window_s = (time.time_ns() - t0_ns) * 1e-9
+        monitor.stop(self.pids())
+        self.alive()
+        return rec, window_s
+
+    def close_window(self) -> None:
+        """Wait (up to two status intervals) for the engine's next status: it closes the window's counters."""
+        t_wait = time.monotonic() + 2 * self.config.engine.status_interval_s + 0.5
+        end_seen = self.status_t.get("engine", 0)
+        while time.monotonic() < t_wait and self.status_t.get("engine", 0) == end_seen:
+            self.take(self.sub.recv(timeout_ms=100))
+
+    def stop(self) -> None:
+        self.sup.stop()
+        self.thread.join(10.0)
+        self.sub.close()
+
+
 def run_live(
     config,
     *,
@@ -108,122 +230,25 @@ def run_live(
     ``status.engine``: counters since start) and ``tracking`` (its tracker counters over the window, by
     :func:`tracking_delta`; None when the engine does not track).
     """
-    from handstream.poses import PoseMessage
-    from handstream.serve import Supervisor, plan
-    from handstream.transport.pubsub import PoseSubscriber
-    from handstream.transport.wire import StatusMessage
-
-    p = plan(config)
-    sup = Supervisor(p)
-    result: dict[str, Any] = {}
-    codes: list[int] = []
-
-    def body() -> None:
-        try:
-            codes.append(sup.run())
-        except BaseException as exc:  # surfaced in the main thread
-            codes.append(-1)
-            result["_error"] = exc
-
-    sub = PoseSubscriber(config.endpoints.poses, status=True)
-    thread = threading.Thread(target=body, name="handstream-supervisor", daemon=True)
-    statuses: dict[str, dict[str, Any]] = {}
-    status_t: dict[str, int] = {}
-
-    def take(msg) -> None:
-        if isinstance(msg, StatusMessage):
-            key = "engine" if msg.process == "engine" else str(msg.data.get("camera", msg.process))
-            statuses[key] = msg.data
-            status_t[key] = msg.t_send_ns
-
-    def alive() -> None:
-        if not thread.is_alive():
-            err = result.get("_error")
-            raise HandstreamError(
-                f"the live system stopped early (exit code {codes[0] if codes else '?'}){f': {err}' if err else ''}"
-            )
-
-    t_start = time.monotonic()
-    thread.start()
+    live = LiveSession(config)
+    live.start()
     try:
-        first = None
-        while first is None:
-            alive()
-            if time.monotonic() - t_start > startup_timeout_s:
-                raise HandstreamError(
-                    f"no pose within {startup_timeout_s:.0f} s of starting the live system "
-                    "(see the engine's messages above)"
-                )
-            msg = sub.recv(timeout_ms=200)
-            take(msg)
-            if isinstance(msg, PoseMessage):
-                first = msg
-        startup_s = time.monotonic() - t_start
+        startup_s = live.wait_first_pose(startup_timeout_s)
         log(f"first pose after {startup_s:.1f} s; warming up {warmup:g} s")
-        t_end = time.monotonic() + warmup
-        while time.monotonic() < t_end:
-            take(sub.recv(timeout_ms=100))
-        t_wait = time.monotonic() + 3.0  # the counters need a status of every process before the window
-        while time.monotonic() < t_wait and not ("engine" in statuses and all(c in statuses for c in p.rig.names)):
-            take(sub.recv(timeout_ms=100))
-        alive()
-        # snapshot at the start of the window: the newest status of every process
-        start_status = json.loads(json.dumps(statuses))
-        start_t = dict(status_t)
+        live.warm_up(warmup)
+        start_status, start_t = live.snapshot()
         monitor = ProcessMonitor()
-        pids = {**sup.pids(), "bench (supervisor + subscriber)": os.getpid()}
-        monitor.start(pids)
-        rec = LiveRecord()
         log(f"measuring {seconds:g} s")
-        t0_ns = time.time_ns()
-        t_end = time.monotonic() + seconds
-        t_sample = time.monotonic()
-        while True:
-            now = time.monotonic()
-            if now >= t_end:
-                break
-            msg = sub.recv(timeout_ms=min(100.0, max(1.0, (t_end - now) * 1e3)))
-            t_recv = time.time_ns()
-            if isinstance(msg, PoseMessage):
-                rec.add(msg, t_recv, t0_ns)
-            else:
-                take(msg)
-            if now - t_sample >= 0.5:
-                monitor.sample({**sup.pids(), "bench (supervisor + subscriber)": os.getpid()})
-                t_sample = now
-        window_s = (time.time_ns() - t0_ns) * 1e-9
-        monitor.stop({**sup.pids(), "bench (supervisor + subscriber)": os.getpid()})
-        alive()
-        # the status published at (or just after) the end of the window closes the counters
-        t_wait = time.monotonic() + 2 * config.engine.status_interval_s + 0.5
-        end_seen = status_t.get("engine", 0)
-        while time.monotonic() < t_wait and status_t.get("engine", 0) == end_seen:
-            take(sub.recv(timeout_ms=100))
-        end_status = json.loads(json.dumps(statuses))
-        end_t = dict(status_t)
+        rec, window_s = live.measure(seconds, monitor)
+        live.close_window()
+        end_status, end_t = live.snapshot()
     finally:
-        sup.stop()
-        thread.join(10.0)
-        sub.close()
+        live.stop()
     status_window = (end_t.get("engine", 0) - start_t.get("engine", 0)) * 1e-9 if start_t.get("engine") else None
     drops = drops_from_status(start_status, end_status, None if status_window is None else round(status_window, 3))
-    gaps = int(sum(max(0, b - a - 1) for a, b in zip(rec.seq, rec.seq[1:], strict=False)))
-    e2e = np.asarray(rec.end_to_end)
-    stage_sum = (
-        np.nansum(np.stack([np.asarray(rec.stages[s]) for s in LIVE_STAGES]), axis=0) if rec.seq else np.zeros(0)
-    )
-    residual = e2e - stage_sum
-    latency = {"end_to_end": summarize(e2e)}
-    for s in LIVE_STAGES:
-        latency[s] = summarize(rec.stages[s])
-    latency["residual"] = summarize(residual)
-    compute = (
-        np.nansum(np.stack([np.asarray(rec.stages[s]) for s in PIPELINE_STAGES]), axis=0) if rec.seq else np.zeros(0)
-    )
-    latency["outside_pipeline"] = summarize(e2e - compute)
     processes, machine = monitor.report()
-    n_cams = len(p.rig)
     views = np.asarray(rec.views)
+    n_cams = len(live.plan.rig)
     return {
         "startup_s": round(startup_s, 2),
         "window_s": round(window_s, 3),
@@ -231,8 +256,8 @@ def run_live(
         "pose_rate": round(len(rec.seq) / window_s, 3) if window_s > 0 else None,
         "complete_sets": round(float((views == n_cams).mean()), 4) if views.size else None,
         "mean_views": round(float(views.mean()), 3) if views.size else None,
-        "subscriber_missed": gaps,
-        "latency_ms": latency,
+        "subscriber_missed": int(sum(max(0, b - a - 1) for a, b in zip(rec.seq, rec.seq[1:], strict=False))),
+        "latency_ms": live_latency(rec),
         "drops": drops,
         "engine_status": end_status.get("engine", {}),
         "tracking": tracking_delta(start_status.get("engine", {}).get("tracking"),
@@ -247,6 +272,22 @@ def run_live(
             **{f"{s}_ms": [None if not math.isfinite(x) else round(x, 3) for x in rec.stages[s]] for s in LIVE_STAGES},
         },
     }
+
+
+def live_latency(rec: LiveRecord) -> dict[str, Any]:
+    """Stage -> :func:`summarize` of the live poses (ms): ``end_to_end``, every :data:`LIVE_STAGES`,
+    ``residual`` (end to end minus the stages) and ``outside_pipeline`` (end to end minus the pipeline's)."""
+    e2e = np.asarray(rec.end_to_end)
+
+    def stage_sum(stages) -> np.ndarray:
+        return np.nansum(np.stack([np.asarray(rec.stages[s]) for s in stages]), axis=0) if rec.seq else np.zeros(0)
+
+    latency = {"end_to_end": summarize(e2e)}
+    for s in LIVE_STAGES:
+        latency[s] = summarize(rec.stages[s])
+    latency["residual"] = summarize(e2e - stage_sum(LIVE_STAGES))
+    latency["outside_pipeline"] = summarize(e2e - stage_sum(PIPELINE_STAGES))
+    return latency
 
 
 def build_live_config(o: BenchOptions, model: Path, rig_file: Path | None, folders: dict[str, Path] | None,
