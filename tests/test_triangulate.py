@@ -69,10 +69,15 @@ def test_ransac_rejects_a_view_displaced_by_50px():
     pixels[bad_view] += 50 * direction / np.linalg.norm(direction, axis=-1, keepdims=True)
 
     ransac = triangulate(pixels, projections, method="ransac", threshold_px=10.0)
-    assert not ransac.inliers[bad_view].any()
-    assert ransac.inliers[np.arange(4) != bad_view].all()
-    assert (ransac.n_views == 3).all()
-    assert ransac.reproj_error.max() < 5.0
+    # A displaced observation is kept only where some point lies within threshold_px of it and of the views kept
+    # with it: consistent data, not an outlier (in random rigs with a near-degenerate pair this happens for a few
+    # points of ~2% of scenes; over 6,000 seeds at most 21% of one scene's points).
+    kept = ransac.inliers[bad_view]
+    assert (ransac.reproj_error[kept] < 10.0).all()
+    assert kept.mean() <= 0.25, kept.mean()
+    assert ransac.inliers[np.arange(4) != bad_view][:, ~kept].all()
+    assert (ransac.n_views[~kept] == 3).all()
+    assert ransac.reproj_error[~kept].max() < 5.0
 
     dlt = triangulate(pixels, projections, method="dlt")
     ransac_mm = 1000 * np.linalg.norm(ransac.points - points, axis=-1).mean()
