@@ -1,11 +1,12 @@
-"""Files the project writes and reads back: strict JSON reports (bench, eval, adapt, training records) and file
-hashes for provenance."""
+"""Files the project writes and reads back: strict JSON reports (bench, eval, adapt, training records), file
+hashes for provenance, and the natural order of file and camera names."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -41,3 +42,10 @@ def file_sha256(path: str | Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def natural_key(text: str) -> tuple:
+    """Sort key that orders digit runs by value: ``cam_2`` < ``cam_10``."""
+    # re.split with a capturing group alternates text, number, text, ... so positions always compare
+    # str with str and int with int.
+    return tuple(int(part) if i % 2 else part.lower() for i, part in enumerate(re.split(r"(\d+)", text)))

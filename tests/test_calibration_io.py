@@ -13,12 +13,13 @@ import tomli_w
 from handstream.errors import HandstreamError
 from handstream.geometry import Camera, Rig, load_calibration, save_calibration
 from handstream.geometry.camera import matrix_to_rodrigues, rodrigues_to_matrix
-from handstream.geometry.io import natural_key, tomllib  # stdlib tomllib (tomli on Python 3.10)
+from handstream.geometry.io import tomllib  # stdlib tomllib (tomli on Python 3.10)
 from handstream.geometry.ovfisheye import (
     fit_fisheye_to_ovfisheye62,
     ovfisheye62_theta_max,
     project_ovfisheye62,
 )
+from handstream.records import natural_key
 
 K0 = [[800.0, 0.0, 330.0], [0.0, 790.0, 245.0], [0.0, 0.0, 1.0]]
 

@@ -149,7 +149,9 @@ def test_no_import_cycle():
             visit(v)
     # a package's __init__ re-exporting its own modules, which import the package's public names back, is how
     # Python packages are built; a cycle that leaves the package is a knot
-    knots = [c for c in cycles if len({_unit(m) for m in c}) > 1 or not any(MODULES[m].name == "__init__.py" for m in c)]
+    knots = [
+        c for c in cycles if len({_unit(m) for m in c}) > 1 or not any(MODULES[m].name == "__init__.py" for m in c)
+    ]
     assert not knots, "import cycles:\n" + "\n".join(" <-> ".join(c) for c in knots)
 
 

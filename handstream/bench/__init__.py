@@ -32,7 +32,7 @@ from handstream.bench.inputs import bench_rig, resolve_model
 from handstream.bench.live import drops_from_status, run_live
 from handstream.bench.measure import ProcessMonitor, summarize
 from handstream.bench.options import LIVE_STAGES, PIPELINE_STAGES, BenchOptions, parse_resolution
-from handstream.bench.report import print_report, write_json, write_png
+from handstream.bench.report import print_report, write_png
 from handstream.bench.run import run_bench
 
 __all__ = [
@@ -48,6 +48,5 @@ __all__ = [
     "run_bench",
     "run_live",
     "summarize",
-    "write_json",
     "write_png",
 ]

@@ -10,11 +10,7 @@ import numpy as np
 
 from handstream.bench.options import RANDOM_MODEL
 from handstream.errors import HandstreamError
-
-
-def _rot_y(a: float) -> np.ndarray:
-    c, s = math.cos(a), math.sin(a)
-    return np.array([[c, 0.0, s], [0.0, 1.0, 0.0], [-s, 0.0, c]])
+from handstream.synth.hand import rot_y
 
 
 def resize_camera(cam, size: tuple[int, int]):
@@ -53,7 +49,7 @@ def bench_rig(views: int, size: tuple[int, int] | None = (640, 480), base: str =
         if k:
             yaw = math.radians(12.0 * ((k + 1) // 2)) * (1 if k % 2 else -1)
             center = np.asarray(cam.center) + np.array([0.0, 0.015 * k, 0.0])
-            R = np.asarray(cam.R) @ _rot_y(yaw).T
+            R = np.asarray(cam.R) @ rot_y(yaw).T
             cam = dataclasses.replace(cam, name=f"{cam.name}-{k}", R=R, t=-R @ center)
         if size is not None:
             cam = resize_camera(cam, size)

@@ -9,7 +9,6 @@ from typing import Any
 
 import numpy as np
 
-from handstream import records
 from handstream.bench.inprocess import stage_mean_per_frame
 from handstream.bench.measure import fmt
 from handstream.bench.options import LIVE_STAGES, PIPELINE_STAGES, SHORT_LABELS, STAGE_LABELS, SWEEP_WARMUP_CALLS
@@ -77,11 +76,6 @@ def evaluate_targets(result: dict[str, Any]) -> list[dict[str, Any]]:
             "applies": True,
         })  # fmt: skip
     return out
-
-
-def write_json(result: dict[str, Any], path: str | Path) -> None:
-    """The report as JSON (NaN as null)."""
-    records.write_json(result, path, indent=1)
 
 
 _COLORS = {

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from handstream import records
 from handstream.bench.inprocess import (
     compare_paths,
     open_path_models,
@@ -25,7 +26,7 @@ from handstream.bench.live import build_live_config, run_live
 from handstream.bench.measure import other_load_now
 from handstream.bench.options import JSON_NAME, PIPELINE_STAGES, PNG_NAME, SCHEMA_VERSION, BenchOptions, check_options
 from handstream.bench.peers import run_mediapipe
-from handstream.bench.report import evaluate_targets, write_json, write_png
+from handstream.bench.report import evaluate_targets, write_png
 from handstream.capture.material import read_video_frames, render_frames, write_image_folders
 from handstream.errors import HandstreamError
 from handstream.mediapipe import DEFAULT_LANDMARKER, mediapipe_unavailable
@@ -257,4 +258,4 @@ def write_files(result: dict[str, Any], out: Path, log: Callable[[str], None]) -
         result["files"]["png"] = str(out / PNG_NAME)
     except ImportError:
         log("no PNG: matplotlib is not installed (pip install 'handstream[viz]')")
-    write_json(result, out / JSON_NAME)
+    records.write_json(result, out / JSON_NAME, indent=1)  # NaN as null

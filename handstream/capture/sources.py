@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +29,7 @@ import numpy as np
 
 from handstream.errors import HandstreamError
 from handstream.pacing import FramePacer
+from handstream.records import natural_key
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".pgm", ".ppm")
 
@@ -194,14 +194,10 @@ class VideoSource:
         self._cap.release()
 
 
-def _natural_key(text: str) -> list:
-    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", text)]
-
-
 def list_images(folder: Path) -> list[Path]:
     """The images of a folder (suffixes in :data:`IMAGE_SUFFIXES`), in natural order (``2.png`` before ``10.png``)."""
     files = sorted(
-        (p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES), key=lambda p: _natural_key(p.name)
+        (p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES), key=lambda p: natural_key(p.name)
     )
     if not files:
         raise HandstreamError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)}) in the folder")

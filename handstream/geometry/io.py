@@ -59,6 +59,7 @@ from handstream.geometry.camera import (
 )
 from handstream.geometry.ovfisheye import fit_fisheye_to_ovfisheye62, ovfisheye62_theta_max
 from handstream.geometry.rig import Rig
+from handstream.records import natural_key
 
 _TOML_EXT = {".toml"}
 _OPENCV_EXT = {".yaml", ".yml", ".xml"}
@@ -146,13 +147,6 @@ def save_calibration(rig: Rig, path: str | Path) -> None:
 # ------------------------------------------------------------------------------------------------
 # Shared helpers
 # ------------------------------------------------------------------------------------------------
-
-
-def natural_key(text: str) -> tuple:
-    """Sort key that orders digit runs by value: ``cam_2`` < ``cam_10``."""
-    # re.split with a capturing group alternates text, number, text, ... so positions always compare
-    # str with str and int with int.
-    return tuple(int(part) if i % 2 else part.lower() for i, part in enumerate(re.split(r"(\d+)", text)))
 
 
 def _detect_format(path: Path) -> str:
