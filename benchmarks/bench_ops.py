@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import math
 import os
 import sys
@@ -48,7 +47,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from handstream import ops
+from handstream import ops, records
 from handstream.machine import describe_machine
 from handstream.ops import reference
 
@@ -931,16 +930,6 @@ def print_report(report: dict[str, Any]) -> None:
         console.print(f"note: {note}")
 
 
-def _json_safe(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_json_safe(v) for v in obj]
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     print(f"bench_ops: seed {args.seed}", flush=True)
@@ -951,8 +940,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     report = run(args, log)
     print_report(report)
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as fh:
-            json.dump(_json_safe(report), fh, indent=2)
+        records.write_json(report, args.json)  # NaN as null
         print(f"wrote {args.json}")
     return 0
 

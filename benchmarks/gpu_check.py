@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import shutil
 import subprocess
@@ -56,6 +55,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from handstream import records
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = REPO / "engines" / "handstream-default.onnx"
@@ -444,18 +445,6 @@ def print_report(report: dict[str, Any]) -> None:
         print("  ".join(v.rjust(wd) for v, wd in zip(r, widths, strict=True)))
 
 
-def _json_safe(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_json_safe(v) for v in obj]
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, np.generic):
-        return obj.item()
-    return obj
-
-
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", help="ONNX model (default: engines/handstream-default.onnx, else a random-init export)")
@@ -534,8 +523,7 @@ def main(argv: list[str] | None = None) -> int:
                 row = time_step(torch, backend, v, args.frame, args.repeats, args.warmup, rng)
                 report["timing"].append({"backend": name, "views": v, **row, "onnxruntime_cpu": ort_ms[v]})
     print_report(report)
-    with open(args.json, "w", encoding="utf-8") as fh:
-        json.dump(_json_safe(report), fh, indent=2)
+    records.write_json(report, args.json)  # NaN as null
     print(f"wrote {args.json}")
     ok = all(r["ok"] for r in report["kernels"]) and all(r["ok"] for r in report["backends"])
     return 0 if ok else 1

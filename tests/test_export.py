@@ -19,6 +19,7 @@ import pytest
 
 from handstream import HandstreamError
 from handstream.models.manifest import ModelManifest, load_manifest, manifest_path
+from tests.cli_run import assert_one_line_error
 
 torch = pytest.importorskip("torch")
 
@@ -28,15 +29,6 @@ SMALL = {"widths": [8, 8, 16, 16], "depths": [1, 1, 1, 1], "expand": 2, "decoder
 def run_cli(*args: str, prelude: str = "") -> subprocess.CompletedProcess:
     code = f"import sys\n{prelude}\nfrom handstream.cli import main\nsys.exit(main(sys.argv[1:]))"
     return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=240, check=False)
-
-
-def assert_one_line_error(result: subprocess.CompletedProcess, *needles: str) -> str:
-    assert result.returncode == 2, result
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("handstream: error: "), result.stderr
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    return lines[0]
 
 
 @pytest.fixture(scope="module")

@@ -15,20 +15,8 @@ from handstream.synth.dataset import ARRAYS, SynthDataset, iter_frames, write_da
 from handstream.synth.generator import SynthGenerator
 from handstream.synth.rigs import get_preset
 from handstream.synth.source import SyntheticSource
-
-
-def run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "handstream.cli", *args], capture_output=True, text=True, timeout=120, check=False
-    )
-
-
-def assert_one_line_error(result: subprocess.CompletedProcess, *needles: str) -> None:
-    assert result.returncode == 2, result
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("handstream: error: "), result.stderr
-    for needle in needles:
-        assert needle in lines[0], lines[0]
+from tests.cli_run import assert_one_line_error
+from tests.cli_run import run_cli as run
 
 
 @pytest.fixture(scope="module")

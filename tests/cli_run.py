@@ -1,0 +1,25 @@
+"""Running the command line as a user does (a child process) and checking its one-line errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+
+def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """``python -m handstream.cli ARGS`` in a child process; text output captured, never raises on exit code."""
+    return subprocess.run(
+        [sys.executable, "-m", "handstream.cli", *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, *needles: str) -> str:
+    """The project's error contract: exit code 2, one stderr line ``handstream: error: ...`` that contains every
+    needle, no traceback. Returns that line."""
+    assert result.returncode == 2, result
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("handstream: error: "), result.stderr
+    assert "Traceback" not in result.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
