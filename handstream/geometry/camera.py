@@ -34,6 +34,11 @@ Distortion models (``Camera.model``) and the layout of ``Camera.dist``:
         (xd, yd) = (theta_d / r) (x, y)
 
 Distorted pixels are then ``K @ (xd, yd, 1)``.
+
+Why one module: a lens model is its distortion formula, its Jacobian and its undistortion solver together
+(the solvers stop where the formula folds back, which only the formula knows); split across files a reader
+follows one lens through three of them. The input checks at the top are here because every message they
+make names a camera field.
 """
 
 from __future__ import annotations

@@ -32,6 +32,10 @@ YAML, 1e-3 for AssemblyHands JSON (millimetres). Saving writes the rig's own uni
 
 Every problem with a file raises :class:`~handstream.errors.HandstreamError` naming the file and the
 field, e.g. ``calibration.toml: cam_1.matrix: expected a 3x3 matrix, got 2 rows``.
+
+Why one module: one reader and one writer per format, all built on the same field checks (``_rotation``,
+``_vector``, ``_make_camera``) that make every error name the file and the field; a module per format would
+import those checks from a third and save a reader nothing.
 """
 
 from __future__ import annotations
