@@ -33,7 +33,7 @@ from handstream import __version__
 from handstream.errors import HandstreamError
 from handstream.geometry import Rig, load_calibration, save_calibration
 from handstream.skeleton import HANDS, JOINT_NAMES
-from handstream.synth.generator import SynthGenerator
+from handstream.synth.generator import SynthGenerator, check_seed
 from handstream.synth.hand import ANGLE_NAMES
 from handstream.synth.render import Visibility
 from handstream.synth.rigs import RigPreset, get_preset
@@ -249,12 +249,7 @@ def write_dataset(
     frames = _positive_int(frames, "frames")
     shard_size = _positive_int(shard_size, "shard_size")
     sequence_length = _positive_int(sequence_length, "sequence_length")
-    try:
-        seed = int(seed)
-    except (TypeError, ValueError):
-        raise HandstreamError(f"seed: expected a non-negative integer, got {seed!r}") from None
-    if seed < 0:
-        raise HandstreamError(f"seed: expected a non-negative integer, got {seed}")
+    seed = check_seed(seed)
     preset_obj = get_preset(preset, rig_seed) if isinstance(preset, str) else preset
     _prepare_folder(out, overwrite)
     save_calibration(preset_obj.rig, out / CALIBRATION)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 
@@ -34,6 +35,17 @@ from handstream.synth.scene import Look, Scene, build_scene, random_look
 
 _TAG_SEQUENCE = 1
 _TAG_FRAME = 2
+
+
+def check_seed(seed: Any) -> int:
+    """A random seed as given by a user: a non-negative integer, else a one-line HandstreamError."""
+    try:
+        value = int(seed)
+    except (TypeError, ValueError):
+        raise HandstreamError(f"seed: expected a non-negative integer, got {seed!r}") from None
+    if value < 0:
+        raise HandstreamError(f"seed: expected a non-negative integer, got {seed}")
+    return value
 
 
 @dataclass
@@ -85,12 +97,7 @@ class SynthGenerator:
         motion_blur: bool | None = None,
         loop_frames: int | None = None,
     ):
-        try:
-            seed = int(seed)
-        except (TypeError, ValueError):
-            raise HandstreamError(f"seed: expected a non-negative integer, got {seed!r}") from None
-        if seed < 0:
-            raise HandstreamError(f"seed: expected a non-negative integer, got {seed}")
+        seed = check_seed(seed)
         if sequence_length is not None and int(sequence_length) <= 0:
             raise HandstreamError(f"sequence_length: expected a positive integer, got {sequence_length}")
         if loop_frames is not None:
