@@ -8,7 +8,7 @@ Python::
         if right is not None and np.isfinite(right.joints).all():
             print(right.joints[8])          # index fingertip, metres, rig frame
 
-Each ``pose`` is a :class:`handstream.transport.wire.PoseMessage`: ``seq``, ``t_capture_ns``,
+Each ``pose`` is a :class:`handstream.poses.PoseMessage`: ``seq``, ``t_capture_ns``,
 ``t_publish_ns``, ``timings`` (ms per stage), ``views`` and ``hands`` (``HandPose``: ``side``, ``presence``,
 ``joints`` (21, 3) float32 metres, ``conf`` (21,), ``reproj_error`` (21,) px, ``n_views`` (21,),
 optional ``joints_2d`` (V, 21, 2) px). NaN = not tracked.
@@ -29,7 +29,9 @@ import numpy as np
 
 from handstream.errors import HandstreamError
 from handstream.poses import HandPose, PoseMessage
-from handstream.transport.pubsub import DEFAULT_POSE_ENDPOINT, PoseSubscriber, curve_config
+from handstream.transport.endpoints import DEFAULT_POSE_ENDPOINT
+from handstream.transport.pubsub import PoseSubscriber
+from handstream.transport.security import curve_config
 
 
 def subscribe(

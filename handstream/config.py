@@ -54,7 +54,7 @@ from typing import Any
 
 from handstream.errors import HandstreamError
 from handstream.models.defaults import DEFAULT_MODEL
-from handstream.transport.pubsub import DEFAULT_FRAME_ENDPOINT, DEFAULT_POSE_ENDPOINT, Endpoints
+from handstream.transport.endpoints import DEFAULT_FRAME_ENDPOINT, DEFAULT_POSE_ENDPOINT, Endpoints
 from handstream.transport.topics import is_valid_name
 
 SOURCE_KINDS = ("synthetic", "video", "images", "device")

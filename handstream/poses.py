@@ -1,7 +1,7 @@
 """What the engine produces and a subscriber receives: the 3D hand poses of one synchronized frame set.
 
 :class:`PoseMessage` (one frame set) holds 0-2 :class:`HandPose` (one hand). The engine's pipeline makes them,
-the wire codec (:mod:`handstream.transport.wire`) sends them on the ``pose`` topic, the client
+the wire codec (:mod:`handstream.transport.encoding` / ``decoding``) sends them on the ``pose`` topic, the client
 (:mod:`handstream.client`) and ``handstream subscribe`` read them. Nothing here knows about sockets.
 
 Legend: ``H`` hands (2), ``K`` joints per hand (21), ``V`` views (cameras) used for a pose. Units: metres in

@@ -35,8 +35,9 @@ from handstream.errors import HandstreamError
 from handstream.geometry import Rig
 from handstream.models.defaults import refiner_option
 from handstream.poses import PoseMessage
-from handstream.transport.pubsub import PoseSubscriber, curve_config
-from handstream.transport.wire import StatusMessage
+from handstream.transport.messages import StatusMessage
+from handstream.transport.pubsub import PoseSubscriber
+from handstream.transport.security import curve_config
 
 if TYPE_CHECKING:
     from handstream.capture.material import Progress

@@ -3,7 +3,7 @@
 import numpy as np
 
 from handstream.engine.sync import FrameSync
-from handstream.transport.wire import FrameMessage
+from handstream.transport.messages import FrameMessage
 
 MS = 1_000_000
 CAMS = ["a", "b", "c"]

@@ -21,8 +21,8 @@ import zmq
 from handstream.config import ServeConfig
 from handstream.poses import PoseMessage
 from handstream.serve import Supervisor, plan
+from handstream.transport.messages import StatusMessage
 from handstream.transport.pubsub import PoseSubscriber
-from handstream.transport.wire import StatusMessage
 from tests.conftest import free_tcp_port
 
 
@@ -170,7 +170,7 @@ def test_garbage_on_the_frame_socket_is_dropped_and_counted_while_poses_continue
             wait_for(lambda: isinstance(sub.recv(200), PoseMessage), 30, "the first pose")
             import msgpack
 
-            from handstream.transport.wire import PROTOCOL_VERSION
+            from handstream.transport.messages import PROTOCOL_VERSION
 
             header_lie = {"v": PROTOCOL_VERSION, "kind": "frame", "camera": "cam_0", "seq": 1, "t_capture_ns": 1,
                           "t_send_ns": 1, "buffers": [{"dtype": "uint8", "shape": [480, 640]}]}  # fmt: skip
@@ -297,7 +297,7 @@ def test_supervisor_killed_hard_children_exit_by_themselves(random_model):
 
 
 def test_curve_keys_encrypt_and_authenticate_the_whole_system(tmp_path, random_model):
-    from handstream.transport.pubsub import curve_config, generate_keys
+    from handstream.transport.security import curve_config, generate_keys
 
     generate_keys(tmp_path / "keys")
     cfg = config(random_model)

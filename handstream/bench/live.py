@@ -123,7 +123,7 @@ class LiveSession:
 
     def take(self, msg) -> None:
         """Keep a status message (the newest per process); anything else is ignored."""
-        from handstream.transport.wire import StatusMessage
+        from handstream.transport.messages import StatusMessage
 
         if isinstance(msg, StatusMessage):
             key = "engine" if msg.process == "engine" else str(msg.data.get("camera", msg.process))

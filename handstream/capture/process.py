@@ -16,8 +16,9 @@ import zmq
 
 from handstream.capture.sources import Frame, Source, open_source
 from handstream.runtime import StopFlag, child_main
-from handstream.transport.pubsub import FrameSender, curve_config
-from handstream.transport.wire import FrameMessage
+from handstream.transport.messages import FrameMessage
+from handstream.transport.pubsub import FrameSender
+from handstream.transport.security import curve_config
 
 STATUS_INTERVAL_S = 1.0
 

@@ -22,7 +22,8 @@ from handstream.engine.sync import FrameSync
 from handstream.errors import HandstreamError
 from handstream.geometry import Rig
 from handstream.runtime import StopFlag, child_main
-from handstream.transport.pubsub import FrameReceiver, PosePublisher, curve_config
+from handstream.transport.pubsub import FrameReceiver, PosePublisher
+from handstream.transport.security import curve_config
 
 
 class Engine:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from handstream.transport.wire import FrameMessage
+from handstream.transport.messages import FrameMessage
 
 
 @dataclass

@@ -7,13 +7,14 @@
 
 * The engine binds both sockets; captures and subscribers connect. Default endpoints are on
   127.0.0.1; binding any other address needs ``allow_remote=True`` (and should use CURVE, see
-  :class:`CurveConfig`). ``ipc://`` and ``inproc://`` endpoints work too.
+  :class:`~handstream.transport.security.CurveConfig`). ``ipc://`` and ``inproc://`` endpoints work
+  too (the rules: :mod:`handstream.transport.endpoints`).
 * Latest-frame policy: small high-water marks everywhere. :meth:`FrameSender.send` never blocks: when
   the queue to the engine is full (or no engine is connected) the frame is dropped and counted.
   :meth:`FrameReceiver.drain_latest` reads everything queued and keeps only the newest frame per
   camera (the older ones are counted as ``superseded``). PUB drops poses for a subscriber whose
   queue is full, so a subscriber that never reads cannot slow the engine.
-* Every receiver validates each message (:func:`handstream.transport.wire.decode`) and counts invalid
+* Every receiver validates each message (:func:`handstream.transport.decoding.decode`) and counts invalid
   ones by reason in :class:`Counters`; ``ZMQ_MAXMSGSIZE`` bounds every incoming part.
 * Every wait is a poll with a timeout, ``close()`` returns at once, and linger is bounded: 0 on the
   receiving sockets, :data:`SEND_LINGER_MS` (50 ms) on the sending ones (PUSH, PUB). Not 0 there:
@@ -26,46 +27,33 @@ None of these classes is thread-safe: use each from one thread (ZeroMQ sockets a
 
 from __future__ import annotations
 
-import ipaddress
 import logging
-import os
-import shutil
-import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import zmq
-import zmq.auth
 
 from handstream.errors import HandstreamError
-from handstream.transport.topics import POSE, STATUS_PREFIX, check_name
-from handstream.transport.wire import (
-    DEFAULT_LIMITS,
-    FrameMessage,
-    Limits,
-    Message,
-    PoseMessage,
-    StatusMessage,
-    WireError,
-    decode,
-    encode,
-    encode_frame,
+from handstream.poses import PoseMessage
+from handstream.transport.decoding import decode
+from handstream.transport.encoding import encode, encode_frame
+from handstream.transport.endpoints import (
+    DEFAULT_FRAME_ENDPOINT,
+    DEFAULT_POSE_ENDPOINT,
+    check_bind_endpoint,
+    check_connect_endpoint,
+    is_ipv6_tcp,
+    is_remote_tcp,
 )
+from handstream.transport.messages import DEFAULT_LIMITS, FrameMessage, Limits, Message, StatusMessage, WireError
+from handstream.transport.security import CurveConfig, make_curve_client, make_curve_server, release_zap
+from handstream.transport.topics import POSE, STATUS_PREFIX, check_name
 
 log = logging.getLogger("handstream.transport")
 
-DEFAULT_FRAME_ENDPOINT = "tcp://127.0.0.1:5555"
-"""Where the engine binds its frame socket (captures connect here)."""
-
-DEFAULT_POSE_ENDPOINT = "tcp://127.0.0.1:5556"
-"""Where the engine binds its pose socket (subscribers connect here)."""
-
-_SCHEMES = ("tcp", "ipc", "inproc")
-_IPC_MAX_PATH = 107  # sun_path is 108 bytes on Linux, including the terminating NUL
 _POLL_SLICE_MS = 100  # longest single poll, so close() from a signal handler and Ctrl-C are seen
 _CONTROL_MAXMSGSIZE = 64 << 10  # sockets that only receive ZMTP commands / subscriptions
 
@@ -89,7 +77,7 @@ class Counters:
         received: valid messages received.
         superseded: valid frames/poses received but replaced by a newer one in the same drain.
         missed: gaps in sequence numbers seen by a receiver (messages lost upstream, e.g. PUB drops).
-        dropped: invalid messages dropped, by :data:`handstream.transport.wire.REASONS` code (plus
+        dropped: invalid messages dropped, by :data:`handstream.transport.messages.REASONS` code (plus
             ``"camera"`` for a camera the receiver was not told to expect).
     """
 
@@ -119,223 +107,6 @@ class Counters:
             "missed": self.missed,
             "dropped": dict(self.dropped),
         }
-
-
-# ---------------------------------------------------------------------------------------------------
-# endpoints and security
-
-
-def _split_endpoint(endpoint: Any) -> tuple[str, str]:
-    if type(endpoint) is not str:
-        raise HandstreamError(f"endpoint must be a string, got {type(endpoint).__name__}")
-    scheme, sep, rest = endpoint.partition("://")
-    if not sep or scheme not in _SCHEMES or not rest:
-        raise HandstreamError(f"endpoint {endpoint!r}: expected tcp://HOST:PORT, ipc://PATH or inproc://NAME")
-    return scheme, rest
-
-
-def _tcp_host_port(endpoint: str, rest: str) -> tuple[str, str]:
-    host, sep, port = rest.rpartition(":")
-    if not sep or not host or not (port == "*" or (port.isdigit() and 0 < int(port) < 65536)):
-        raise HandstreamError(f"endpoint {endpoint!r}: expected tcp://HOST:PORT with PORT in 1..65535 or '*'")
-    return host, port
-
-
-def is_loopback_host(host: str) -> bool:
-    """True for ``localhost``, ``127.0.0.0/8`` and ``[::1]``: addresses only this machine can reach."""
-    host = host.strip("[]")
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False  # '*', 0.0.0.0, interface names, host names: reachable from elsewhere (or unknown)
-
-
-def check_bind_endpoint(endpoint: str, allow_remote: bool = False) -> str:
-    """Validate an endpoint to bind; return it unchanged.
-
-    ``ipc://PATH`` (PATH <= 107 bytes), ``inproc://NAME`` and ``tcp://`` on a loopback address
-    (``127.0.0.1``, ``localhost``, ``[::1]``) are always allowed. Any other tcp address (``*``,
-    ``0.0.0.0``, a LAN address, an interface name) raises :class:`HandstreamError` unless
-    ``allow_remote`` is true. The port may be ``*`` (an ephemeral port; read it back from ``.endpoint``).
-    """
-    scheme, rest = _split_endpoint(endpoint)
-    if scheme == "tcp":
-        host, _ = _tcp_host_port(endpoint, rest)
-        if not allow_remote and not is_loopback_host(host):
-            raise HandstreamError(
-                f"refusing to bind {endpoint}: it would accept connections from other hosts. "
-                "Bind a loopback address (tcp://127.0.0.1:PORT, the default) or ipc://, or set "
-                "allow_remote = true explicitly and configure CURVE keys (docs/wire-protocol.md, Security)"
-            )
-    elif scheme == "ipc" and len(rest.encode()) > _IPC_MAX_PATH:
-        raise HandstreamError(f"endpoint {endpoint!r}: ipc path longer than {_IPC_MAX_PATH} bytes")
-    return endpoint
-
-
-def check_connect_endpoint(endpoint: str) -> str:
-    """Validate an endpoint to connect to (``tcp://HOST:PORT``, ``ipc://PATH``, ``inproc://NAME``)."""
-    scheme, rest = _split_endpoint(endpoint)
-    if scheme == "tcp":
-        _, port = _tcp_host_port(endpoint, rest)
-        if port == "*":
-            raise HandstreamError(f"endpoint {endpoint!r}: cannot connect to port '*'")
-    elif scheme == "ipc" and len(rest.encode()) > _IPC_MAX_PATH:
-        raise HandstreamError(f"endpoint {endpoint!r}: ipc path longer than {_IPC_MAX_PATH} bytes")
-    return endpoint
-
-
-@dataclass(frozen=True)
-class CurveConfig:
-    """CURVE (encryption + authentication) key files, in ``zmq.auth`` certificate format.
-
-    The *server* is the binding side (the engine's frame and pose sockets), the *client* the connecting
-    side (captures, subscribers). Each side reads only its own fields, so one object made by
-    :func:`generate_keys` works on both sides of a test; on real hosts give each side only its files.
-
-    Attributes:
-        server_public_key_file: the server's public certificate (``server.key``); both sides.
-        server_secret_key_file: the server's secret certificate (``server.key_secret``); server only.
-        client_secret_key_file: the client's secret certificate (``client.key_secret``, holds both of
-            its keys); client only.
-        authorized_clients_dir: server only: directory of client *public* certificates (``*.key``)
-            allowed to connect (checked by a ``zmq.auth`` ZAP handler). ``None`` accepts any client that
-            knows the server's public key (traffic is still encrypted and the server authenticated).
-    """
-
-    server_public_key_file: str | Path
-    server_secret_key_file: str | Path | None = None
-    client_secret_key_file: str | Path | None = None
-    authorized_clients_dir: str | Path | None = None
-
-
-def _require_curve() -> None:
-    if not zmq.has("curve"):
-        raise HandstreamError("CURVE was requested but this libzmq was built without CURVE (zmq.has('curve') is False)")
-
-
-def _load_cert(path: str | Path | None, what: str, need_secret: bool) -> tuple[bytes, bytes | None]:
-    if path is None:
-        raise HandstreamError(f"CurveConfig.{what} is required on this side of the connection")
-    try:
-        public, secret = zmq.auth.load_certificate(os.fspath(path))
-    except (OSError, ValueError) as e:
-        raise HandstreamError(f"{path}: cannot read CURVE certificate ({what}): {e}") from None
-    if need_secret and not secret:
-        raise HandstreamError(f"{path}: no secret key in this certificate ({what} must be a .key_secret file)")
-    return public, secret
-
-
-def generate_keys(directory: str | Path, server: str = "server", client: str = "client") -> CurveConfig:
-    """Create a CURVE key pair for the server and one for a client in ``directory``; return their config.
-
-    Writes ``<server>.key`` / ``<server>.key_secret``, ``<client>.key`` / ``<client>.key_secret``
-    (secret files mode 0600) and ``authorized_clients/<client>.key``. Copy ``<server>.key`` and
-    ``<client>.key_secret`` to the client host; add more clients by creating their certificates
-    (``zmq.auth.create_certificates``) and copying their ``.key`` into ``authorized_clients/``.
-    """
-    _require_curve()
-    d = Path(directory)
-    d.mkdir(parents=True, exist_ok=True)
-    server_pub, server_sec = zmq.auth.create_certificates(d, check_name(server, "server"))
-    client_pub, client_sec = zmq.auth.create_certificates(d, check_name(client, "client"))
-    for secret in (server_sec, client_sec):
-        os.chmod(secret, 0o600)
-    authorized = d / "authorized_clients"
-    authorized.mkdir(exist_ok=True)
-    shutil.copy(client_pub, authorized / Path(client_pub).name)
-    return CurveConfig(
-        server_public_key_file=Path(server_pub),
-        server_secret_key_file=Path(server_sec),
-        client_secret_key_file=Path(client_sec),
-        authorized_clients_dir=authorized,
-    )
-
-
-def curve_config(curve_dir: str | Path | None) -> CurveConfig | None:
-    """CURVE keys from a folder made by ``handstream keys`` (:func:`generate_keys`):
-    ``server.key``, ``server.key_secret``, ``client.key_secret``, ``authorized_clients/``. Each side uses
-    the files it needs; on a client host only ``server.key`` and ``client.key_secret`` must be present."""
-    if not curve_dir:
-        return None
-    d = Path(curve_dir)
-    if not (d / "server.key").is_file():
-        raise HandstreamError(f"{d}: no server.key in the CURVE key folder (create one with `handstream keys {d}`)")
-
-    def opt(name: str) -> Path | None:
-        return d / name if (d / name).exists() else None
-
-    return CurveConfig(d / "server.key", opt("server.key_secret"), opt("client.key_secret"), opt("authorized_clients"))
-
-
-class _Zap:
-    """One ``zmq.auth.ThreadAuthenticator`` per context (ZeroMQ allows one ZAP handler per context),
-    shared by the CURVE server sockets of that context and stopped with the last of them."""
-
-    _lock = threading.Lock()
-    _entries: dict[int, list[Any]] = {}  # id(context) -> [context, authenticator, location, refs]
-
-    @classmethod
-    def acquire(cls, context: zmq.Context, location: Path) -> None:
-        from zmq.auth.thread import ThreadAuthenticator
-
-        location = location.resolve()
-        if not location.is_dir():
-            raise HandstreamError(f"{location}: CurveConfig.authorized_clients_dir is not a directory")
-        with cls._lock:
-            entry = cls._entries.get(id(context))
-            if entry is None:
-                auth = ThreadAuthenticator(context, log=logging.getLogger("handstream.transport.zap"))
-                auth.start()
-                auth.configure_curve(domain="*", location=os.fspath(location))
-                cls._entries[id(context)] = entry = [context, auth, location, 0]
-            elif entry[2] != location:
-                raise HandstreamError(
-                    f"{location}: another socket of this process already authorizes clients from {entry[2]}; "
-                    "use one authorized_clients_dir per process (or separate zmq contexts)"
-                )
-            entry[3] += 1
-
-    @classmethod
-    def release(cls, context: zmq.Context) -> None:
-        with cls._lock:
-            entry = cls._entries.get(id(context))
-            if entry is None:
-                return
-            entry[3] -= 1
-            if entry[3] <= 0:
-                del cls._entries[id(context)]
-                entry[1].stop()
-
-
-@dataclass(frozen=True)
-class Endpoints:
-    """Where the engine binds its two sockets (and where captures/subscribers connect).
-
-    Validated on construction: binding anything but loopback / ipc / inproc needs ``allow_remote``.
-
-    Attributes:
-        frames: frame socket (engine binds PULL; captures connect PUSH).
-        poses: pose socket (engine binds PUB; subscribers connect SUB).
-        allow_remote: permit binding non-loopback tcp addresses (e.g. ``tcp://0.0.0.0:5555``).
-        curve: CURVE keys for both sockets, or None for plain ZMTP (fine on loopback / ipc).
-    """
-
-    frames: str = DEFAULT_FRAME_ENDPOINT
-    poses: str = DEFAULT_POSE_ENDPOINT
-    allow_remote: bool = False
-    curve: CurveConfig | None = None
-
-    def __post_init__(self) -> None:
-        check_bind_endpoint(self.frames, self.allow_remote)
-        check_bind_endpoint(self.poses, self.allow_remote)
-
-    @classmethod
-    def ipc(cls, directory: str | Path) -> Endpoints:
-        """Unix-domain sockets ``<directory>/frames.sock`` and ``<directory>/poses.sock`` (one host only)."""
-        d = Path(directory)
-        return cls(frames=f"ipc://{d / 'frames.sock'}", poses=f"ipc://{d / 'poses.sock'}")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -370,19 +141,11 @@ class _Socket:
     def _bind(self, endpoint: str, allow_remote: bool, curve: CurveConfig | None) -> None:
         try:
             check_bind_endpoint(endpoint, allow_remote)
-            scheme, rest = _split_endpoint(endpoint)
-            if scheme == "tcp" and rest.startswith("["):
+            if is_ipv6_tcp(endpoint):
                 self.socket.ipv6 = True
             if curve is not None:
-                _require_curve()
-                public, secret = _load_cert(curve.server_secret_key_file, "server_secret_key_file", True)
-                self.socket.curve_publickey = public
-                self.socket.curve_secretkey = secret
-                self.socket.curve_server = True
-                if curve.authorized_clients_dir is not None:
-                    _Zap.acquire(self._context, Path(curve.authorized_clients_dir))
-                    self._zap = True
-            elif scheme == "tcp" and not is_loopback_host(_tcp_host_port(endpoint, rest)[0]):
+                self._zap = make_curve_server(self.socket, self._context, curve)
+            elif is_remote_tcp(endpoint):
                 log.warning("binding %s without CURVE: anyone who can reach this host can connect", endpoint)
             try:
                 self.socket.bind(endpoint)
@@ -396,16 +159,10 @@ class _Socket:
     def _connect(self, endpoint: str, curve: CurveConfig | None) -> None:
         try:
             check_connect_endpoint(endpoint)
-            scheme, rest = _split_endpoint(endpoint)
-            if scheme == "tcp" and rest.startswith("["):
+            if is_ipv6_tcp(endpoint):
                 self.socket.ipv6 = True
             if curve is not None:
-                _require_curve()
-                server_public, _ = _load_cert(curve.server_public_key_file, "server_public_key_file", False)
-                public, secret = _load_cert(curve.client_secret_key_file, "client_secret_key_file", True)
-                self.socket.curve_serverkey = server_public
-                self.socket.curve_publickey = public
-                self.socket.curve_secretkey = secret
+                make_curve_client(self.socket, curve)
             try:
                 self.socket.connect(endpoint)
             except zmq.ZMQError as e:
@@ -429,7 +186,7 @@ class _Socket:
         self.socket.close(linger=self._linger)
         if self._zap:
             self._zap = False
-            _Zap.release(self._context)
+            release_zap(self._context)
 
     def __enter__(self):
         return self
@@ -706,7 +463,7 @@ class PosePublisher(_Socket):
         return self.send(msg)
 
     def send(self, msg: Message) -> bool:
-        """Publish any message kind (pose, status, ctl); the whole message is encoded before sending."""
+        """Publish any message kind (pose, status); the whole message is encoded before sending."""
         return self._send_parts(encode(msg, self.limits))
 
     def publish_status(self, data: dict[str, Any] | None = None, process: str = "engine") -> bool:
@@ -818,18 +575,10 @@ class PoseSubscriber(_Socket):
 
 
 __all__ = [
-    "DEFAULT_FRAME_ENDPOINT",
-    "DEFAULT_POSE_ENDPOINT",
     "SEND_LINGER_MS",
     "Counters",
-    "CurveConfig",
-    "Endpoints",
     "FrameReceiver",
     "FrameSender",
     "PosePublisher",
     "PoseSubscriber",
-    "check_bind_endpoint",
-    "check_connect_endpoint",
-    "generate_keys",
-    "is_loopback_host",
 ]

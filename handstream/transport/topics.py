@@ -1,9 +1,10 @@
 """Topic names: the first part of every message on the wire (see docs/wire-protocol.md).
 
-A topic is ASCII and dotted: ``frame.<camera>``, ``pose``, ``status.<process>``, ``ctl.<verb>``.
-Names (camera, process, verb) are 1-64 characters of ``[A-Za-z0-9_-]``, so a topic is at most
-71 bytes and never needs escaping. ZeroMQ subscriptions match topic *prefixes*; the receivers in
-:mod:`handstream.transport` additionally compare the whole topic, so ``pose`` never matches ``poseX``.
+A topic is ASCII and dotted: ``frame.<camera>``, ``pose``, ``status.<process>``. There is no control
+topic: processes are stopped by their supervisor with signals (:mod:`handstream.serve`). Names (camera,
+process) are 1-64 characters of ``[A-Za-z0-9_-]``, so a topic is at most 71 bytes and never needs
+escaping. ZeroMQ subscriptions match topic *prefixes*; the receivers in :mod:`handstream.transport`
+additionally compare the whole topic, so ``pose`` never matches ``poseX``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import re
 from handstream.errors import HandstreamError
 
 MAX_NAME_LEN = 64
-"""Longest camera / process / verb name, in characters."""
+"""Longest camera / process name, in characters."""
 
 MAX_TOPIC_BYTES = len("status.") + MAX_NAME_LEN
 """Longest valid topic in bytes (``status.<64 characters>``)."""
@@ -26,9 +27,6 @@ POSE = b"pose"
 
 STATUS_PREFIX = b"status."
 """Prefix of status topics: ``status.<process>`` (counters, health)."""
-
-CTL_PREFIX = b"ctl."
-"""Prefix of control topics: ``ctl.<verb>`` (e.g. ``ctl.shutdown``)."""
 
 _NAME_RE = re.compile(rf"[A-Za-z0-9_-]{{1,{MAX_NAME_LEN}}}")
 
@@ -51,9 +49,9 @@ def is_valid_name(name: object) -> bool:
 
 
 def check_name(name: object, what: str = "camera") -> str:
-    """Return ``name`` if it is a valid camera/process/verb name, else raise :class:`HandstreamError`.
+    """Return ``name`` if it is a valid camera/process name, else raise :class:`HandstreamError`.
 
-    ``what`` names the field in the message (``"camera"``, ``"process"``, ``"verb"``).
+    ``what`` names the field in the message (``"camera"``, ``"process"``).
     """
     if not is_valid_name(name):
         raise HandstreamError(
@@ -72,20 +70,13 @@ def status_topic(process: str) -> bytes:
     return STATUS_PREFIX + check_name(process, "process").encode("ascii")
 
 
-def ctl_topic(verb: str) -> bytes:
-    """Topic of a control message: ``ctl_topic("shutdown") == b"ctl.shutdown"``."""
-    return CTL_PREFIX + check_name(verb, "verb").encode("ascii")
-
-
 __all__ = [
-    "CTL_PREFIX",
     "FRAME_PREFIX",
     "MAX_NAME_LEN",
     "MAX_TOPIC_BYTES",
     "POSE",
     "STATUS_PREFIX",
     "check_name",
-    "ctl_topic",
     "frame_topic",
     "is_valid_name",
     "status_topic",
