@@ -120,7 +120,7 @@ def test_adapt_rounds_end_to_end(headset_rec, random_model, tmp_path):
 
     # the fine-tuning itself learns: loss on consensus labels of good detections goes down
     from handstream.models.codec import HeatmapCodec
-    from handstream.train.data import SampleSpec
+    from handstream.train.items import SampleSpec
 
     net, manifest = load_network(random_model)
     labels = consensus_labels(
@@ -144,7 +144,7 @@ def test_adapt_fine_tunes_a_refiner_and_pairs_it_with_the_detector(headset_rec, 
     from handstream.models.manifest import load_manifest
     from handstream.models.network import HandNet
     from handstream.train.augment import HandCropConfig
-    from handstream.train.data import SampleSpec
+    from handstream.train.items import SampleSpec
 
     torch.manual_seed(1)
     crop = {"margin": 1.6, "min_side": 24.0}

@@ -11,7 +11,8 @@ from handstream.models.kpe import ray_angles
 from handstream.models.preprocess import prepare_views
 from handstream.synth.dataset import write_dataset
 from handstream.train.augment import AugmentConfig, HandCropConfig, InputMapping
-from handstream.train.data import Images2D, SampleSpec, SynthViews, collate, pinhole_for
+from handstream.train.data import Images2D, SynthViews, collate, pinhole_for
+from handstream.train.items import SampleSpec
 from handstream.train.loss import hand_loss
 
 CODEC = HeatmapCodec((256, 192), 4, 2.0)

@@ -13,7 +13,9 @@ from handstream.geometry.crop_camera import hand_crop
 from handstream.models.codec import HeatmapCodec
 from handstream.synth.dataset import write_dataset
 from handstream.train.augment import AugmentConfig, HandCropConfig
-from handstream.train.data import OUT_OF_FRAME, SampleSpec, SynthViews, collate, make_perspective_item
+from handstream.train.data import SynthViews, collate
+from handstream.train.items import OUT_OF_FRAME, SampleSpec
+from handstream.train.perspective import make_perspective_item
 
 CODEC = HeatmapCodec((128, 128), 4, 2.0)
 RULE = HandCropConfig(camera="perspective", negatives=0.0)

@@ -6,7 +6,7 @@ A crop that shrinks the frame (a hand close to the camera: several frame pixels 
 with bilinear sampling alone, so such a crop samples a level of an image pyramid (``cv2.pyrDown``: Gaussian
 filtered, half size per level) chosen so that at most ~1.5 level pixels fall on one crop pixel; the level's
 camera is the frame's with ``K`` scaled (:func:`handstream.geometry.crop_camera.lens_row`). Levels are built
-once per frame and only when a crop needs them. Training (:mod:`handstream.train.data`) makes its crops with
+once per frame and only when a crop needs them. Training (:mod:`handstream.train.perspective`) makes its crops with
 this same function, so the crop model sees exactly the engine's pixels.
 """
 
