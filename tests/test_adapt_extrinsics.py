@@ -17,15 +17,8 @@ import json
 import numpy as np
 import pytest
 
-from handstream.adapt.extrinsics import (
-    ExtrinsicsEstimate,
-    bone_lengths,
-    estimate_extrinsics,
-    extrinsics_error,
-    hand_scale_from_length,
-    reference_bone_lengths,
-    reference_hand_length,
-)
+from handstream.adapt.bones import bone_lengths, hand_scale_from_length, reference_bone_lengths, reference_hand_length
+from handstream.adapt.extrinsics import ExtrinsicsEstimate, estimate_extrinsics, extrinsics_error
 from handstream.errors import HandstreamError
 from handstream.geometry import Rig
 from handstream.synth.hand import NUM_ANGLES, HandShape, forward_kinematics, sample_pose

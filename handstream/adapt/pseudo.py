@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from handstream.adapt.extrinsics import bone_lengths, reference_bone_lengths
+from handstream.adapt.bones import bone_lengths, reference_bone_lengths
 from handstream.engine.offline import Detections2D
 from handstream.engine.triangulation import TriangulationRule, triangulate_recording
 from handstream.geometry import Rig
@@ -46,7 +46,7 @@ class ConsensusConfig:
         bone_tolerance: a labelled joint whose bone to its parent differs from the reference length of that
             bone by more than this fraction is dropped (a consistent but anatomically wrong point).
         anatomy: the reference lengths: ``"metric"`` (the rig is in metres: the average adult hand,
-            :func:`handstream.adapt.extrinsics.reference_bone_lengths`; a hand whose median bone ratio is
+            :func:`handstream.adapt.bones.reference_bone_lengths`; a hand whose median bone ratio is
             outside ``hand_scale_range`` is dropped whole) or ``"relative"`` (calibrations in unknown units:
             the recording's own median bone lengths, which only helps when most agreements are right).
         hand_scale_range: (min, max) plausible hand size relative to the average adult hand (metric).
