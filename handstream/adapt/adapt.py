@@ -10,6 +10,12 @@ Legend: ``F`` frames, ``V`` views, ``H`` hands (2), ``K`` joints (21).
               student     = fine-tune(student, frames, labels)     (the supervised loss and augmentation)
     then, with a refiner:  refiner = fine-tune(refiner, windows around the last round's labelled hands)
 
+:func:`adapt` in steps: ``_open_models`` (checks before any work), then per round ``_adapt_round``
+(``_detect``, ``_round_rig``, ``_round_labels``, ``_fine_tune_round``, ``_save_detector``), then
+``_adapt_refiner`` and ``_export``. The optimizer steps are :func:`handstream.train.loop.run_steps`, the loop of
+supervised training, with adaptation's schedule (:func:`fine_tune_schedule`) and clipping
+(:data:`FINE_TUNE_GRAD_CLIP`).
+
 Output folder::
 
     OUT/round-R/detections.npz  labels.npz  model.pt  report.json
@@ -24,8 +30,6 @@ real clip of docs/adaptation.md the adapted detector alone did better than with 
 
 from __future__ import annotations
 
-import math
-import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -38,11 +42,18 @@ from handstream.adapt.pseudo import LABELLED, ConsensusConfig, PseudoLabels, con
 from handstream.capture.recording import Recording
 from handstream.engine.offline import Detections2D, predict_recording
 from handstream.errors import HandstreamError
+from handstream.geometry import Rig
 from handstream.models.codec import HeatmapCodec
 from handstream.records import json_safe, write_json
 from handstream.train.augment import AugmentConfig, HandCropConfig
-from handstream.train.data import SampleSpec, collate, make_crop_item, make_item
-from handstream.train.loss import hand_loss
+from handstream.train.items import SampleSpec, make_crop_item, make_item
+from handstream.train.loop import Schedule, adamw, make_loader, run_steps
+
+FINE_TUNE_GRAD_CLIP = 5.0
+"""Maximum global gradient norm of every adaptation step (supervised recipes set theirs: ``[train] grad_clip``)."""
+
+FINE_TUNE_MAX_WARMUP = 20
+"""Adaptation warms up over a tenth of its steps, at most this many."""
 
 
 @dataclass(frozen=True)
@@ -80,12 +91,12 @@ class AdaptConfig:
 
 
 class PseudoViews(torch.utils.data.Dataset):
-    """Training items from pseudo-labels (:func:`handstream.train.data.make_item`: the same targets, weights
+    """Training items from pseudo-labels (:func:`handstream.train.items.make_item`: the same targets, weights
     and augmentation as supervised training).
 
     Detector (``spec.hand_crop`` None): one item per (frame, view) with at least one label. Refiner: one
     window per (frame, view, hand) with at least ``spec.min_joints`` labelled joints
-    (:func:`~handstream.train.data.make_crop_item`).
+    (:func:`~handstream.train.items.make_crop_item`).
     """
 
     def __init__(self, recording: Recording, labels: PseudoLabels, spec: SampleSpec, seed: int = 0):
@@ -106,66 +117,33 @@ class PseudoViews(torch.utils.data.Dataset):
         return make_crop_item(*args, hand[0]) if hand else make_item(*args)
 
 
+def fine_tune_schedule(cfg: AdaptConfig) -> Schedule:
+    """Learning rates of ``cfg.steps`` adaptation steps: linear warm-up over a tenth of them (at most
+    :data:`FINE_TUNE_MAX_WARMUP`, at least 1), then cosine from ``cfg.lr`` down to 0."""
+    warmup = min(FINE_TUNE_MAX_WARMUP, max(1, cfg.steps // 10))
+    return Schedule(peak=cfg.lr, total=cfg.steps, warmup=warmup, kind="cosine", floor=0.0)
+
+
 def fine_tune(
     net, dataset: PseudoViews, cfg: AdaptConfig, *, progress: bool = True, desc: str = "fine-tune"
 ) -> dict[str, float]:
-    """``cfg.steps`` AdamW steps of the supervised loss on ``dataset`` (cosine learning rate, short warm-up).
-    Batch norms train too, so their statistics move to the new cameras. Returns mean losses."""
-    codec = dataset.spec.codec
+    """``cfg.steps`` AdamW steps of the supervised loss on ``dataset`` (cosine learning rate, short warm-up,
+    :func:`fine_tune_schedule`; gradients clipped at :data:`FINE_TUNE_GRAD_CLIP`), batches of ``cfg.batch`` items
+    drawn with replacement (seeded by ``cfg.seed``). Batch norms train too, so their statistics move to the new
+    cameras; ``net`` is left in eval mode. Returns mean losses (``train_loss``, ``heatmap_loss``,
+    ``presence_loss``) and ``train_s`` (seconds)."""
     gen = torch.Generator().manual_seed(cfg.seed)
     sampler = torch.utils.data.RandomSampler(
         dataset, replacement=True, num_samples=cfg.steps * cfg.batch, generator=gen
     )
-    loader = torch.utils.data.DataLoader(
-        dataset,
-        batch_size=cfg.batch,
-        sampler=sampler,
-        num_workers=1,
-        collate_fn=collate,
-        drop_last=True,
-        prefetch_factor=4,
-    )
-    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    warm = min(20, max(1, cfg.steps // 10))
-    net.train()
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=cfg.steps, desc=desc, unit="step", file=sys.stderr, dynamic_ncols=True)
-    sums = {"loss": 0.0, "heatmap": 0.0, "presence": 0.0}
-    t0, n = time.perf_counter(), 0
-    for step, batch in enumerate(loader):
-        lr = (
-            cfg.lr * (step + 1) / warm
-            if step < warm
-            else cfg.lr * 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, cfg.steps - warm)))
-        )
-        for g in opt.param_groups:
-            g["lr"] = lr
-        hm, logits = net(batch["image"], batch["rays"])
-        loss, parts = hand_loss(hm, logits, batch, codec.sigma, cfg.presence_weight)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
-        opt.step()
-        n += 1
-        sums["loss"] += float(loss.detach())
-        sums["heatmap"] += parts["heatmap"]
-        sums["presence"] += parts["presence"]
-        if bar is not None:
-            bar.set_postfix(loss=f"{sums['loss'] / n:.4f}", lr=f"{lr:.2e}")
-            bar.update(1)
-    if bar is not None:
-        bar.close()
+    loader = make_loader(dataset, cfg.batch, sampler, workers=1)
+    opt = adamw(net, cfg.lr, cfg.weight_decay)
+    stats = run_steps(
+        net, opt, loader, fine_tune_schedule(cfg), limit=cfg.steps, sigma=dataset.spec.codec.sigma,
+        presence_weight=cfg.presence_weight, grad_clip=FINE_TUNE_GRAD_CLIP, progress=progress, desc=desc,
+    )  # fmt: skip
     net.eval()
-    n = max(n, 1)
-    return {
-        "train_loss": sums["loss"] / n,
-        "heatmap_loss": sums["heatmap"] / n,
-        "presence_loss": sums["presence"] / n,
-        "train_s": time.perf_counter() - t0,
-    }
+    return {**stats.means(), "train_s": stats.seconds}
 
 
 def _score(recording: Recording, det: Detections2D, labels: PseudoLabels) -> dict[str, Any]:
@@ -183,6 +161,188 @@ def _score(recording: Recording, det: Detections2D, labels: PseudoLabels) -> dic
     if jm.any():
         out["consensus_mpjpe_mm"] = 1000 * float(np.linalg.norm(labels.joints[jm] - t["joints_3d"][jm], axis=-1).mean())
     return out
+
+
+# ------------------------------------------------------------------------------------------------
+# The steps of adapt()
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Adaptation:
+    """What the steps of :func:`adapt` share: the inputs, the detector being adapted (``net``, loaded from
+    ``model`` with its ``manifest``), the items' ``spec`` and the report being filled."""
+
+    recording: Recording
+    model: str | Path
+    net: Any
+    manifest: Any
+    spec: SampleSpec
+    cfg: AdaptConfig
+    out: Path
+    teacher: str | Path | None
+    detections: Detections2D | None
+    progress: bool
+    log: Any
+    report: dict[str, Any]
+
+
+def _open_models(recording: Recording, model: str | Path, refiner: str | Path | None, cfg: AdaptConfig):
+    """Checks before any work (the rig's intrinsics, ``model`` a detector, ``refiner`` a refiner), the torch
+    threads, then the networks. Returns (net, manifest, (refiner net, its manifest) or None)."""
+    from handstream.models.checkpoint import load_network
+
+    if recording.rig is None:
+        raise HandstreamError(
+            "adapt: the cameras' intrinsics are needed: pass --calibration "
+            "(with --estimate-extrinsics when its extrinsics are unknown)"
+        )
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    net, manifest = load_network(model)
+    if manifest.crop is not None:
+        raise HandstreamError(
+            f"adapt: {model} is a refiner (a 'crop' rule); --model takes the detector, --refiner the refiner"
+        )
+    ref = None
+    if refiner is not None:  # checked before hours of work, not after
+        ref = load_network(refiner)
+        if ref[1].crop is None:
+            raise HandstreamError(f"adapt: --refiner {refiner} is a detector (no 'crop' rule in its manifest)")
+    return net, manifest, ref
+
+
+def _detect(run: _Adaptation, r: int, current: Any) -> Detections2D:
+    """Round ``r``'s 2D detections of every view: round 0 the given ones or the teacher's when there are, else
+    those of the current student (``current``: the model path of the previous round)."""
+    if r == 0 and run.detections is not None:
+        return run.detections
+    if r == 0 and run.teacher is not None:
+        from handstream.mediapipe import teacher_recording
+
+        return teacher_recording(run.recording, run.teacher, progress=run.progress)
+    return predict_recording(
+        run.recording, current, threads=run.cfg.threads, progress=run.progress, desc=f"round {r}: detecting"
+    )
+
+
+def _round_rig(run: _Adaptation, det: Detections2D, entry: dict[str, Any]) -> Rig:
+    """The rig this round labels with: the calibration's, or (``estimate_extrinsics``) poses estimated from
+    ``det`` (recorded in ``entry``, with their error against the calibration's own extrinsics when it has any)."""
+    truth_rig = run.recording.rig
+    if not run.cfg.estimate_extrinsics:
+        return truth_rig
+    from handstream.adapt.extrinsics import estimate_extrinsics, extrinsics_error
+
+    est = estimate_extrinsics(list(truth_rig), det.keypoints, det.conf, hand_scale=run.cfg.hand_scale)
+    entry["extrinsics"] = est.to_dict()
+    # the calibration's own extrinsics, when it has any, are the reference (exact for synthetic data)
+    if any(np.linalg.norm(c.t) > 0 for c in truth_rig):
+        entry["extrinsics_error"] = extrinsics_error(est.rig, truth_rig)
+    return est.rig
+
+
+def _round_labels(
+    run: _Adaptation, r: int, rig: Rig, det: Detections2D, first: PseudoLabels | None
+) -> tuple[PseudoLabels, PseudoLabels]:
+    """Consensus pseudo-labels of ``det`` on ``rig``; with a teacher, later rounds keep round 0's (the teacher's)
+    labels where the student's consensus has none. Returns (this round's labels, round 0's labels)."""
+    labels = consensus_labels(rig, det, run.cfg.consensus)
+    if r == 0:
+        first = labels
+    elif run.teacher is not None:  # the student's consensus first; the teacher's where the student has none
+        labels = merge_labels(labels, first)
+    return labels, first
+
+
+def _fine_tune_round(run: _Adaptation, r: int, work: Recording, labels: PseudoLabels, entry: dict[str, Any]):
+    """Fine-tune the detector on round ``r``'s labels (seed ``cfg.seed + r``); logs the labels, adds the losses
+    to ``entry``. Raises HandstreamError when fewer views than a batch have labels."""
+    cfg = run.cfg
+    dataset = PseudoViews(work, labels, run.spec, seed=cfg.seed + r)
+    n_lab = int((labels.status == LABELLED).sum())
+    run.log(
+        f"round {r}: {n_lab} joint labels in {len(dataset)} views ({_summary(labels)})"
+        + (f", label error {entry['label_epe_px']:.2f} px" if "label_epe_px" in entry else "")
+    )
+    if len(dataset) < cfg.batch:
+        raise HandstreamError(
+            f"adapt: round {r} produced labels for only {len(dataset)} views (< batch {cfg.batch}): "
+            "the views do not agree on the hands; "
+            "check that the recordings are synchronized and match the calibration, record more frames, "
+            "or loosen --threshold-px"
+        )
+    losses = fine_tune(run.net, dataset, replace(cfg, seed=cfg.seed + r), progress=run.progress,
+                       desc=f"round {r}: fine-tune")  # fmt: skip
+    entry.update(losses)
+    return losses
+
+
+def _save_detector(run: _Adaptation, path: Path, extra: dict[str, Any]) -> Path:
+    """The detector's checkpoint (``.pt``, the starting model's input geometry), provenance in ``extra``."""
+    from handstream.models.checkpoint import save_network
+
+    m = run.manifest
+    return save_network(path, run.net, input_size=m.input_size, stride=m.stride, sigma=m.sigma, extra=extra)
+
+
+def _adapt_round(run: _Adaptation, r: int, current: Any, first: PseudoLabels | None):
+    """Round ``r`` (module docstring): detect, [estimate extrinsics], label, fine-tune, save ``round-R/``; its
+    entry goes into the report. Returns (the round's model path, round 0's labels, the round's labels, the
+    recording with the round's rig)."""
+    rdir = run.out / f"round-{r}"
+    rdir.mkdir(exist_ok=True)
+    t0 = time.perf_counter()
+    det = _detect(run, r, current)
+    det.save(rdir / "detections.npz")
+    entry: dict[str, Any] = {"round": r, "detections": det.source or str(current), "detect_s": time.perf_counter() - t0}
+    rig = _round_rig(run, det, entry)
+    work = run.recording.with_rig(rig)
+    labels, first = _round_labels(run, r, rig, det, first)
+    labels.save(rdir / "labels.npz")
+    entry["consensus"] = labels.report
+    entry.update(_score(run.recording, det, labels))
+    losses = _fine_tune_round(run, r, work, labels, entry)
+    current = _save_detector(run, rdir / "model.pt", {"adapted_from": str(run.model), "round": r})
+    entry["round_s"] = time.perf_counter() - t0
+    run.report["rounds"].append(json_safe(entry))
+    write_json(entry, rdir / "report.json")
+    run.log(f"round {r}: loss {losses['train_loss']:.4f}, {entry['round_s']:.0f} s")
+    return current, first, labels, work
+
+
+def _export(run: _Adaptation, name: str, refiner: str | Path | None, ref) -> None:
+    """``OUT/<name>.onnx`` (its manifest names the adapted refiner, or ``""``) and, with a refiner,
+    ``OUT/<name>-refiner.onnx`` first; their paths go into the report."""
+    from handstream.export import export_onnx
+    from handstream.records import file_sha256
+
+    out, manifest = run.out, run.manifest
+    provenance = {"teacher": str(run.teacher) if run.teacher else None, "recording": run.recording.source}
+    paired = ""
+    if refiner is not None:
+        rnet, rmanifest = ref
+        paired = f"{name}-refiner.onnx"
+        m = export_onnx(
+            rnet, out / paired, name=f"{name}-refiner", input_size=rmanifest.input_size, stride=rmanifest.stride,
+            sigma=rmanifest.sigma, crop=rmanifest.crop,
+            provenance={
+                **provenance, "adapted_from": str(refiner), "checkpoint_sha256": file_sha256(out / "refiner.pt")
+            },
+        )  # fmt: skip
+        run.report["refiner_onnx"] = str(out / paired)
+        run.log(f"exported {out / paired} (parity max abs diff {m.parity['max_abs_diff']})")
+    m = export_onnx(
+        run.net, out / f"{name}.onnx", name=name, input_size=manifest.input_size, stride=manifest.stride,
+        sigma=manifest.sigma,
+        provenance={**provenance, "adapted_from": str(run.model), "checkpoint_sha256": file_sha256(out / "model.pt")},
+        refiner=paired,
+    )  # fmt: skip
+    run.report["onnx"] = str(out / f"{name}.onnx")
+    run.log(
+        f"exported {out / f'{name}.onnx'} (parity max abs diff {m.parity['max_abs_diff']}); "
+        + (f"its refiner: {paired}" if paired else "it runs without a refiner (none was adapted)")
+    )
 
 
 def adapt(
@@ -219,30 +379,11 @@ def adapt(
         The report (also ``OUT/report.json``): per round the consensus counts, losses, extrinsics when
         estimated, and, for synthetic recordings, the label and detection errors against the truth.
     """
-    from handstream.models.checkpoint import load_network, save_network
-
     cfg = cfg or AdaptConfig()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    if recording.rig is None:
-        raise HandstreamError(
-            "adapt: the cameras' intrinsics are needed: pass --calibration "
-            "(with --estimate-extrinsics when its extrinsics are unknown)"
-        )
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    net, manifest = load_network(model)
-    if manifest.crop is not None:
-        raise HandstreamError(
-            f"adapt: {model} is a refiner (a 'crop' rule); --model takes the detector, --refiner the refiner"
-        )
-    if refiner is not None:  # checked before hours of work, not after
-        rnet, rmanifest = load_network(refiner)
-        if rmanifest.crop is None:
-            raise HandstreamError(f"adapt: --refiner {refiner} is a detector (no 'crop' rule in its manifest)")
+    net, manifest, ref = _open_models(recording, model, refiner, cfg)
     codec = HeatmapCodec(manifest.input_size, manifest.stride, manifest.sigma)
-    spec = SampleSpec(codec, cfg.augment, cfg.crop, 3, 1.0)
-    truth_rig = recording.rig
     report: dict[str, Any] = {
         "model": str(model),
         "teacher": str(teacher) if teacher else None,
@@ -253,114 +394,20 @@ def adapt(
         "config": json_safe(asdict(cfg)),
         "rounds": [],
     }
+    run = _Adaptation(recording, model, net, manifest, SampleSpec(codec, cfg.augment, cfg.crop, 3, 1.0), cfg, out,
+                      teacher, detections, progress, log, report)  # fmt: skip
     current: Any = model
+    first = labels = None
+    work = recording
     for r in range(cfg.rounds):
-        rdir = out / f"round-{r}"
-        rdir.mkdir(exist_ok=True)
-        t0 = time.perf_counter()
-        if r == 0 and detections is not None:
-            det = detections
-        elif r == 0 and teacher is not None:
-            from handstream.mediapipe import teacher_recording
-
-            det = teacher_recording(recording, teacher, progress=progress)
-        else:
-            det = predict_recording(
-                recording, current, threads=cfg.threads, progress=progress, desc=f"round {r}: detecting"
-            )
-        det.save(rdir / "detections.npz")
-        entry: dict[str, Any] = {
-            "round": r,
-            "detections": det.source or str(current),
-            "detect_s": time.perf_counter() - t0,
-        }
-        rig = recording.rig
-        if cfg.estimate_extrinsics:
-            from handstream.adapt.extrinsics import estimate_extrinsics, extrinsics_error
-
-            est = estimate_extrinsics(list(truth_rig), det.keypoints, det.conf, hand_scale=cfg.hand_scale)
-            rig = est.rig
-            entry["extrinsics"] = est.to_dict()
-            # the calibration's own extrinsics, when it has any, are the reference (exact for synthetic data)
-            if any(np.linalg.norm(c.t) > 0 for c in truth_rig):
-                entry["extrinsics_error"] = extrinsics_error(rig, truth_rig)
-        work = recording.with_rig(rig)
-        labels = consensus_labels(rig, det, cfg.consensus)
-        if r == 0:
-            first = labels
-        elif teacher is not None:  # the student's consensus first; the teacher's where the student has none
-            labels = merge_labels(labels, first)
-        labels.save(rdir / "labels.npz")
-        entry["consensus"] = labels.report
-        entry.update(_score(recording, det, labels))
-        dataset = PseudoViews(work, labels, spec, seed=cfg.seed + r)
-        n_lab = int((labels.status == LABELLED).sum())
-        log(
-            f"round {r}: {n_lab} joint labels in {len(dataset)} views ({_summary(labels)})"
-            + (f", label error {entry['label_epe_px']:.2f} px" if "label_epe_px" in entry else "")
-        )
-        if len(dataset) < cfg.batch:
-            raise HandstreamError(
-                f"adapt: round {r} produced labels for only {len(dataset)} views (< batch {cfg.batch}): "
-                "the views do not agree on the hands; "
-                "check that the recordings are synchronized and match the calibration, record more frames, "
-                "or loosen --threshold-px"
-            )
-        losses = fine_tune(
-            net, dataset, replace(cfg, seed=cfg.seed + r), progress=progress, desc=f"round {r}: fine-tune"
-        )
-        entry.update(losses)
-        current = save_network(
-            rdir / "model.pt",
-            net,
-            input_size=manifest.input_size,
-            stride=manifest.stride,
-            sigma=manifest.sigma,
-            extra={"adapted_from": str(model), "round": r},
-        )
-        entry["round_s"] = time.perf_counter() - t0
-        report["rounds"].append(json_safe(entry))
-        write_json(entry, rdir / "report.json")
-        log(f"round {r}: loss {losses['train_loss']:.4f}, {entry['round_s']:.0f} s")
-    save_network(
-        out / "model.pt",
-        net,
-        input_size=manifest.input_size,
-        stride=manifest.stride,
-        sigma=manifest.sigma,
-        extra={"adapted_from": str(model), "rounds": cfg.rounds},
-    )
+        current, first, labels, work = _adapt_round(run, r, current, first)
+    _save_detector(run, out / "model.pt", {"adapted_from": str(model), "rounds": cfg.rounds})
     if refiner is not None:
+        rnet, rmanifest = ref
         report["refiner_fine_tune"] = _adapt_refiner(rnet, rmanifest, refiner, work, labels, cfg, out, progress, log)
         write_json(report, out / "report.json")
     if export:
-        from handstream.export import export_onnx
-        from handstream.records import file_sha256
-
-        provenance = {"teacher": str(teacher) if teacher else None, "recording": recording.source}
-        paired = ""
-        if refiner is not None:
-            paired = f"{name}-refiner.onnx"
-            m = export_onnx(
-                rnet, out / paired, name=f"{name}-refiner", input_size=rmanifest.input_size, stride=rmanifest.stride,
-                sigma=rmanifest.sigma, crop=rmanifest.crop,
-                provenance={
-                    **provenance, "adapted_from": str(refiner), "checkpoint_sha256": file_sha256(out / "refiner.pt")
-                },
-            )  # fmt: skip
-            report["refiner_onnx"] = str(out / paired)
-            log(f"exported {out / paired} (parity max abs diff {m.parity['max_abs_diff']})")
-        m = export_onnx(
-            net, out / f"{name}.onnx", name=name, input_size=manifest.input_size, stride=manifest.stride,
-            sigma=manifest.sigma,
-            provenance={**provenance, "adapted_from": str(model), "checkpoint_sha256": file_sha256(out / "model.pt")},
-            refiner=paired,
-        )  # fmt: skip
-        report["onnx"] = str(out / f"{name}.onnx")
-        log(
-            f"exported {out / f'{name}.onnx'} (parity max abs diff {m.parity['max_abs_diff']}); "
-            + (f"its refiner: {paired}" if paired else "it runs without a refiner (none was adapted)")
-        )
+        _export(run, name, refiner, ref)
     write_json(report, out / "report.json")
     return report
 
