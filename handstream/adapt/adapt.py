@@ -314,7 +314,7 @@ def _adapt_round(run: _Adaptation, r: int, current: Any, first: PseudoLabels | N
 def _export(run: _Adaptation, name: str, refiner: str | Path | None, ref) -> None:
     """``OUT/<name>.onnx`` (its manifest names the adapted refiner, or ``""``) and, with a refiner,
     ``OUT/<name>-refiner.onnx`` first; their paths go into the report."""
-    from handstream.export import export_onnx
+    from handstream.export.onnx import export_onnx
     from handstream.records import file_sha256
 
     out, manifest = run.out, run.manifest

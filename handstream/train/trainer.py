@@ -454,9 +454,9 @@ def _fmt(v: Any) -> str:
 
 
 def export_model(net: HandNet, recipe: Recipe, onnx_path: Path, out: Path, val_sets: list, log=print) -> None:
-    """Export the trained network with :func:`handstream.export.export_onnx`, using a few validation
+    """Export the trained network with :func:`handstream.export.onnx.export_onnx`, using a few validation
     inputs as real parity inputs; provenance records the recipe and checkpoint."""
-    from handstream.export import export_onnx
+    from handstream.export.onnx import export_onnx
     from handstream.records import file_sha256
 
     net = net.cpu().eval()
