@@ -5,6 +5,12 @@ heatmap stride and joint layout, positional encoding), and where the artifact ca
 opset, TensorRT version and GPU, precision, parity figures), so the engine can refuse an artifact it
 would misread, with a message that says what to rebuild.
 
+Two kinds of model (``kind``, absent in every manifest written before the key existed: ``"heatmap"``):
+``"heatmap"``, handstream's own networks (grey image [, rays] -> heatmaps, presence), and ``"landmarks"``, a
+crop network that regresses one hand's 21 keypoints directly (MediaPipe's hand landmark network imported by
+:mod:`handstream.models.importer`, decoded by :mod:`handstream.models.landmarks`): RGB input in the layout
+``input_layout`` says, outputs named by ``output_roles``; stride, sigma, refine and kpe do not apply to it.
+
 Example: ``engines/handstream-default.onnx`` and ``engines/handstream-default.onnx.json``.
 """
 
@@ -22,6 +28,12 @@ from handstream.skeleton import HANDS, HandJoint
 FORMAT = "handstream.estimator"
 VERSION = 1
 ARTIFACT_FORMATS = ("onnx", "tensorrt", "checkpoint")
+MODEL_KINDS = ("heatmap", "landmarks")
+"""``kind``: heatmaps of both hands (handstream's networks) or one hand's regressed landmarks per crop."""
+INPUT_LAYOUTS = ("NCHW", "NHWC")
+LANDMARK_ROLES = ("landmarks", "presence", "handedness", "world_landmarks")
+"""The outputs of a ``"landmarks"`` model (``output_roles`` maps each to an output name), see
+:mod:`handstream.models.landmarks`."""
 JOINT_NAMES = [j.name.lower() for j in HandJoint]
 
 
@@ -51,6 +63,10 @@ class ModelManifest:
             (``handstream adapt`` pairs an adapted detector with its adapted refiner); ``""``: this detector
             runs without a refiner (the shipped one has not seen its cameras); None: not said (the engine's
             default refiner).
+        kind: ``"heatmap"`` (handstream's networks; every manifest without the key) or ``"landmarks"`` (a crop
+            network regressing one hand's keypoints, e.g. MediaPipe's; needs ``crop`` and ``output_roles``).
+        input_layout: ``"NCHW"`` (every heatmap model) or ``"NHWC"``: the image input's axis order.
+        output_roles: for a landmarks model, the output name of each of :data:`LANDMARK_ROLES`; None otherwise.
     """
 
     name: str
@@ -70,9 +86,14 @@ class ModelManifest:
     tensorrt: dict | None = None
     crop: dict | None = None
     refiner: str | None = None
+    kind: str = "heatmap"
+    input_layout: str = "NCHW"
+    output_roles: dict | None = None
 
     @property
     def codec(self) -> HeatmapCodec:
+        if self.kind != "heatmap":
+            raise HandstreamError(f"{self.artifact}: a {self.kind!r} model has no heatmaps (no heatmap codec)")
         return HeatmapCodec(tuple(self.input_size), self.stride, self.sigma, self.refine)
 
     def to_dict(self) -> dict[str, Any]:
@@ -80,6 +101,11 @@ class ModelManifest:
         d["input_size"] = list(self.input_size)
         if self.refiner is None:  # not said: the field stays out (a refiner's manifest never has it)
             del d["refiner"]
+        if self.kind == "landmarks":
+            for key in ("stride", "sigma", "refine", "kpe"):  # heatmap fields: they do not apply
+                del d[key]
+            return {"format": FORMAT, "version": VERSION, **d, **_landmarks_description(self)}
+        del d["input_layout"], d["output_roles"]  # a heatmap model's are always NCHW and None
         return {
             "format": FORMAT,
             "version": VERSION,
@@ -139,6 +165,17 @@ class ModelManifest:
         fmt = get("artifact_format", str, "onnx")
         if fmt not in ARTIFACT_FORMATS:
             raise HandstreamError(f"{where}: 'artifact_format' must be one of {ARTIFACT_FORMATS}, got {fmt!r}")
+        kind = get("kind", str, "heatmap")
+        if kind not in MODEL_KINDS:
+            raise HandstreamError(f"{where}: 'kind' must be one of {MODEL_KINDS}, got {kind!r}")
+        layout_in = get("input_layout", str, "NCHW")
+        if layout_in not in INPUT_LAYOUTS or kind == "heatmap" and layout_in != "NCHW":
+            allowed = INPUT_LAYOUTS if kind == "landmarks" else ("NCHW",)
+            raise HandstreamError(
+                f"{where}: 'input_layout' must be one of {allowed} for a {kind} model, got {layout_in!r}"
+            )
+        if kind == "landmarks":
+            return cls._landmarks_from(data, where, get, size, fmt, layout_in)
         stride = get("stride", int, required=True)
         if stride < 1 or size[0] % stride or size[1] % stride:
             raise HandstreamError(f"{where}: 'stride' {stride} must divide input_size {size}")
@@ -179,6 +216,63 @@ class ModelManifest:
             crop=crop,
             refiner=refiner,
         )
+
+    @classmethod
+    def _landmarks_from(cls, data: dict, where: str, get, size: list, fmt: str, layout_in: str) -> ModelManifest:
+        """The fields of a ``"landmarks"`` model (its own checks; the heatmap fields are not read)."""
+        inputs = get("input_names", list, required=True)
+        outputs = get("output_names", list, required=True)
+        roles = get("output_roles", dict, required=True)
+        if len(inputs) != 1 or not all(isinstance(n, str) for n in inputs + outputs):
+            raise HandstreamError(f"{where}: 'input_names' must be one tensor name for a landmarks model, got {inputs}")
+        if sorted(roles) != sorted(LANDMARK_ROLES) or sorted(roles.values()) != sorted(outputs):
+            raise HandstreamError(
+                f"{where}: 'output_roles' must map {list(LANDMARK_ROLES)} to the output_names {outputs}, got {roles}"
+            )
+        crop = crop_rule(get("crop", dict, required=True), where)
+        return cls(
+            name=get("name", str, required=True),
+            artifact=get("artifact", str, required=True),
+            artifact_format=fmt,
+            input_size=(size[0], size[1]),
+            stride=1,
+            sigma=0.0,
+            refine=None,
+            kpe=False,
+            network=get("network", dict, {}),
+            max_views=get("max_views", int, 16),
+            input_names=inputs,
+            output_names=outputs,
+            provenance=get("provenance", dict, {}),
+            parity=get("parity", dict, {}),
+            tensorrt=get("tensorrt", (dict, type(None)), None),
+            crop=crop,
+            kind="landmarks",
+            input_layout=layout_in,
+            output_roles=dict(roles),
+        )
+
+
+def _landmarks_description(m: ModelManifest) -> dict[str, Any]:
+    """The ``input``/``outputs``/``layout`` text of a landmarks model's manifest (written, never read back)."""
+    w, h = m.input_size
+    shape = f"(N, 3, {h}, {w})" if m.input_layout == "NCHW" else f"(N, {h}, {w}, 3)"
+    text = {
+        "landmarks": "(N, 63): 21 x (x, y, z) crop px; x right, y down, 0 and W_in at the crop's edges (handstream's "
+        "pixel centres: x - 0.5, y - 0.5); z: depth relative to the wrist, about x's scale, smaller = nearer",
+        "presence": "(N, 1): probability that the crop holds a hand",
+        "handedness": "(N, 1): probability that the hand is a right hand (the subject's, in an unmirrored image)",
+        "world_landmarks": "(N, 63): 21 x (x, y, z) metres, origin near the hand's centre, axes of the crop camera",
+    }
+    roles = m.output_roles or {}
+    return {
+        "input": {
+            "tensor": f"{m.input_names[0] if m.input_names else 'image'} {shape} float32 RGB in [0, 1], an upright "
+            "perspective crop around one hand (crop)",
+        },
+        "outputs": {roles[r]: f"{r} {text[r]}" for r in LANDMARK_ROLES if r in roles},
+        "layout": {"hands": list(HANDS), "joints": JOINT_NAMES, "landmarks": "one hand per crop, 21 joints in order"},
+    }
 
 
 CROP_CAMERAS = ("window", "perspective")
