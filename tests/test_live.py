@@ -226,7 +226,7 @@ def test_bad_config_and_calibration_give_one_line_and_exit_2(tmp_path, random_mo
 
 
 def test_plan_renders_the_synthetic_loop_once_and_live_render_skips_it(random_model):
-    from handstream.cli_serve import build_config
+    from handstream.cli.serve import build_config
     from handstream.config import SourceConfig
 
     cfg = config(random_model)  # stereo: 2 cameras
@@ -240,8 +240,7 @@ def test_plan_renders_the_synthetic_loop_once_and_live_render_skips_it(random_mo
     again = plan(cfg, progress=lambda done, total, what: calls.append((done, total)))
     assert calls == [] and [s["loop_dir"] for s in again.sources] == [s["loop_dir"] for s in first.sources]
 
-    live = build_config(None, False, "stereo", None, None, [], [], [], None, False, False, random_model, None, 1,
-                        None, None, False, False, 0, live_render=True)  # fmt: skip
+    live = build_config(synthetic="stereo", model=random_model, threads=1, live_render=True)
     p = plan(live, progress=lambda *a: calls.append(a))
     assert calls == [] and all(s["render"] == "live" and "loop_dir" not in s for s in p.sources)
 

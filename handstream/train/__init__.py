@@ -10,5 +10,6 @@ Legend: ``N`` images, ``H`` hands (2), ``K`` joints (21), ``(H_in, W_in)`` input
 * :mod:`~handstream.train.loss`: heatmap + presence loss (handedness-agnostic for unknown-side labels).
 * :mod:`~handstream.train.loop`: the optimizer steps (schedule, clipping, progress), shared with adaptation.
 * :mod:`~handstream.train.trainer`: a run (single process or DDP): data, epochs, validation, checkpoints, export.
-* :mod:`~handstream.train.cli`: ``handstream train``.
+
+``handstream train`` is :mod:`handstream.cli.train`.
 """

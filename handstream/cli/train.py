@@ -6,14 +6,18 @@ from pathlib import Path
 
 import typer
 
+from handstream.cli.options import NoProgress
+
 
 def train_command(
     recipe: Path = typer.Option(..., "--recipe", help="Training recipe (TOML), e.g. training/default.toml."),
     out: Path = typer.Option(None, "--out", help="Output folder (default: runs/<recipe name>)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/checkpoint.pt."),
-    no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar (logs one line per epoch)."),
+    no_progress: NoProgress = False,
 ) -> None:
     """Train the 2D estimator on synthetic and/or real 2D-labelled data.
+
+    With --no-progress it logs one line per epoch instead of a progress bar.
 
     Example: handstream train --recipe training/default.toml --out runs/default
     Two processes: torchrun --nproc_per_node 2 -m handstream.cli train --recipe training/default.toml

@@ -1,7 +1,7 @@
 """``handstream synth``: render synthetic datasets and preview them.
 
 Thin wrappers: parse, call :mod:`handstream.synth`, print. Bad arguments raise
-:class:`~handstream.errors.HandstreamError`, which ``handstream.cli.main`` prints as one line (exit 2).
+:class:`~handstream.errors.HandstreamError`, which :func:`handstream.cli.main` prints as one line (exit 2).
 """
 
 from __future__ import annotations
@@ -11,18 +11,13 @@ from pathlib import Path
 
 import typer
 
+from handstream.cli.options import Color, Rig, RigSeed, Seed, UnitScale
 from handstream.errors import HandstreamError
 
 synth_app = typer.Typer(
     help="Synthetic egocentric hands: render datasets, preview rigs.",
     no_args_is_help=True,
 )
-
-_RIG_HELP = (
-    "Rig preset: stereo, headset4 or random (random-<seed> picks a layout), or your own rig's calibration "
-    "file (.toml, .yaml, .json)."
-)
-_UNIT_HELP = "With a calibration file as --rig: metres per its length unit (e.g. 0.04 for 4 cm board squares)."
 
 
 def _preset(rig: str, rig_seed: int, color: str | None, unit_scale: float | None = None):
@@ -35,19 +30,21 @@ def _preset(rig: str, rig_seed: int, color: str | None, unit_scale: float | None
 
 @synth_app.command("render")
 def render(
-    rig: str = typer.Option("headset4", "--rig", help=_RIG_HELP),
+    rig: Rig = "headset4",
     frames: int = typer.Option(..., "--frames", help="Number of frames to render."),
     out: Path = typer.Option(..., "--out", help="Dataset folder to create (must be empty, or use --overwrite)."),
-    seed: int = typer.Option(0, "--seed", help="Dataset seed: same seed, same bytes."),
+    seed: Seed = 0,
     shard_size: int = typer.Option(500, "--shard-size", help="Frames per annotation file / image folder."),
     sequence_length: int = typer.Option(64, "--sequence-length", help="Frames per sequence (continuous motion)."),
-    rig_seed: int = typer.Option(0, "--rig-seed", help="Layout seed of --rig random."),
-    color: str = typer.Option(None, "--color", help="Override the preset's colour mode: mono or rgb."),
-    unit_scale: float = typer.Option(None, "--unit-scale", help=_UNIT_HELP),
+    rig_seed: RigSeed = 0,
+    color: Color = None,
+    unit_scale: UnitScale = None,
     motion_blur: bool = typer.Option(None, "--motion-blur/--no-motion-blur", help="Force motion blur on or off."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a dataset already in --out."),
 ) -> None:
     """Render a synthetic multi-view hand dataset (images + annotations, see docs/synthetic-data.md).
+
+    The same --seed gives the same bytes. --unit-scale: with a calibration file as --rig.
 
     Examples:
 
@@ -91,16 +88,18 @@ def render(
 
 @synth_app.command("preview")
 def preview(
-    rig: str = typer.Option("headset4", "--rig", help=_RIG_HELP),
+    rig: Rig = "headset4",
     out: Path = typer.Option(Path("preview.png"), "--out", help="Image to write (.png or .jpg)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the frames."),
+    seed: Seed = 0,
     frames: int = typer.Option(3, "--frames", help="Frames (rows) on the sheet."),
-    rig_seed: int = typer.Option(0, "--rig-seed", help="Layout seed of --rig random."),
-    color: str = typer.Option(None, "--color", help="Override the preset's colour mode: mono or rgb."),
-    unit_scale: float = typer.Option(None, "--unit-scale", help=_UNIT_HELP),
+    rig_seed: RigSeed = 0,
+    color: Color = None,
+    unit_scale: UnitScale = None,
     tile_width: int = typer.Option(420, "--tile-width", help="Width of each view's tile, pixels."),
 ) -> None:
     """Write a contact sheet of a few frames (rows) from every camera (columns), ground truth drawn.
+
+    --unit-scale: with a calibration file as --rig.
 
     Examples:
 

@@ -7,6 +7,20 @@ from pathlib import Path
 
 import typer
 
+from handstream.cli.options import (
+    Backend,
+    Calibration,
+    Fps,
+    LiveRender,
+    MaxViewsPerHand,
+    ModelName,
+    Quiet,
+    Refiner,
+    Seed,
+    Threads,
+    UnitScale,
+    Videos,
+)
 from handstream.errors import HandstreamError
 
 
@@ -24,48 +38,31 @@ def bench_command(
     seconds: float = typer.Option(20.0, "--seconds", help="Measured seconds of the live run (after the warm-up)."),
     warmup: float = typer.Option(3.0, "--warmup", help="Seconds of poses discarded after the first one."),
     cameras: int = typer.Option(
-        None, "--cameras", help="Cameras (capture processes) of the live run [default: 4, or the number of --video]."
+        None, "--cameras", help="Cameras (capture processes) of the live run (default: 4, or the number of --video)."
     ),
     resolution: str = typer.Option(
         None,
         "--resolution",
-        help="WxH, native, or qvga|vga|svga|hd|fhd [default: vga for synthetic, native otherwise].",
+        help="WxH, native, or qvga|vga|svga|hd|fhd (default: vga for synthetic, native otherwise).",
     ),
-    fps: float = typer.Option(None, "--fps", help="Camera rate [default: 30 for synthetic, the files' for videos]."),
-    backend: str = typer.Option("auto", "--backend", help="auto | onnxruntime | torch | tensorrt."),
-    model: str = typer.Option(
-        None,
-        "--model",
-        help="Model (.onnx with manifest, .pt, .engine), or random-init (random weights: timings only) "
-        "[default: engines/handstream-default.onnx].",
-    ),
-    refiner: str = typer.Option(
-        "default",
-        "--refiner",
-        help="Refine stage model: default (the model's own, else the shipped refiner), none, or a path.",
-    ),
-    threads: int = typer.Option(0, "--threads", help="Inference threads (0: one per core)."),
+    fps: Fps = None,
+    backend: Backend = "auto",
+    model: ModelName = None,
+    refiner: Refiner = "default",
+    threads: Threads = 0,
     source: str = typer.Option(
         "synthetic", "--source", help="synthetic (pre-rendered frames played by the captures) | video."
     ),
-    video: list[Path] = typer.Option(
-        [], "--video", help="A video per camera, in calibration order (repeat; --source video)."
-    ),
-    calibration: Path = typer.Option(
-        None, "--calibration", help="Calibration of the videos' cameras (--source video)."
-    ),
-    unit_scale: float = typer.Option(None, "--unit-scale", help="Metres per calibration unit (e.g. 0.04)."),
-    rig: str = typer.Option(
+    video: Videos = (),
+    calibration: Calibration = None,
+    unit_scale: UnitScale = None,
+    rig: str = typer.Option(  # not options.Rig: presets only (see there)
         "headset4", "--rig", help="Synthetic rig the cameras come from: headset4 | stereo | random-<seed>."
     ),
-    live_render: bool = typer.Option(
-        False,
-        "--live-render",
-        help="Each capture renders its camera live (as serve --demo) instead of playing pre-rendered frames.",
-    ),
+    live_render: LiveRender = False,
     loop_frames: int = typer.Option(90, "--loop-frames", help="Frame sets rendered/decoded once and played in a loop."),
     inprocess_seconds: float = typer.Option(
-        None, "--inprocess-seconds", help="Seconds of the paced in-process run [default: half of --seconds, >= 2]."
+        None, "--inprocess-seconds", help="Seconds of the paced in-process run (default: half of --seconds, >= 2)."
     ),
     tracking: bool = typer.Option(
         True,
@@ -73,9 +70,7 @@ def bench_command(
         help="The live run tracks hands (the engine's default; the detect-every-frame path is timed in process "
         "beside it), or detects in every frame set.",
     ),
-    max_views_per_hand: int = typer.Option(
-        2, "--max-views-per-hand", help="Tracking: crops per hand and frame set, the best views (2..16)."
-    ),
+    max_views_per_hand: MaxViewsPerHand = 2,
     sweep: bool = typer.Option(
         False, "--sweep", help="Also sweep views x resolutions in process: cost per frame set of both paths."
     ),
@@ -92,16 +87,19 @@ def bench_command(
         None,
         "--mediapipe-model",
         help="MediaPipe hand landmarker bundle (.task) "
-        "[default: ../shared/models/hand_landmarker_lite.task if present].",
+        "(default: ../shared/models/hand_landmarker_lite.task if present).",
     ),
     compare_frames: int = typer.Option(60, "--compare-frames", help="Multi-view frames timed with each peer."),
     transport: str = typer.Option("tcp", "--transport", help="tcp (loopback, free ports) | ipc."),
     out: Path = typer.Option(Path("handstream-bench"), "--out", help="Folder for latency.json and latency.png."),
-    seed: int = typer.Option(0, "--seed", help="Synthetic scene seed."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress lines."),
+    seed: Seed = 0,
+    quiet: Quiet = False,
 ) -> None:
     """Measure latency end to end through the real processes and sockets, the same pipeline in-process, and
     where the time goes. Prints tables; writes latency.json (every figure + the machine) and latency.png.
+
+    --source synthetic (the default): frame sets of --rig's cameras rendered once, played by the captures.
+    --source video: one --video per camera, in the order of --calibration (with --unit-scale if needed).
 
     Examples:
       handstream bench --seconds 20

@@ -1,0 +1,221 @@
+"""``handstream adapt``: adapt the estimator to a camera layout from unlabeled synchronized recordings.
+
+The command in named steps: :func:`_check_numbers` and :func:`_check_teacher` (the flags, one line each),
+:func:`_starting_model`, :func:`_open_recording` (the frames in memory, with the rig),
+:func:`_adapt_config`; then :func:`handstream.adapt.adapt.adapt` does the work.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from handstream.cli.options import (
+    Calibration,
+    FrameRange,
+    Model,
+    NoProgress,
+    Recordings,
+    Refiner,
+    Teacher,
+    Threads,
+    UnitScale,
+)
+from handstream.errors import HandstreamError
+
+
+def _positive(value, option: str, integer: bool = False):
+    if value is None or value <= 0 or (integer and int(value) != value):
+        raise HandstreamError(f"{option}: expected a positive {'integer' if integer else 'number'}, got {value}")
+    return value
+
+
+def _check_numbers(
+    *,
+    rounds: int,
+    steps: int,
+    refiner_steps: int,
+    batch: int,
+    lr: float,
+    threshold_px: float,
+    hand_scale: float,
+    min_views: int,
+    anatomy: str,
+    min_conf: float,
+) -> None:
+    """The numeric and word flags, in the order of the checks (the first bad one is the error)."""
+    for option, value, integer in (
+        ("--rounds", rounds, True),
+        ("--steps", steps, True),
+        ("--refiner-steps", refiner_steps, True),
+        ("--batch", batch, True),
+        ("--lr", lr, False),
+        ("--threshold-px", threshold_px, False),
+        ("--hand-scale", hand_scale, False),
+    ):
+        _positive(value, option, integer)
+    if min_views < 2:
+        raise HandstreamError(f"--min-views: expected >= 2 (a consensus needs two views), got {min_views}")
+    if anatomy not in ("metric", "relative"):
+        raise HandstreamError(f"--anatomy: expected metric or relative, got {anatomy!r}")
+    if not 0 <= min_conf < 1:
+        raise HandstreamError(f"--min-conf: expected a number in [0, 1), got {min_conf}")
+
+
+def _check_teacher(teacher: Path | None) -> None:
+    """``--teacher``: a MediaPipe bundle that MediaPipe (installed) can open."""
+    if teacher is None:
+        return
+    if not teacher.is_file():
+        raise HandstreamError(f"--teacher: {teacher}: file not found (a MediaPipe hand_landmarker .task bundle)")
+    from handstream.mediapipe import mediapipe_unavailable
+
+    why = mediapipe_unavailable(teacher)
+    if why:
+        raise HandstreamError(f"--teacher: {why}")
+
+
+def _starting_model(model: Path | None) -> Path:
+    """``--model``, else the shipped model; it must exist."""
+    from handstream.models.defaults import DEFAULT_MODEL
+
+    model = model or Path(DEFAULT_MODEL)
+    if not model.exists():
+        raise HandstreamError(f"--model: {model}: not found")
+    return model
+
+
+def _open_recording(
+    recording: list[Path], calibration: Path | None, unit_scale: float | None, frames: str | None, progress: bool
+):
+    """The recording's frames in memory (:class:`handstream.capture.recording.Recording`): it needs a rig (the
+    cameras' intrinsics) and at least two frames."""
+    from handstream.capture.recording import open_recording, parse_frame_range
+
+    rng = parse_frame_range(frames)
+    rec = open_recording(list(recording), calibration, unit_scale=unit_scale, frames=rng, progress=progress)
+    if rec.rig is None:
+        raise HandstreamError(
+            "--calibration: needed for the cameras' intrinsics "
+            "(add --estimate-extrinsics when its extrinsics are unknown)"
+        )
+    if len(rec) < 2:
+        raise HandstreamError(f"--recording: {len(rec)} frame(s) in the range; adaptation needs many (hundreds)")
+    return rec
+
+
+def _adapt_config(
+    *,
+    rounds: int,
+    steps: int,
+    batch: int,
+    lr: float,
+    threads: int,
+    estimate_extrinsics: bool,
+    hand_scale: float,
+    refiner_steps: int,
+    threshold_px: float,
+    min_views: int,
+    min_conf: float,
+    anatomy: str,
+):
+    """The flags as an :class:`~handstream.adapt.adapt.AdaptConfig` (its consensus settings included)."""
+    from dataclasses import replace
+
+    from handstream.adapt.adapt import AdaptConfig
+    from handstream.adapt.pseudo import ConsensusConfig
+
+    cfg = AdaptConfig(
+        rounds=rounds,
+        steps=steps,
+        batch=batch,
+        lr=lr,
+        threads=threads,
+        estimate_extrinsics=estimate_extrinsics,
+        hand_scale=hand_scale,
+        refiner_steps=refiner_steps,
+    )
+    return replace(
+        cfg,
+        consensus=ConsensusConfig(threshold_px=threshold_px, min_views=min_views, min_conf=min_conf, anatomy=anatomy),
+    )
+
+
+def adapt_command(
+    recording: Recordings = ...,
+    out: Path = typer.Option(..., "--out", help="Output folder (rounds, report.json, model.pt, <name>.onnx)."),
+    model: Model = None,
+    calibration: Calibration = None,
+    unit_scale: UnitScale = None,
+    estimate_extrinsics: bool = typer.Option(
+        False,
+        "--estimate-extrinsics",
+        help="Ignore the calibration's extrinsics: estimate them from the hands (essential matrix + bone lengths).",
+    ),
+    hand_scale: float = typer.Option(
+        1.0,
+        "--hand-scale",
+        help="With --estimate-extrinsics: your hand's size relative to the average adult hand (sets the metric scale).",
+    ),
+    teacher: Teacher = None,
+    refiner: Refiner = "none",
+    refiner_steps: int = typer.Option(300, "--refiner-steps", help="Fine-tuning steps of the refiner."),
+    frames: FrameRange = None,
+    rounds: int = typer.Option(3, "--rounds", help="Detect -> pseudo-label -> fine-tune rounds."),
+    steps: int = typer.Option(300, "--steps", help="Fine-tuning steps per round."),
+    batch: int = typer.Option(32, "--batch", help="Images per step."),
+    lr: float = typer.Option(5e-4, "--lr", help="Peak learning rate (cosine within each round)."),
+    threshold_px: float = typer.Option(
+        8.0, "--threshold-px", help="Views agree on a joint when within this many pixels of its reprojection."
+    ),
+    min_views: int = typer.Option(2, "--min-views", help="Views that must agree on a joint for it to get a label."),
+    min_conf: float = typer.Option(0.3, "--min-conf", help="Detections below this confidence are not used."),
+    anatomy: str = typer.Option(
+        "metric",
+        "--anatomy",
+        help=(
+            "Bone-length check of the consensus: metric (calibration in metres, vs the average hand) "
+            "or relative (unknown units)."
+        ),
+    ),
+    name: str = typer.Option("adapted", "--name", help="Name of the exported model (OUT/NAME.onnx)."),
+    threads: Threads = 0,
+    no_export: bool = typer.Option(False, "--no-export", help="Do not export OUT/NAME.onnx."),
+    no_progress: NoProgress = False,
+) -> None:
+    """Adapt the 2D estimator to your cameras without labels: cross-view consensus pseudo-labels and fine-tuning.
+
+    --model is the starting network: a .pt checkpoint (preferred: batch norms intact) or an .onnx with its
+    manifest (default: the shipped model). --calibration always gives the cameras' intrinsics.
+    --refiner default or a path: also adapt that refiner after the detector (OUT/NAME-refiner.onnx, paired
+    with it; default: the one --model goes with, else the shipped one). none (the default): the adapted
+    detector runs without a refiner, the better choice on the real clip measured in docs/adaptation.md.
+
+    Example: handstream adapt --recording cam0.mp4 --recording cam1.mp4 --calibration calib.toml --out runs/my-rig
+    Without calibrated extrinsics: add --estimate-extrinsics (the file still gives the intrinsics).
+    With a teacher: --teacher hand_landmarker.task. Serve the result: handstream serve --model OUT/adapted.onnx ...
+    (its manifest says to run it without a refiner, or, with --refiner default, names the refiner adapted with it).
+    """
+    from handstream.adapt.adapt import adapt
+    from handstream.models.defaults import refiner_option
+
+    _check_numbers(
+        rounds=rounds, steps=steps, refiner_steps=refiner_steps, batch=batch, lr=lr, threshold_px=threshold_px,
+        hand_scale=hand_scale, min_views=min_views, anatomy=anatomy, min_conf=min_conf,
+    )  # fmt: skip
+    _check_teacher(teacher)
+    model = _starting_model(model)
+    refiner_path = refiner_option(refiner, model)
+    rec = _open_recording(recording, calibration, unit_scale, frames, progress=not no_progress)
+    cfg = _adapt_config(
+        rounds=rounds, steps=steps, batch=batch, lr=lr, threads=threads, estimate_extrinsics=estimate_extrinsics,
+        hand_scale=hand_scale, refiner_steps=refiner_steps, threshold_px=threshold_px, min_views=min_views,
+        min_conf=min_conf, anatomy=anatomy,
+    )  # fmt: skip
+    report = adapt(
+        rec, model, out, cfg, teacher=teacher, refiner=refiner_path, name=name, export=not no_export,
+        progress=not no_progress,
+    )  # fmt: skip
+    written = [report[k] for k in ("onnx", "refiner_onnx") if report.get(k)]
+    typer.echo(f"wrote {out / 'report.json'}" + "".join(f" and {w}" for w in written))
