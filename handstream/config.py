@@ -59,6 +59,7 @@ from handstream.transport.topics import is_valid_name
 
 SOURCE_KINDS = ("synthetic", "video", "images", "device")
 RENDER_MODES = ("cached", "live")
+ACQUIRE_MODES = ("auto", "detector", "search")
 BACKENDS = ("auto", "onnxruntime", "torch", "tensorrt")
 @dataclass
 class RigConfig:
@@ -161,6 +162,11 @@ class EngineConfig:
             ``model.refiner``); false: the detector on every view of every frame set, then the refine stage.
         max_views_per_hand: tracking: crops per hand and frame set (the best views); at least ``min_views``.
         acquire_interval: tracking: while a hand is tracked, look for the other every this many frame sets.
+        acquire: tracking: how hands that are not tracked are found: ``detector`` (the detector, ``model.path``,
+            on every view), ``search`` (the crop model itself on windows covering each view,
+            :mod:`handstream.engine.search`: for a ``landmarks`` crop model on real RGB cameras, which the
+            synthetic detector does not see) or ``auto`` (``search`` for a landmarks crop model, else ``detector``).
+        search_crops_per_view: acquisition by search: windows looked at per view and acquisition.
         max_reproj_px: tracking: a hand whose mean reprojection error (crop pixels) exceeds this is lost.
         crop_presence_threshold: tracking: a crop counts where the crop model's presence reaches this.
         max_bone_change: tracking: a hand whose bone lengths change by more than this fraction (median) from
@@ -182,6 +188,8 @@ class EngineConfig:
     tracking: bool = True
     max_views_per_hand: int = 2
     acquire_interval: int = 3
+    acquire: str = "auto"
+    search_crops_per_view: int = 3
     max_reproj_px: float = 8.0
     max_bone_change: float = 0.35
     crop_presence_threshold: float = 0.2
@@ -403,6 +411,16 @@ def validate(cfg: ServeConfig, where: str = "config") -> None:
     )
     _check(
         e.acquire_interval >= 1, where, f"engine.acquire_interval: expected an integer >= 1, got {e.acquire_interval}"
+    )
+    _check(
+        e.acquire in ACQUIRE_MODES,
+        where,
+        f"engine.acquire: expected one of {', '.join(ACQUIRE_MODES)}, got {e.acquire!r}",
+    )
+    _check(
+        1 <= e.search_crops_per_view <= 64,
+        where,
+        f"engine.search_crops_per_view: expected an integer in [1, 64], got {e.search_crops_per_view}",
     )
     _check(e.max_reproj_px > 0, where, f"engine.max_reproj_px: expected a positive number, got {e.max_reproj_px}")
     _check(

@@ -1,5 +1,7 @@
 """Run the 2D network on a batch and decode it: the one infer -> decode -> gate step of every stage that
-runs a network (the detect stage, the refine stage, the tracker's crop stage).
+runs a network (the detect stage, the refine stage, the tracker's crop stage). A heatmap network is decoded by
+its codec (:func:`infer_and_decode`); a landmarks network regresses one hand per crop (:func:`infer_landmarks`);
+both give the same (N, H, K) layout to :func:`gate` and the triangulation.
 
 Legend: ``N`` images in the batch (views, windows or crops), ``H`` hands (2), ``K`` joints (21).
 """
@@ -11,6 +13,7 @@ import time
 import numpy as np
 
 from handstream.engine.backends import Backend
+from handstream.skeleton import HANDS, NUM_JOINTS
 
 
 def infer_and_decode(
@@ -36,6 +39,36 @@ def infer_and_decode(
     timings["infer"] = (t1 - t0) * 1e3
     timings["decode"] = (time.perf_counter() - t1) * 1e3
     return kp, conf, np.asarray(presence, np.float32)
+
+
+def infer_landmarks(
+    backend: Backend, batch: np.ndarray, hands: np.ndarray, timings: dict[str, float]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Infer a batch of one-hand crops with a ``landmarks`` model, in the heatmap step's layout.
+
+    Args:
+        backend: an opened landmarks backend (``infer_landmarks``); batch: (N, 3, H_in, W_in) float32 RGB in [0, 1].
+        hands: (N,) the hand (index into :data:`~handstream.skeleton.HANDS`) each crop is for.
+        timings: ``infer`` and ``decode`` (ms) are set.
+    Returns:
+        keypoints (N, H, K, 2) float64 crop px, the crop's own hand filled, NaN for the other; conf (N, H, K)
+        float32: the crop's hand presence on every joint (the network gives no per-joint score; the tracker
+        weighs joints by how the views agree after triangulation); presence (N, H) float32, 0 for the other hand.
+    """
+    t0 = time.perf_counter()
+    out = backend.infer_landmarks(batch)
+    t1 = time.perf_counter()
+    n = len(hands)
+    kp = np.full((n, len(HANDS), NUM_JOINTS, 2), np.nan)
+    conf = np.zeros((n, len(HANDS), NUM_JOINTS), np.float32)
+    presence = np.zeros((n, len(HANDS)), np.float32)
+    rows = np.arange(n)
+    kp[rows, hands] = out.keypoints
+    conf[rows, hands] = out.presence[:, None]
+    presence[rows, hands] = out.presence
+    timings["infer"] = (t1 - t0) * 1e3
+    timings["decode"] = (time.perf_counter() - t1) * 1e3
+    return kp, conf, presence
 
 
 def gate(

@@ -31,6 +31,7 @@ from handstream.config import EngineConfig, FilterConfig
 from handstream.engine.backends import Backend
 from handstream.engine.estimate import gate, infer_and_decode
 from handstream.engine.refine import Refiner
+from handstream.engine.search import LandmarkSearch
 from handstream.engine.smoothing import OneEuroFilter
 from handstream.engine.tracking import Tracker, TrackingConfig
 from handstream.engine.triangulation import TriangulationRule, triangulate_hands
@@ -91,6 +92,7 @@ class Pipeline:
         self.cfg = c = engine or EngineConfig()
         self.rule = TriangulationRule.from_engine(c)
         self.tracker: Tracker | None = None
+        self.search: LandmarkSearch | None = None  # acquisition by the crop model itself (engine.acquire)
         self.refiner: Refiner | None = None
         if refiner is not None and c.tracking:
             tc = TrackingConfig(
@@ -102,6 +104,14 @@ class Pipeline:
             )  # fmt: skip
             cams = {cam.name: cam for cam in rig}
             self.tracker = Tracker(cams, refiner, tc, max_crops=len(HANDS) * (tc.max_views_per_hand + len(rig)))
+            landmarks = refiner.manifest.kind == "landmarks"
+            if c.acquire == "search" and not landmarks:
+                raise HandstreamError(
+                    f"engine.acquire = 'search' needs a landmarks crop model (one that says whether a crop holds a "
+                    f"hand, e.g. MediaPipe's imported network); {refiner.manifest.name!r} is a heatmap model"
+                )
+            if c.acquire == "search" or (c.acquire == "auto" and landmarks):
+                self.search = LandmarkSearch(cams, refiner, c.search_crops_per_view)
         elif refiner is not None:
             if (refiner.manifest.crop or {}).get("camera") == "perspective":
                 raise HandstreamError(
@@ -231,6 +241,8 @@ class Pipeline:
         """The tracked path (:class:`handstream.engine.tracking.Tracker`), the detector only for acquisition."""
 
         def acquire():
+            if self.search is not None:
+                return self.search(names, images)
             det = self.detect(names, images, {}, refine=False)
             return det.keypoints, det.presence
 

@@ -39,8 +39,8 @@ import numpy as np
 
 from handstream.engine.backends import Backend
 from handstream.engine.crops import resample
-from handstream.engine.estimate import gate, infer_and_decode
-from handstream.engine.triangulation import TriangulationRule, triangulate_hands
+from handstream.engine.estimate import gate, infer_and_decode, infer_landmarks
+from handstream.engine.triangulation import AGREEMENT_SIGMA, TriangulationRule, agreement_confidence, triangulate_hands
 from handstream.errors import HandstreamError
 from handstream.geometry.camera import Camera
 from handstream.geometry.crop_camera import CropCamera, hand_crop
@@ -213,7 +213,8 @@ class Tracker:
         self.cameras = cameras
         self.backend = crop_model
         self.manifest = m
-        self.codec = m.codec
+        self.landmarks = m.kind == "landmarks"  # one hand's keypoints regressed per RGB crop (e.g. MediaPipe's)
+        self.codec = None if self.landmarks else m.codec
         self.cfg = config
         # the engine's triangulate rule; a tracked hand needs at least 3 joints whatever min_joints says
         self.rule = TriangulationRule(config.ransac_threshold_px, config.min_views, config.max_hand_extent_m,
@@ -222,7 +223,7 @@ class Tracker:
         self.min_side = float(m.crop.get("min_side", 0.0))
         w, h = m.input_size
         self.size = (int(w), int(h))
-        self._input = np.zeros((max_crops, 1, h, w), np.float32)
+        self._input = np.zeros((max_crops, 3 if self.landmarks else 1, h, w), np.float32)
         self.tracks: dict[int, HandTrack] = {}
         self.stats = TrackStats()
         self._since_acquire = 10**9
@@ -294,14 +295,21 @@ class Tracker:
         batch = self._input[: len(jobs)]
         kp = conf = pres = None
         if jobs:
-            resample(images, [view_index[n] for _, n, _ in jobs], [c for _, _, c in jobs], out=batch[:, 0])
+            views, cams = [view_index[n] for _, n, _ in jobs], [c for _, _, c in jobs]
+            if self.landmarks:
+                resample(images, views, cams, out=batch, color="rgb")
+            else:
+                resample(images, views, cams, out=batch[:, 0])
         rays = None
-        if jobs and self.manifest.kpe:
+        if jobs and not self.landmarks and self.manifest.kpe:
             rays = np.stack([c.ray_angles(self.codec.stride) for _, _, c in jobs])
         t1 = time.perf_counter()
         timings["preprocess"] = (t1 - t0) * 1e3
         timings["infer"] = timings["decode"] = 0.0  # no crop, no crop model run
-        if jobs:
+        if jobs and self.landmarks:
+            hands = np.array([h for h, _, _ in jobs])
+            kp, conf, pres = infer_landmarks(self.backend, batch, hands, timings)  # (N, H, K, 2) crop px
+        elif jobs:
             kp, conf, pres = infer_and_decode(self.backend, batch, rays, timings)  # (N, H, K, 2) crop px
         t3 = time.perf_counter()
         results = [self._empty(V) for _ in HANDS]
@@ -396,7 +404,7 @@ class Tracker:
         res = HandResult(
             joints=joints,
             reproj_error=reproj,
-            conf=t.conf,
+            conf=agreement_confidence(t, t.conf, AGREEMENT_SIGMA * self.size[0]) if self.landmarks else t.conf,
             n_views=n_views,
             presence=float(pres[idx, h].max()),
             joints_2d=joints_2d,

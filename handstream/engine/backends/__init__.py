@@ -7,6 +7,10 @@ A backend has a ``name``, the model's ``manifest`` and one method::
     infer(image (N, 1, H_in, W_in) float32, rays (N, 2, h, w) float32 | None)
         -> heatmaps (N, H*K, h, w) float32, presence (N, H) float32 probabilities
 
+A ``landmarks`` model (``manifest.kind``: one hand's keypoints regressed per crop, e.g. MediaPipe's network
+imported by :mod:`handstream.models.importer`) runs on ``onnxruntime`` only, through
+``infer_landmarks(image (N, 3, H_in, W_in) RGB) -> LandmarkOutputs`` instead.
+
 * ``onnxruntime`` (default on CPU): a ``.onnx`` artifact with its manifest; NumPy in and out.
 * ``torch``: a PyTorch checkpoint (``.pt``) or a ``.onnx`` model (weights read from the graph), on CPU
   (eager) or CUDA (CUDA graphs; outputs stay on the device).
@@ -120,6 +124,10 @@ def open_backend(path: str | Path, backend: str = "auto", *, threads: int = 0, d
     if backend != "auto" and backend not in BACKEND_NAMES:
         raise HandstreamError(f"model.backend: expected auto or one of {', '.join(BACKEND_NAMES)}, got {backend!r}")
     name, dev = choose_backend(path, backend, device)
+    if name != "onnxruntime" and path.suffix.lower() == ".onnx" and _kind(path) == "landmarks":
+        if backend != "auto":  # the torch and TensorRT backends run handstream's heatmap networks only
+            raise HandstreamError(f"{path}: a landmarks model runs on onnxruntime (model.backend = onnxruntime)")
+        name = "onnxruntime"
     if name == "onnxruntime":
         from handstream.engine.backends.onnxruntime import OnnxRuntimeBackend
 
@@ -139,3 +147,12 @@ def open_backend(path: str | Path, backend: str = "auto", *, threads: int = 0, d
     from handstream.engine.backends.tensorrt import TensorRTBackend
 
     return TensorRTBackend(path, device=dev)
+
+
+def _kind(path: Path) -> str:
+    """The manifest's model kind (``heatmap`` when there is no manifest: the backend then says what is missing)."""
+    from handstream.models.manifest import load_manifest, manifest_path
+
+    if not manifest_path(path).is_file():
+        return "heatmap"
+    return load_manifest(path)[0].kind

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from handstream.errors import HandstreamError
+from handstream.models.landmarks import LandmarkOutputs
 from handstream.models.manifest import load_manifest
 
 
@@ -44,13 +45,38 @@ class OnnxRuntimeBackend:
             )
         shape = self.session.get_inputs()[0].shape
         w, h = self.manifest.input_size
-        if list(shape[1:]) != [1, h, w]:
-            raise HandstreamError(f"{self.path}: input 'image' is {shape}, its manifest says (N, 1, {h}, {w})")
+        want = image_shape(self.manifest)
+        if list(shape[1:]) != list(want):
+            raise HandstreamError(
+                f"{self.path}: input {names[0]!r} is {shape}, its manifest ({self.manifest.kind} model) says "
+                f"(N, {', '.join(map(str, want))})"
+            )
 
     def infer(self, image: np.ndarray, rays: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         """image (N, 1, H_in, W_in), rays (N, 2, h, w) or None -> heatmaps (N, 42, h, w), presence (N, 2)."""
+        if self.manifest.kind != "heatmap":
+            raise HandstreamError(f"{self.path}: a {self.manifest.kind} model has no heatmaps (use infer_landmarks)")
         feeds = {"image": image}
         if self.manifest.kpe:
             feeds["rays"] = rays
         heatmaps, presence = self.session.run(None, feeds)
         return heatmaps, presence
+
+    def infer_landmarks(self, image: np.ndarray) -> LandmarkOutputs:
+        """A ``landmarks`` model (one hand per crop): image (N, 3, H_in, W_in) RGB in [0, 1] (NCHW; an NHWC model
+        gets it transposed) -> :class:`~handstream.models.landmarks.LandmarkOutputs` (keypoints (N, 21, 2) crop
+        px, presence (N,), ...)."""
+        if self.manifest.kind != "landmarks":
+            raise HandstreamError(f"{self.path}: a {self.manifest.kind} model does not regress landmarks")
+        x = image if self.manifest.input_layout == "NCHW" else np.ascontiguousarray(image.transpose(0, 2, 3, 1))
+        outputs = self.session.run(None, {self.manifest.input_names[0]: x})
+        return LandmarkOutputs.decode(outputs, self.manifest.output_names, self.manifest.output_roles)
+
+
+def image_shape(manifest) -> tuple[int, int, int]:
+    """The image input's shape after the batch axis: (1, H_in, W_in) for a heatmap model; (3, H_in, W_in) for a
+    landmarks model, (H_in, W_in, 3) when its layout is NHWC."""
+    w, h = manifest.input_size
+    if manifest.kind == "heatmap":
+        return (1, h, w)
+    return (3, h, w) if manifest.input_layout == "NCHW" else (h, w, 3)
