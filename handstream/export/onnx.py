@@ -38,6 +38,26 @@ def example_inputs(net, batch: int, input_size: tuple[int, int], stride: int, se
     return image, rays
 
 
+def torch_to_onnx(model, args: tuple, out: Path, input_names: list[str], output_names: list[str], dynamic: dict):
+    """``torch.onnx.export`` (dynamo, opset :data:`OPSET`, weights inside the file) of ``model`` (eval mode) on
+    example ``args``, quietly; ``dynamic``: the ``dynamic_shapes`` (argument name -> {axis: Dim}). A failure removes
+    ``out`` and raises a one-line HandstreamError naming what the exporter choked on."""
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+        try:
+            torch.onnx.export(
+                model, args, str(out), input_names=input_names, output_names=output_names,
+                dynamic_shapes=dynamic, dynamo=True, opset_version=OPSET, optimize=True, verbose=False,
+                external_data=False,
+            )  # fmt: skip
+        except Exception as exc:  # the exporter raises many types; the user needs the op it choked on
+            out.unlink(missing_ok=True)
+            raise HandstreamError(f"ONNX export failed: {str(exc).splitlines()[0]}") from None
+
+
 def export_onnx(
     net,
     out: str | Path,
@@ -98,18 +118,7 @@ def export_onnx(
     names = ["image", "rays"] if kpe else ["image"]
     views = torch.export.Dim("views", min=1, max=1024)
     dynamic = {"image": {0: views}, "rays": {0: views}} if kpe else {"image": {0: views}}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        logging.getLogger("torch.onnx").setLevel(logging.ERROR)
-        try:
-            torch.onnx.export(
-                model, args, str(out), input_names=names, output_names=["heatmaps", "presence"],
-                dynamic_shapes=dynamic, dynamo=True, opset_version=OPSET, optimize=True, verbose=False,
-                external_data=False,
-            )  # fmt: skip
-        except Exception as exc:  # the exporter raises many types; the user needs the op it choked on
-            out.unlink(missing_ok=True)
-            raise HandstreamError(f"ONNX export failed: {str(exc).splitlines()[0]}") from None
+    torch_to_onnx(model, args, out, names, ["heatmaps", "presence"], dynamic)
 
     # Parity: ONNX Runtime vs PyTorch on the same inputs.
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
@@ -170,4 +179,4 @@ def export_onnx(
     return manifest
 
 
-__all__ = ["OPSET", "PARITY_TOLERANCE", "example_inputs", "export_onnx"]
+__all__ = ["OPSET", "PARITY_TOLERANCE", "example_inputs", "export_onnx", "torch_to_onnx"]
