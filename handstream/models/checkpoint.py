@@ -18,6 +18,11 @@ Legend: ``N`` views, ``(H_in, W_in)`` network input size.
   the shipped ``.onnx`` model without a separate checkpoint.
 
 ``.pt`` files are read with ``torch.load(weights_only=True)``, so loading never runs code from the file.
+
+MediaPipe's hand landmark network (a ``"landmarks"`` model, :mod:`handstream.models.landmark_net`) has its own
+pair: :func:`load_landmark_net` (the imported or an exported ``.onnx`` with its manifest, weights from the
+graph's initializers, or a :func:`save_landmark_net` checkpoint) and :func:`save_landmark_net`;
+:func:`load_network` sends a landmarks model there with a one-line error.
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ from handstream.errors import HandstreamError
 from handstream.models.manifest import ModelManifest, crop_rule
 
 ONNX_LOAD_TOLERANCE = 1e-3  # max abs diff (heatmaps ~[0, 1], presence probabilities) PyTorch vs ONNX Runtime
+LANDMARK_LOAD_TOLERANCE = 1e-3  # max abs diff per landmark output in its unit (px, probability, metres)
+LANDMARK_KEY = "landmark_net"  # the key of a landmark checkpoint's spec (HandNet checkpoints have "network")
 
 
 def save_network(
@@ -91,6 +98,8 @@ def load_network(path: str | Path):
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises pickle/zip/runtime errors for corrupt or non-checkpoint files
         raise HandstreamError(f"{path}: not a readable PyTorch checkpoint ({str(exc).splitlines()[0]})") from None
+    if isinstance(data, dict) and LANDMARK_KEY in data:
+        raise HandstreamError(f"{path}: a landmark network's checkpoint (MediaPipe's); load it with load_landmark_net")
     if not isinstance(data, dict) or "model" not in data or "network" not in data:
         raise HandstreamError(f"{path}: not a handstream checkpoint (expected keys 'network' and 'model')")
     if not isinstance(data["network"], dict) or not isinstance(data["model"], dict):
@@ -273,6 +282,8 @@ def load_onnx_network(path: str | Path, *, verify: bool = True):
         raise HandstreamError(
             f"{artifact}: a {manifest.artifact_format} artifact has no ONNX graph to read weights from"
         )
+    if manifest.kind == "landmarks":
+        raise HandstreamError(f"{artifact}: a landmarks model (MediaPipe's network); load it with load_landmark_net")
     if not manifest.network:
         raise HandstreamError(
             f"{artifact}: its manifest has no 'network' config; PyTorch cannot rebuild it (use onnxruntime)"
@@ -358,3 +369,102 @@ def _compare_with_onnxruntime(net, artifact: Path, manifest: ModelManifest) -> f
         heatmaps, logits = net(torch.from_numpy(image), torch.from_numpy(rays) if manifest.kpe else None)
     got = (heatmaps.numpy(), torch.sigmoid(logits).numpy())
     return max(float(np.abs(a - b).max()) for a, b in zip(got, ref, strict=True))
+
+
+# --- MediaPipe's hand landmark network ---------------------------------------------------------------------------
+
+
+def save_landmark_net(path: str | Path, net, manifest: ModelManifest, *, extra: dict[str, Any] | None = None) -> Path:
+    """Write a LandmarkNet checkpoint (creates parent folders): ``landmark_net`` (its spec, JSON-able),
+    ``model`` (the state dict) and ``manifest`` (``manifest`` as a dict: crop rule, roles, MediaPipe's provenance).
+    ``extra``: more keys (an adaptation's history, ...)."""
+    import torch
+
+    if manifest.kind != "landmarks":
+        raise HandstreamError(f"{path}: a LandmarkNet checkpoint needs a landmarks manifest, got a {manifest.kind} one")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({**(extra or {}), LANDMARK_KEY: net.spec, "model": net.state_dict(), "manifest": manifest.to_dict()},
+               path)  # fmt: skip
+    return path
+
+
+def load_landmark_net(path: str | Path, *, verify: bool = True):
+    """Read MediaPipe's hand landmark network into PyTorch -> (LandmarkNet in eval mode on CPU, ModelManifest).
+
+    Args:
+        path: an ``.onnx`` landmarks model with its ``.onnx.json`` manifest (imported by
+            :mod:`handstream.models.importer`, or exported by :func:`handstream.export.landmarks.export_landmark_onnx`):
+            the layers are read from the graph and the weights from its initializers; or a ``.pt`` checkpoint of
+            :func:`save_landmark_net`.
+        verify: for an ``.onnx``, run the rebuilt network against ONNX Runtime on 2 random crops; a difference
+            above :data:`LANDMARK_LOAD_TOLERANCE` (per output, in its unit) fails.
+    Returns:
+        the network and a manifest (``artifact_format`` ``onnx`` or ``checkpoint``; provenance ``weights_from``
+        the file).
+    Raises:
+        HandstreamError (one line): missing or unreadable file, no manifest, not a landmarks model, an op that
+        LandmarkNet does not read, weights that do not fit.
+    """
+    from handstream.models.landmark_net import LandmarkNet
+    from handstream.models.manifest import load_manifest
+    from handstream.records import file_sha256
+
+    path = Path(path)
+    if path.suffix.lower() in (".onnx", ".json"):
+        manifest, artifact = load_manifest(path)
+        if manifest.kind != "landmarks" or manifest.artifact_format != "onnx":
+            raise HandstreamError(
+                f"{artifact}: a {manifest.kind} {manifest.artifact_format} model, not an ONNX landmarks model"
+            )
+        if manifest.input_layout != "NCHW":
+            raise HandstreamError(f"{artifact}: input layout {manifest.input_layout}; LandmarkNet reads NCHW graphs")
+        net = LandmarkNet.from_onnx(artifact, manifest.output_roles)
+        if verify:
+            worst = _compare_landmarks_with_onnxruntime(net, artifact)
+            if worst > LANDMARK_LOAD_TOLERANCE:
+                raise HandstreamError(
+                    f"{artifact}: the rebuilt LandmarkNet differs from ONNX Runtime by {worst:.2e} "
+                    f"(tolerance {LANDMARK_LOAD_TOLERANCE:.0e}); serve it with backend 'onnxruntime'"
+                )
+        return net, replace(manifest, provenance={**manifest.provenance, "weights_from": artifact.name})
+    import torch
+
+    if not path.is_file():
+        raise HandstreamError(f"{path}: checkpoint not found")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises pickle/zip/runtime errors for corrupt or non-checkpoint files
+        raise HandstreamError(f"{path}: not a readable PyTorch checkpoint ({str(exc).splitlines()[0]})") from None
+    if not isinstance(data, dict) or not all(k in data for k in (LANDMARK_KEY, "model", "manifest")):
+        raise HandstreamError(f"{path}: not a LandmarkNet checkpoint (expected keys {LANDMARK_KEY!r}, 'model', "
+                              "'manifest')")  # fmt: skip
+    try:
+        net = LandmarkNet(data[LANDMARK_KEY])
+    except (KeyError, TypeError, AttributeError) as exc:  # a spec with missing or mistyped steps
+        raise HandstreamError(f"{path}: its {LANDMARK_KEY!r} spec is unreadable ({type(exc).__name__} {exc})") from None
+    try:
+        net.load_state_dict(data["model"])
+    except RuntimeError as exc:
+        raise HandstreamError(f"{path}: weights do not fit the network ({str(exc).splitlines()[0]})") from None
+    manifest = ModelManifest.from_dict(data["manifest"], f"{path}: manifest")
+    provenance = {**manifest.provenance, "weights_from": path.name, "checkpoint_sha256": file_sha256(path)}
+    return net.eval(), replace(manifest, artifact=path.name, artifact_format="checkpoint", provenance=provenance)
+
+
+def _compare_landmarks_with_onnxruntime(net, artifact: Path) -> float:
+    """Max abs difference over the outputs (px, probabilities, metres), LandmarkNet vs ONNX Runtime, N = 2."""
+    import onnxruntime as ort
+    import torch
+
+    x = np.random.default_rng(0).random((2, *net.spec["input_shape"]), dtype=np.float32)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1  # a check: leave the cores to the machine
+    try:
+        session = ort.InferenceSession(str(artifact), options, providers=["CPUExecutionProvider"])
+        ref = dict(zip([o.name for o in session.get_outputs()], session.run(None, {net.input_name: x}), strict=True))
+    except Exception as exc:  # onnxruntime's own exception types
+        raise HandstreamError(f"{artifact}: onnxruntime cannot run it ({str(exc).splitlines()[0]})") from None
+    with torch.inference_mode():
+        got = net(torch.from_numpy(x))
+    return max(float(np.abs(got[role].numpy() - ref[name]).max()) for role, name in net.output_names.items())
