@@ -5,6 +5,9 @@ Legend: ``N`` views (the dynamic batch axis), ``(H_in, W_in)`` input size, ``(h,
 
 * :mod:`handstream.export.onnx`: :func:`export_onnx`, a :class:`HandNet` -> ``NAME.onnx`` +
   ``NAME.onnx.json`` (dynamic ``views`` axis, parity against PyTorch on random and real inputs).
+* :mod:`handstream.export.landmarks`: :func:`export_landmark_onnx`, a (fine-tuned)
+  :class:`~handstream.models.landmark_net.LandmarkNet` -> ``NAME.onnx`` + ``NAME.onnx.json`` with the imported
+  MediaPipe model's input/output names and roles (dynamic batch, parity against PyTorch per output).
 * :mod:`handstream.export.tensorrt`: :func:`build_tensorrt`, ``NAME.onnx`` -> ``NAME.engine`` +
   ``NAME.engine.json`` with the TensorRT 10 Python API (optimisation profile 1..max_views on ``views``,
   fp32 or fp16, timing cache ``NAME.timing.cache``, parity against ONNX Runtime). Needs TensorRT and an
@@ -29,7 +32,8 @@ from handstream.export.artifacts import (
     paired_from,
     parse_input_size,
 )
-from handstream.export.onnx import OPSET, PARITY_TOLERANCE, example_inputs, export_onnx
+from handstream.export.landmarks import LANDMARK_TOLERANCE, export_landmark_onnx
+from handstream.export.onnx import OPSET, PARITY_TOLERANCE, example_inputs, export_onnx, torch_to_onnx
 from handstream.export.parity import KEYPOINT_CONF, compare_outputs, real_parity_inputs
 from handstream.export.progress import Progress
 from handstream.export.run import export_engine
@@ -39,6 +43,7 @@ __all__ = [
     "ARTIFACT_SUFFIXES",
     "FORMATS",
     "KEYPOINT_CONF",
+    "LANDMARK_TOLERANCE",
     "MAX_EXPORT_VIEWS",
     "OPSET",
     "PARITY_TOLERANCE",
@@ -49,10 +54,12 @@ __all__ = [
     "compare_outputs",
     "example_inputs",
     "export_engine",
+    "export_landmark_onnx",
     "export_onnx",
     "format_table",
     "paired_from",
     "parse_input_size",
     "real_parity_inputs",
     "require_tensorrt_here",
+    "torch_to_onnx",
 ]
