@@ -11,18 +11,11 @@ import pytest
 import torch
 
 from handstream.synth.dataset import write_dataset
+from tests.recipes import tiny_recipe
 
-RECIPE = """
-name = "ddp-test"
-[[data.train]]
-path = "{data}"
-[[data.val]]
-path = "{data}"
-[network]
-widths = [8, 16, 16, 16]
-depths = [1, 1, 1, 1]
-decoder = 16
-stem = 8
+RECIPE = tiny_recipe(
+    "ddp-test",
+    """
 [train]
 epochs = {epochs}
 batch = 2
@@ -32,7 +25,8 @@ crop = [64, 64]
 full_size_epochs = 0
 max_steps_per_epoch = 2
 val_max_items = 4
-"""
+""",
+)
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ from handstream.train.augment import AugmentConfig, HandCropConfig
 from handstream.train.data import SynthViews, collate
 from handstream.train.items import OUT_OF_FRAME, SampleSpec
 from handstream.train.perspective import make_perspective_item
+from tests.recipes import tiny_recipe
 
 CODEC = HeatmapCodec((128, 128), 4, 2.0)
 RULE = HandCropConfig(camera="perspective", negatives=0.0)
@@ -124,17 +125,9 @@ def test_negatives_say_no_hand_and_validation_has_fixed_ones(tiny):
     assert 0 < sum(negatives) < len(a)
 
 
-RECIPE = """
-name = "crop-test"
-[[data.train]]
-path = "{data}"
-[[data.val]]
-path = "{data}"
-[network]
-widths = [8, 16, 16, 16]
-depths = [1, 1, 1, 1]
-decoder = 16
-stem = 8
+RECIPE = tiny_recipe(
+    "crop-test",
+    """
 [codec]
 input_size = [64, 64]
 [train]
@@ -150,7 +143,8 @@ camera = "perspective"
 margin = 1.5
 [export]
 onnx = "{onnx}"
-"""
+""",
+)
 
 
 def test_a_tiny_run_trains_and_exports_a_perspective_crop_model(tiny, tmp_path):

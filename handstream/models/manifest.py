@@ -198,21 +198,13 @@ class ModelManifest:
                 f"{where}: 'refiner' names the refiner of a detector, but this model is a refiner ('crop')"
             )
         return cls(
-            name=get("name", str, required=True),
-            artifact=get("artifact", str, required=True),
-            artifact_format=fmt,
-            input_size=(size[0], size[1]),
+            **_common_fields(get, size, fmt),
             stride=stride,
             sigma=float(sigma),
             refine=refine,
             kpe=kpe,
-            network=get("network", dict, {}),
-            max_views=get("max_views", int, 16),
             input_names=inputs,
             output_names=outputs,
-            provenance=get("provenance", dict, {}),
-            parity=get("parity", dict, {}),
-            tensorrt=get("tensorrt", (dict, type(None)), None),
             crop=crop,
             refiner=refiner,
         )
@@ -231,26 +223,33 @@ class ModelManifest:
             )
         crop = crop_rule(get("crop", dict, required=True), where)
         return cls(
-            name=get("name", str, required=True),
-            artifact=get("artifact", str, required=True),
-            artifact_format=fmt,
-            input_size=(size[0], size[1]),
+            **_common_fields(get, size, fmt),
             stride=1,
             sigma=0.0,
             refine=None,
             kpe=False,
-            network=get("network", dict, {}),
-            max_views=get("max_views", int, 16),
             input_names=inputs,
             output_names=outputs,
-            provenance=get("provenance", dict, {}),
-            parity=get("parity", dict, {}),
-            tensorrt=get("tensorrt", (dict, type(None)), None),
             crop=crop,
             kind="landmarks",
             input_layout=layout_in,
             output_roles=dict(roles),
         )
+
+
+def _common_fields(get, size: list, fmt: str) -> dict[str, Any]:
+    """The fields every kind of model has, read with ``from_dict``'s checked ``get``."""
+    return {
+        "name": get("name", str, required=True),
+        "artifact": get("artifact", str, required=True),
+        "artifact_format": fmt,
+        "input_size": (size[0], size[1]),
+        "network": get("network", dict, {}),
+        "max_views": get("max_views", int, 16),
+        "provenance": get("provenance", dict, {}),
+        "parity": get("parity", dict, {}),
+        "tensorrt": get("tensorrt", (dict, type(None)), None),
+    }
 
 
 def _landmarks_description(m: ModelManifest) -> dict[str, Any]:
