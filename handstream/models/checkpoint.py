@@ -87,17 +87,11 @@ def load_network(path: str | Path):
     path = Path(path)
     if path.suffix.lower() in (".onnx", ".json"):
         return load_onnx_network(path)
-    import torch
 
     from handstream.models.network import HandNet, NetConfig
     from handstream.records import file_sha256
 
-    if not path.is_file():
-        raise HandstreamError(f"{path}: checkpoint not found")
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises pickle/zip/runtime errors for corrupt or non-checkpoint files
-        raise HandstreamError(f"{path}: not a readable PyTorch checkpoint ({str(exc).splitlines()[0]})") from None
+    data = _read_checkpoint(path)
     if isinstance(data, dict) and LANDMARK_KEY in data:
         raise HandstreamError(f"{path}: a landmark network's checkpoint (MediaPipe's); load it with load_landmark_net")
     if not isinstance(data, dict) or "model" not in data or "network" not in data:
@@ -428,14 +422,8 @@ def load_landmark_net(path: str | Path, *, verify: bool = True):
                     f"(tolerance {LANDMARK_LOAD_TOLERANCE:.0e}); serve it with backend 'onnxruntime'"
                 )
         return net, replace(manifest, provenance={**manifest.provenance, "weights_from": artifact.name})
-    import torch
 
-    if not path.is_file():
-        raise HandstreamError(f"{path}: checkpoint not found")
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises pickle/zip/runtime errors for corrupt or non-checkpoint files
-        raise HandstreamError(f"{path}: not a readable PyTorch checkpoint ({str(exc).splitlines()[0]})") from None
+    data = _read_checkpoint(path)
     if not isinstance(data, dict) or not all(k in data for k in (LANDMARK_KEY, "model", "manifest")):
         raise HandstreamError(f"{path}: not a LandmarkNet checkpoint (expected keys {LANDMARK_KEY!r}, 'model', "
                               "'manifest')")  # fmt: skip
@@ -468,3 +456,15 @@ def _compare_landmarks_with_onnxruntime(net, artifact: Path) -> float:
     with torch.inference_mode():
         got = net(torch.from_numpy(x))
     return max(float(np.abs(got[role].numpy() - ref[name]).max()) for role, name in net.output_names.items())
+
+
+def _read_checkpoint(path: Path) -> Any:
+    """``torch.load`` of a checkpoint file (CPU, weights only), any failure as one line naming the file."""
+    import torch
+
+    if not path.is_file():
+        raise HandstreamError(f"{path}: checkpoint not found")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises pickle/zip/runtime errors for corrupt or non-checkpoint files
+        raise HandstreamError(f"{path}: not a readable PyTorch checkpoint ({str(exc).splitlines()[0]})") from None
