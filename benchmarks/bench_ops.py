@@ -652,18 +652,13 @@ def run(args: argparse.Namespace, log: Callable[[str], None]) -> dict[str, Any]:
     def ap_dlt(pts):
         return group.triangulate(pts, undistort=False)
 
-    tri_cmp(
-        "triangulate_dlt",
-        tri("dlt"),
-        clean,
-        "aniposelib triangulate",
-        ap_dlt if group is not None else None,
-        ap_clean,
-        RS,
-        warm_slow,
-        TARGET_TRIANGULATE,
-    )
-    results["triangulate_dlt"]["operation"] = f"triangulate DLT, {N_VIEWS} views"
+    def dlt_vs_aniposelib(name: str, data, ap_data, target, operation: str) -> None:
+        """Our DLT against aniposelib's on the same frames (clean, or with outliers for contrast)."""
+        tri_cmp(name, tri("dlt"), data, "aniposelib triangulate", ap_dlt if group is not None else None, ap_data,
+                RS, warm_slow, target)  # fmt: skip
+        results[name]["operation"] = operation
+
+    dlt_vs_aniposelib("triangulate_dlt", clean, ap_clean, TARGET_TRIANGULATE, f"triangulate DLT, {N_VIEWS} views")
 
     # 2. DLT on 2 views against OpenCV (reference only, no target).
     tri_cmp(
@@ -708,18 +703,7 @@ def run(args: argparse.Namespace, log: Callable[[str], None]) -> dict[str, Any]:
 
     # 3b. plain DLT on the same outlier data, for contrast.
     ap_dirty = [(normalized(rig, f.pixels_outliers),) for f in frames]
-    tri_cmp(
-        "triangulate_dlt_outliers",
-        tri("dlt"),
-        dirty,
-        "aniposelib triangulate",
-        ap_dlt if group is not None else None,
-        ap_dirty,
-        RS,
-        warm_slow,
-        None,
-    )
-    results["triangulate_dlt_outliers"]["operation"] = f"triangulate DLT, {pct} outliers"
+    dlt_vs_aniposelib("triangulate_dlt_outliers", dirty, ap_dirty, None, f"triangulate DLT, {pct} outliers")
 
     # 4. decode.
     log("decode_heatmaps")

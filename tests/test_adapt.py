@@ -16,6 +16,9 @@ from handstream.engine.offline import Detections2D
 from handstream.errors import HandstreamError
 from handstream.synth.dataset import write_dataset
 
+QUIET = {"progress": False, "log": lambda s: None}
+"""adapt()'s arguments for a test: no progress bar, no log lines."""
+
 
 @pytest.fixture(scope="module")
 def headset_rec(tmp_path_factory):
@@ -103,9 +106,7 @@ def test_adapt_rounds_end_to_end(headset_rec, random_model, tmp_path):
     torch.manual_seed(0)
     seed = truth_detections(headset_rec, 0.5, seed=5)
     cfg = AdaptConfig(rounds=1, steps=3, batch=4, crop=None, consensus=ConsensusConfig(min_joints=3))
-    report = adapt(
-        headset_rec, random_model, tmp_path / "run", cfg, detections=seed, progress=False, log=lambda s: None
-    )
+    report = adapt(headset_rec, random_model, tmp_path / "run", cfg, detections=seed, **QUIET)
     assert (tmp_path / "run" / "round-0" / "labels.npz").is_file()
     assert (tmp_path / "run" / "adapted.onnx").is_file() and (tmp_path / "run" / "adapted.onnx.json").is_file()
     saved = json.loads((tmp_path / "run" / "report.json").read_text())
@@ -152,20 +153,8 @@ def test_adapt_fine_tunes_a_refiner_and_pairs_it_with_the_detector(headset_rec, 
     cfg = AdaptConfig(rounds=1, steps=2, batch=4, crop=None, refiner_steps=3, consensus=ConsensusConfig(min_joints=3))
     det = truth_detections(headset_rec, 0.5, seed=5)
     with pytest.raises(HandstreamError, match="is a detector"):  # roles checked before any work
-        adapt(
-            headset_rec,
-            random_model,
-            tmp_path / "bad",
-            cfg,
-            refiner=random_model,
-            detections=det,
-            progress=False,
-            log=lambda s: None,
-        )
-    report = adapt(
-        headset_rec, random_model, tmp_path / "run", cfg, refiner=ref, detections=det, name="rig", progress=False,
-        log=lambda s: None,
-    )  # fmt: skip
+        adapt(headset_rec, random_model, tmp_path / "bad", cfg, refiner=random_model, detections=det, **QUIET)
+    report = adapt(headset_rec, random_model, tmp_path / "run", cfg, refiner=ref, detections=det, name="rig", **QUIET)
     out = tmp_path / "run"
     assert report["refiner_fine_tune"]["windows"] > 8 and (out / "refiner.pt").is_file()
     refiner, _ = load_manifest(out / "rig-refiner.onnx")
@@ -234,16 +223,7 @@ def test_adapt_without_calibrated_extrinsics_reports_their_error(stereo_rec, ran
         rounds=1, steps=2, batch=4, crop=None, estimate_extrinsics=True, consensus=ConsensusConfig(min_joints=3)
     )
     det = truth_detections(stereo_rec, 0.5, seed=6)
-    report = adapt(
-        stereo_rec,
-        random_model,
-        tmp_path / "run",
-        cfg,
-        detections=det,
-        export=False,
-        progress=False,
-        log=lambda s: None,
-    )
+    report = adapt(stereo_rec, random_model, tmp_path / "run", cfg, detections=det, export=False, **QUIET)
     entry = report["rounds"][0]
     assert [v["name"] for v in entry["extrinsics"]["views"]] == stereo_rec.names
     err = entry["extrinsics_error"]

@@ -35,7 +35,7 @@ from handstream.geometry import Rig, load_calibration, save_calibration
 from handstream.skeleton import HANDS, JOINT_NAMES
 from handstream.synth.generator import SynthGenerator, check_seed
 from handstream.synth.hand import ANGLE_NAMES
-from handstream.synth.render import Visibility
+from handstream.synth.render import FrameLabels, Visibility
 from handstream.synth.rigs import RigPreset, get_preset
 
 FORMAT = "handstream-synth"
@@ -63,27 +63,20 @@ _SHARD_CACHE = 16  # annotation shards kept in memory by a reader (shuffled acce
 
 
 @dataclass
-class SynthSample:
-    """One frame read from a dataset.
+class SynthSample(FrameLabels):
+    """One frame read from a dataset: its ground truth (the :class:`~handstream.synth.render.FrameLabels` it was
+    rendered with: keypoints_2d (V, H, K, 2) float64 pixels, visibility (V, H, K) uint8, joints_3d (H, K, 3)
+    float64 metres, hand_box (V, H, 4) float32, angles (H, A) float32, scale) and its images.
 
     Attributes:
         index: frame index; ``sequence``, ``time_s``: where it is in its sequence.
         images: per view, (h, w) uint8 (mono) or (h, w, 3) uint8 BGR.
-        keypoints_2d: (V, H, K, 2) float64 pixels; visibility: (V, H, K) uint8;
-        joints_3d: (H, K, 3) float64 metres; hand_box: (V, H, 4) float32; angles: (H, A) float32;
-        scale: hand scale.
     """
 
     index: int
     sequence: int
     time_s: float
     images: list[np.ndarray]
-    keypoints_2d: np.ndarray
-    visibility: np.ndarray
-    joints_3d: np.ndarray
-    hand_box: np.ndarray
-    angles: np.ndarray
-    scale: float
 
 
 # --- writing ------------------------------------------------------------------------------------------

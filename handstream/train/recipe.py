@@ -159,30 +159,28 @@ def _check(where: str, key: str, value: Any, default: Any) -> Any:
     return value
 
 
-def _section(file: str, data: dict, key: str, cls: type) -> Any:
-    table = data.get(key, {})
+def _known_fields(file: str, where: str, table: Any, cls: type, not_a_table: str) -> None:
+    """A TOML table whose keys are all fields of the dataclass ``cls``, else one line naming the first other key."""
     if not isinstance(table, dict):
-        raise _err(f"{file}: {key}", "expected a table")
+        raise _err(f"{file}: {where}", not_a_table)
     fields = cls.__dataclass_fields__
     unknown = set(table) - set(fields)
     if unknown:
         raise _err(
-            f"{file}: {key}.{sorted(unknown)[0]}", f"unknown field (expected one of {', '.join(sorted(fields))})"
+            f"{file}: {where}.{sorted(unknown)[0]}", f"unknown field (expected one of {', '.join(sorted(fields))})"
         )
+
+
+def _section(file: str, data: dict, key: str, cls: type) -> Any:
+    table = data.get(key, {})
+    _known_fields(file, key, table, cls, "expected a table")
     defaults = cls()
     values = {k: _check(f"{file}: {key}", k, v, getattr(defaults, k)) for k, v in table.items()}
     return cls(**values)
 
 
 def _source(file: str, where: str, table: Any) -> Source:
-    if not isinstance(table, dict):
-        raise _err(f"{file}: {where}", "expected a table ([[data.train]] entries)")
-    fields = Source.__dataclass_fields__
-    unknown = set(table) - set(fields)
-    if unknown:
-        raise _err(
-            f"{file}: {where}.{sorted(unknown)[0]}", f"unknown field (expected one of {', '.join(sorted(fields))})"
-        )
+    _known_fields(file, where, table, Source, "expected a table ([[data.train]] entries)")
     d = Source()
     values = {
         k: _check(f"{file}: {where}", k, v, getattr(d, k)) if k not in ("path", "preset") else v

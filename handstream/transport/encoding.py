@@ -68,6 +68,16 @@ def _now(t: Any, name: str) -> int:
     return t if t else time.time_ns()
 
 
+def _common_header(kind: str, seq: int, t_send_ns: int, send_field: str) -> dict:
+    """The header keys every message has: version, kind, sequence number, send time (ns; 0 = now)."""
+    return {
+        "v": PROTOCOL_VERSION,
+        "kind": kind,
+        "seq": fields.uint(seq, "seq", fields.U64, strict=False),
+        "t_send_ns": _now(t_send_ns, send_field),
+    }
+
+
 def encode_frame(msg: FrameMessage, limits: Limits = DEFAULT_LIMITS) -> list:
     """Encode a frame: ``[b"frame.<camera>", header, image]``.
 
@@ -84,10 +94,7 @@ def encode_frame(msg: FrameMessage, limits: Limits = DEFAULT_LIMITS) -> list:
         raise WireError("shape", f"image must be (h, w) or (h, w, 3) with h, w >= 1, got {image.shape}")
     image = np.ascontiguousarray(image)
     header = {
-        "v": PROTOCOL_VERSION,
-        "kind": "frame",
-        "seq": fields.uint(msg.seq, "seq", fields.U64, strict=False),
-        "t_send_ns": _now(msg.t_send_ns, "t_send_ns"),
+        **_common_header("frame", msg.seq, msg.t_send_ns, "t_send_ns"),
         "camera": camera,
         "t_capture_ns": fields.uint(msg.t_capture_ns, "t_capture_ns", fields.I64, strict=False),
     }
@@ -135,10 +142,7 @@ def encode_pose(msg: PoseMessage, limits: Limits = DEFAULT_LIMITS) -> list:
     if n_hands and int(n_views.max()) > len(views):
         raise WireError("fields", f"n_views must be within [0, {len(views)}] (the number of views)")
     header = {
-        "v": PROTOCOL_VERSION,
-        "kind": "pose",
-        "seq": fields.uint(msg.seq, "seq", fields.U64, strict=False),
-        "t_send_ns": _now(msg.t_publish_ns, "t_publish_ns"),
+        **_common_header("pose", msg.seq, msg.t_publish_ns, "t_publish_ns"),
         "t_capture_ns": fields.uint(msg.t_capture_ns, "t_capture_ns", fields.I64, strict=False),
         "timings": fields.timings(dict(msg.timings), limits),
         "views": views,
@@ -153,10 +157,7 @@ def encode_status(msg: StatusMessage, limits: Limits = DEFAULT_LIMITS) -> list:
     """Encode a status message: ``[b"status.<process>", header]`` (``data`` goes in the header)."""
     process = fields.name(msg.process, "process")
     header = {
-        "v": PROTOCOL_VERSION,
-        "kind": "status",
-        "seq": fields.uint(msg.seq, "seq", fields.U64, strict=False),
-        "t_send_ns": _now(msg.t_send_ns, "t_send_ns"),
+        **_common_header("status", msg.seq, msg.t_send_ns, "t_send_ns"),
         "process": process,
         "data": fields.plain_map(msg.data, "data", 3, limits),
     }
