@@ -1,4 +1,4 @@
-"""Latency benchmark of the live system: the same code as ``handstream bench`` (see handstream/bench.py).
+"""Latency benchmark of the live system: the same code as ``handstream bench`` (see handstream/bench/).
 
     python benchmarks/latency.py --seconds 20                       # 4 cameras 640x480 @ 30 fps, real processes
     python benchmarks/latency.py --sweep --compare mediapipe        # + views x resolutions, + MediaPipe
