@@ -9,6 +9,8 @@ never available to the engine; the real networks run in tests/test_live_accuracy
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -166,6 +168,29 @@ def test_a_hand_that_leaves_the_scene_is_lost_and_picked_up_again():
     # while a hand is missing the detector runs at most every acquire_interval frame sets, not every one
     runs = sum(r[2] for r in res[21:40])
     assert 0 < runs <= 19 // pipe.cfg.acquire_interval + 1
+
+
+def test_acquisitions_back_off_while_a_missing_hand_stays_missing():
+    """With ``max_acquire_interval`` (acquisition by search sets it) a hand that stays away is looked for less
+    and less often, the tracked hand is kept, and the hand is still picked up when it comes back."""
+    pipe, scene, gen = make_pipeline()
+    pipe.tracker.cfg = dataclasses.replace(pipe.tracker.cfg, max_acquire_interval=16)
+    pipe.tracker._max_interval = 16
+
+    def edit(i, joints):
+        if 10 <= i < 90:
+            joints = joints.copy()
+            joints[1] = FAR
+        return joints
+
+    res = run(pipe, scene, gen, range(110), edit)
+    runs = [i for i, r in enumerate(res) if r[2] and 10 <= i < 90]
+    gaps = np.diff(runs)
+    # the wait doubles (6, 12, ...) up to 16 frame sets; without the backoff it would be every 3rd (27 runs)
+    assert len(runs) <= 10 and gaps.max() == 16 and (np.diff(gaps) >= 0).all() and gaps[0] < gaps[1] < gaps[2], runs
+    assert all(r[0][0] for r in res[5:])  # the other hand throughout
+    back = np.flatnonzero([r[0][1] for r in res[90:]])
+    assert len(back) and back[0] <= 17, back[:1]  # within one interval of its return
 
 
 def test_an_occluded_hand_is_recovered():

@@ -17,6 +17,7 @@ from handstream.cli.bench import bench_command
 from handstream.cli.calib import calib_app
 from handstream.cli.eval import eval_command
 from handstream.cli.export import export_command
+from handstream.cli.import_model import import_model_command
 from handstream.cli.info import info_command
 from handstream.cli.keys import keys_command
 from handstream.cli.serve import serve_command
@@ -38,6 +39,7 @@ app.command("serve")(serve_command)
 app.command("subscribe")(subscribe_command)
 app.command("keys")(keys_command)
 app.command("export-engine")(export_command)
+app.command("import-model")(import_model_command)
 app.command("bench")(bench_command)
 app.command("train")(train_command)
 app.command("eval")(eval_command)

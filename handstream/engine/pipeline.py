@@ -31,7 +31,7 @@ from handstream.config import EngineConfig, FilterConfig
 from handstream.engine.backends import Backend
 from handstream.engine.estimate import gate, infer_and_decode
 from handstream.engine.refine import Refiner
-from handstream.engine.search import LandmarkSearch
+from handstream.engine.search import SEARCH_MAX_INTERVAL, LandmarkSearch
 from handstream.engine.smoothing import OneEuroFilter
 from handstream.engine.tracking import Tracker, TrackingConfig
 from handstream.engine.triangulation import TriangulationRule, triangulate_hands
@@ -95,22 +95,24 @@ class Pipeline:
         self.search: LandmarkSearch | None = None  # acquisition by the crop model itself (engine.acquire)
         self.refiner: Refiner | None = None
         if refiner is not None and c.tracking:
-            tc = TrackingConfig(
-                max_views_per_hand=max(min(c.max_views_per_hand, len(rig)), c.min_views), min_views=c.min_views,
-                acquire_interval=c.acquire_interval, min_joints=c.min_joints, max_reproj_px=c.max_reproj_px,
-                max_bone_change=c.max_bone_change, ransac_threshold_px=c.ransac_threshold_px,
-                max_hand_extent_m=c.max_hand_extent_m, crop_presence_threshold=c.crop_presence_threshold,
-                confidence_threshold=c.confidence_threshold,
-            )  # fmt: skip
-            cams = {cam.name: cam for cam in rig}
-            self.tracker = Tracker(cams, refiner, tc, max_crops=len(HANDS) * (tc.max_views_per_hand + len(rig)))
             landmarks = refiner.manifest.kind == "landmarks"
             if c.acquire == "search" and not landmarks:
                 raise HandstreamError(
                     f"engine.acquire = 'search' needs a landmarks crop model (one that says whether a crop holds a "
                     f"hand, e.g. MediaPipe's imported network); {refiner.manifest.name!r} is a heatmap model"
                 )
-            if c.acquire == "search" or (c.acquire == "auto" and landmarks):
+            searching = c.acquire == "search" or (c.acquire == "auto" and landmarks)
+            tc = TrackingConfig(
+                max_views_per_hand=max(min(c.max_views_per_hand, len(rig)), c.min_views), min_views=c.min_views,
+                acquire_interval=c.acquire_interval, min_joints=c.min_joints, max_reproj_px=c.max_reproj_px,
+                max_bone_change=c.max_bone_change, ransac_threshold_px=c.ransac_threshold_px,
+                max_hand_extent_m=c.max_hand_extent_m, crop_presence_threshold=c.crop_presence_threshold,
+                confidence_threshold=c.confidence_threshold,
+                max_acquire_interval=SEARCH_MAX_INTERVAL if searching else 0,
+            )  # fmt: skip
+            cams = {cam.name: cam for cam in rig}
+            self.tracker = Tracker(cams, refiner, tc, max_crops=len(HANDS) * (tc.max_views_per_hand + len(rig)))
+            if searching:
                 self.search = LandmarkSearch(cams, refiner, c.search_crops_per_view)
         elif refiner is not None:
             if (refiner.manifest.crop or {}).get("camera") == "perspective":

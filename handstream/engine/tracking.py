@@ -59,6 +59,11 @@ class TrackingConfig:
         min_views: views that must agree on a joint; a hand seen by fewer is lost.
         acquire_interval: while some hand is tracked, the detector looks for the others every this many frame
             sets (1: every frame set); with no hand tracked it runs on every frame set.
+        max_acquire_interval: while some hand is tracked, an acquisition that starts no track doubles the wait
+            before the next (from ``acquire_interval``), up to this many frame sets; one that starts a track, or a
+            lost track, resets it; with no hand tracked acquisition still runs on every frame set. 0 (the
+            default; or ``acquire_interval``): no backoff. For acquisition by search, which costs several crops a
+            view, so that a second hand that is not there costs little.
         min_joints: joints a hand must keep (after the hand-extent rule) to stay tracked.
         max_reproj_px: largest mean reprojection error (crop pixels) of a tracked hand.
         max_bone_change: largest median relative change of a hand's bone lengths against its track's own.
@@ -71,6 +76,7 @@ class TrackingConfig:
     max_views_per_hand: int = 2
     min_views: int = 2
     acquire_interval: int = 3
+    max_acquire_interval: int = 0
     min_joints: int = 8
     max_reproj_px: float = 8.0
     max_bone_change: float = 0.35
@@ -227,6 +233,8 @@ class Tracker:
         self.tracks: dict[int, HandTrack] = {}
         self.stats = TrackStats()
         self._since_acquire = 10**9
+        self._backoff = 1  # x the interval before the next acquisition (doubles while acquisitions find nothing)
+        self._max_interval = max(config.max_acquire_interval, config.acquire_interval)
         self.crops: list[tuple[int, str, CropCamera]] = []  # (hand, camera, crop) of the last frame set
         prepare = getattr(crop_model, "prepare", None)  # torch on CUDA: a CUDA graph per batch size
         if prepare is not None:
@@ -236,6 +244,7 @@ class Tracker:
         """Forget every track (e.g. after a gap in the frames)."""
         self.tracks.clear()
         self._since_acquire = 10**9
+        self._backoff = 1
 
     # --- the steps --------------------------------------------------------------------------------
 
@@ -280,11 +289,13 @@ class Tracker:
         t_crops = time.perf_counter() - t0
         presence = np.zeros(len(HANDS), np.float32)
         missing = [h for h in range(len(HANDS)) if h not in targets]
-        if missing and V >= cfg.min_views and (not targets or self._since_acquire >= cfg.acquire_interval):
+        wait = min(self._backoff * cfg.acquire_interval, self._max_interval) if targets else 1
+        if missing and V >= cfg.min_views and self._since_acquire >= wait:
             ta = time.perf_counter()
             keypoints, det_presence = detect()
             self._since_acquire = 0
             self.stats.acquisitions += 1
+            started = self.stats.tracks_started
             presence = np.asarray(det_presence, np.float32).max(axis=0)
             jobs += self._acquisition_crops(names, missing, targets, keypoints, det_presence)
             timings["acquire"] = (time.perf_counter() - ta) * 1e3
@@ -329,6 +340,8 @@ class Tracker:
         for h, res in enumerate(results):
             if np.isfinite(res.joints).any():
                 self._update(h, res, targets.get(h), t_ns)
+        if "acquire" in timings and targets and self._max_interval > cfg.acquire_interval:  # max_acquire_interval
+            self._backoff = 1 if self.stats.tracks_started > started else min(2 * self._backoff, self._max_interval)
         timings["triangulate"] = (time.perf_counter() - t3) * 1e3
         return results
 
@@ -431,6 +444,7 @@ class Tracker:
             del self.tracks[h]
             self.stats.lost[reason] = self.stats.lost.get(reason, 0) + 1
             self._since_acquire = self.cfg.acquire_interval  # look for it again in the next frame set
+            self._backoff = 1
 
     def _update(self, h: int, res: HandResult, predicted: np.ndarray | None, t_ns: int) -> None:
         measured = res.joints
