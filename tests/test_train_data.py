@@ -6,12 +6,13 @@ import numpy as np
 import pytest
 import torch
 
+from handstream.capture.images2d import pinhole_for
 from handstream.models.codec import HeatmapCodec
 from handstream.models.kpe import ray_angles
 from handstream.models.preprocess import prepare_views
 from handstream.synth.dataset import write_dataset
 from handstream.train.augment import AugmentConfig, HandCropConfig, InputMapping
-from handstream.train.data import Images2D, SynthViews, collate, pinhole_for
+from handstream.train.data import Images2D, SynthViews, collate
 from handstream.train.items import SampleSpec
 from handstream.train.loss import hand_loss
 

@@ -1,4 +1,4 @@
-"""``handstream eval``: one command, four modes picked from the flags (:func:`pick_mode`), each a table on the
+"""``handstream eval``: one command, five modes picked from the flags (:func:`pick_mode`), each a table on the
 terminal and optionally JSON (``--json``).
 
 ==============  ==============================================  ================================================
@@ -12,12 +12,14 @@ mode            picked by                                       also takes
 ``recording``   ``--recording P`` per camera and ``--model M``  --calibration --unit-scale --frames --refiner
                 (.onnx or .pt) or ``--teacher T.task``          (with --model) --mirrored (with --teacher)
                                                                 --threads --json --no-progress
+``images``      ``--images DIR`` [``--model CROP.onnx``]        --threads --json --no-progress
 ==============  ==============================================  ================================================
 
 ``scored``: :func:`handstream.eval.evaluate.evaluate` (metrics against the synthetic dataset's labels);
 ``tracked``: :func:`~handstream.eval.evaluate.evaluate_tracked` (the engine's tracked path, as live);
 ``label-noise``: :func:`~handstream.eval.evaluate.label_noise_floor` (the rig's geometric floor, no model);
-``recording``: :func:`handstream.eval.consistency.evaluate_recording` (label-free consistency metrics).
+``recording``: :func:`handstream.eval.consistency.evaluate_recording` (label-free consistency metrics);
+``images``: :func:`handstream.eval.images.evaluate_images` (a crop model on real 2D-labelled images).
 A flag of another mode is a one-line error (exit 2) where it would change the meaning (e.g. ``--frames`` with
 ``--data``, ``--pair`` with ``--recording``); the ones a mode does not use otherwise are ignored.
 """
@@ -55,6 +57,7 @@ class EvalFlags:
 
     model: Path | None
     data: Path | None
+    images: Path | None
     recording: tuple[Path, ...]
     calibration: Path | None
     unit_scale: float | None
@@ -78,6 +81,9 @@ def pick_mode(f: EvalFlags) -> str:
     Raises:
         HandstreamError: one line for a combination that does not make sense (the first one found).
     """
+    if f.images is not None:
+        _check_images_flags(f)
+        return "images"
     if f.label_noise is not None and (f.data is None or f.model is not None or f.teacher is not None):
         raise HandstreamError(
             "--label-noise: only with --data and without --model/--teacher (it triangulates the dataset's own labels)"
@@ -117,6 +123,17 @@ def _check_data_flags(f: EvalFlags) -> None:
         raise HandstreamError("--mirrored: only with --recording and --teacher")
 
 
+def _check_images_flags(f: EvalFlags) -> None:
+    others = (("--data", f.data), ("--recording", f.recording or None), ("--teacher", f.teacher),
+              ("--calibration", f.calibration), ("--frames", f.frames), ("--pair", f.pair),
+              ("--label-noise", f.label_noise), ("--max-views-per-hand", f.max_views_per_hand))  # fmt: skip
+    for name, value in others:
+        if value is not None:
+            raise HandstreamError(f"{name}: not with --images (real labelled images: --model, --json, --threads)")
+    if f.tracked:
+        raise HandstreamError("--tracked: not with --images (it scores the engine's acquisition and crops)")
+
+
 def _check_recording_flags(f: EvalFlags) -> None:
     if (f.model is None) == (f.teacher is None):
         raise HandstreamError(
@@ -133,6 +150,12 @@ def eval_command(
         None, "--data", help="Synthetic dataset folder (handstream synth render): scored against its labels."
     ),
     recording: Recordings = (),
+    images: Path = typer.Option(
+        None,
+        "--images",
+        help="Real labelled images (an annotations_op21.json, its folder, or a folder of such folders): a crop "
+        "model scored on ideal crops and through the engine's own acquisition.",
+    ),
     calibration: Calibration = None,
     unit_scale: UnitScale = None,
     frames: FrameRange = None,
@@ -174,6 +197,7 @@ def eval_command(
       label-noise   --data DIR --label-noise PX,PX,...         --pair --limit --json
       recording     --recording P (one per camera) and         --calibration --unit-scale --frames --threads --json
                     --model M (.onnx or .pt) or --teacher T    --refiner (with --model), --mirrored (with --teacher)
+      images        --images DIR [--model CROP.onnx]           --threads --json --no-progress
 
     A flag of another mode is a one-line error where it would change the meaning (e.g. --frames with --data).
 
@@ -182,6 +206,8 @@ def eval_command(
     label-noise: the 3D error of the dataset's own 2D labels plus Gaussian noise: how precise 2D must be.
     recording: the detections of every view are triangulated as the engine does (RANSAC), then reprojection
     error (px), coverage, bone-length variation (%) and frame-to-frame jitter are reported.
+    images: a crop model (default the shipped one) on real images with 2D labels: found rate, 2D error over the
+    hand's size, PCK@0.2, with ideal crops from the labels and through the engine's own acquisition.
 
     Example: handstream eval --model engines/handstream-default.onnx --data data/h4-test --json eval.json
 
@@ -189,11 +215,14 @@ def eval_command(
 
     Example: handstream eval --data data/h4-test --label-noise 0,1,2,4   (how precise must 2D be on this rig?)
 
+    Example: handstream eval --images shared/data/real/images2d --model engines/mediapipe-lite.onnx
+
     Example: handstream eval --teacher hand_landmarker.task --recording cam0.mp4 --recording cam1.mp4
     --calibration calibration.toml --frames 200:250
     """
     flags = EvalFlags(
-        model=model, data=data, recording=tuple(recording), calibration=calibration, unit_scale=unit_scale,
+        model=model, data=data, images=images, recording=tuple(recording), calibration=calibration,
+        unit_scale=unit_scale,
         frames=frames, teacher=teacher, mirrored=mirrored, json_out=json_out, pair=pair, limit=limit,
         label_noise=label_noise, refiner=refiner, tracked=tracked, max_views_per_hand=max_views_per_hand,
         threads=threads, progress=not no_progress,
@@ -316,11 +345,36 @@ def run_recording(f: EvalFlags) -> None:
     _write_json(res, f.json_out, console)
 
 
+def run_images(f: EvalFlags) -> None:
+    """``--images``: :func:`handstream.eval.images.evaluate_images` as a table (ideal crops, the engine's way)."""
+    from handstream.eval.images import PCK_AT, evaluate_images
+    from handstream.models.defaults import DEFAULT_CROP_MODEL
+
+    model = f.model or DEFAULT_CROP_MODEL
+    res = evaluate_images(f.images, model, threads=f.threads, progress=f.progress)
+    console = Console()
+    console.print(
+        f"{model} ({res['kind']}) on {f.images}: {res['frames']} images, {res['ideal']['hands']} labelled hands; "
+        "errors over the hand's size (the longer side of its labelled joints' box); "
+        f"engine: {res['settings']['acquire']}"
+    )
+    table = Table()
+    for col in ("crops", "found", "found rate", "error mean", "error median", f"PCK@{PCK_AT:g}", "false finds"):
+        table.add_column(col, justify="right")
+    for mode, label in (("ideal", "ideal crop"), ("engine", "engine")):
+        r = res[mode]
+        table.add_row(label, f"{r['found']}/{r['hands']}", _pct(r["found_rate"]), _fmt(r["error_mean"]),
+                      _fmt(r["error_median"]), _pct(r[f"pck_{PCK_AT:g}"]), str(r.get("false_finds", "-")))  # fmt: skip
+    console.print(table)
+    _write_json(res, f.json_out, console)
+
+
 MODES: dict[str, Callable[[EvalFlags], None]] = {
     "scored": run_scored,
     "tracked": run_tracked,
     "label-noise": run_label_noise,
     "recording": run_recording,
+    "images": run_images,
 }
 """Mode name (:func:`pick_mode`) -> what runs it."""
 

@@ -11,7 +11,6 @@ stacks items into a batch.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +18,12 @@ import cv2
 import numpy as np
 import torch
 
+from handstream.capture.images2d import DEFAULT_REAL_FOV_DEG, pinhole_for, read_annotations
 from handstream.errors import HandstreamError
-from handstream.geometry.camera import Camera
 from handstream.skeleton import NUM_JOINTS
 from handstream.train.items import OUT_OF_FRAME, SampleSpec, make_crop_item, make_item
 from handstream.train.perspective import make_perspective_item
 
-DEFAULT_REAL_FOV_DEG = 60.0
 """Horizontal field of view assumed for real images that come without a camera model (pinhole, centred)."""
 
 
@@ -93,12 +91,6 @@ class SynthViews(torch.utils.data.Dataset):
         return make_item(self.spec, self.data.image(frame, view), self.data.rig[view], kp, vis, rng)
 
 
-def pinhole_for(width: int, height: int, fov_deg: float = DEFAULT_REAL_FOV_DEG) -> Camera:
-    """A centred pinhole camera of horizontal field of view ``fov_deg`` for an image without a camera model."""
-    f = 0.5 * width / np.tan(np.deg2rad(fov_deg) / 2)
-    return Camera("image", (width, height), [[f, 0, (width - 1) / 2], [0, f, (height - 1) / 2], [0, 0, 1]])
-
-
 class Images2D(torch.utils.data.Dataset):
     """Real single-view images with 2D keypoints (the ``annotations_op21.json`` format of images2d).
 
@@ -112,51 +104,26 @@ class Images2D(torch.utils.data.Dataset):
     """
 
     def __init__(self, annotations: str | Path, spec: SampleSpec, seed: int = 0, fov_deg: float = DEFAULT_REAL_FOV_DEG):
-        path = Path(annotations)
-        if path.is_dir():
-            path = path / "annotations_op21.json"
-        if not path.is_file():
-            raise HandstreamError(f"{path}: annotation file not found")
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise HandstreamError(f"{path}: not readable JSON ({exc})") from None
-        samples = data.get("samples") if isinstance(data, dict) else None
-        if not isinstance(samples, list) or not samples:
-            raise HandstreamError(f"{path}: expected an object with a non-empty 'samples' list")
         self.items = []
-        for n, s in enumerate(samples):
-            where = f"{path}: samples[{n}]"
-            try:
-                file = path.parent / "images" / s["file"]
-                hands = s["hands"]
-                kps = np.full((2, NUM_JOINTS, 2), np.nan)
-                status = np.full((2, NUM_JOINTS), -1, np.int64)
-                known = True
-                used: set[int] = set()
-                for hand in hands:
-                    arr = np.asarray(hand["kpts2d"], dtype=np.float64)
-                    if arr.shape != (NUM_JOINTS, 3):
-                        raise HandstreamError(
-                            f"{where}: kpts2d: expected {NUM_JOINTS} x [x, y, v], got shape {arr.shape}"
-                        )
-                    side = hand.get("side")
-                    if side not in (None, "left", "right"):
-                        raise HandstreamError(f"{where}: side: expected 'left', 'right' or null, got {side!r}")
-                    slot = {"left": 0, "right": 1}.get(side, 0)
-                    if side is None:
-                        if len(hands) > 1:
-                            raise HandstreamError(f"{where}: several hands of unknown side cannot be assigned")
-                        known = False
-                    if slot in used:
-                        raise HandstreamError(f"{where}: two hands labelled {side!r}")
-                    used.add(slot)
-                    lab = arr[:, 2] > 0
-                    kps[slot] = np.where(lab[:, None], arr[:, :2], np.nan)
-                    status[slot] = np.where(lab, 0, -1)
-            except (KeyError, TypeError, ValueError) as exc:
-                raise HandstreamError(f"{where}: malformed sample ({exc})") from None
-            self.items.append((file, kps, status, known))
+        for n, sample in enumerate(read_annotations(annotations)):
+            kps = np.full((2, NUM_JOINTS, 2), np.nan)
+            status = np.full((2, NUM_JOINTS), -1, np.int64)
+            known = True
+            used: set[int] = set()
+            for hand in sample.hands:
+                slot = {"left": 0, "right": 1}.get(hand.side, 0)
+                if hand.side is None:
+                    if len(sample.hands) > 1:
+                        raise HandstreamError(f"{annotations}: samples[{n}]: several hands of unknown side cannot be "
+                                              "assigned")  # fmt: skip
+                    known = False
+                if slot in used:
+                    raise HandstreamError(f"{annotations}: samples[{n}]: two hands labelled {hand.side!r}")
+                used.add(slot)
+                lab = np.isfinite(hand.keypoints).all(axis=-1)
+                kps[slot] = hand.keypoints
+                status[slot] = np.where(lab, 0, -1)
+            self.items.append((sample.file, kps, status, known))
         self.spec = spec
         self.seed = seed
         self.epoch = 0
