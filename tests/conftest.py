@@ -5,6 +5,8 @@
   it is absent.
 * ``@pytest.mark.needs_shared_data``: the same skip for tests that do not take the fixture.
 * ``@pytest.mark.needs_cuda``: skipped unless torch sees a CUDA GPU and handstream._cuda is built.
+* ``mediapipe_lite`` fixture: MediaPipe's lite hand landmark network (``../shared/models``, never committed)
+  imported into a folder of the session (no parity check); skipped with the reason without it or tflite2onnx.
 * Tests never write to the user's cache: ``HANDSTREAM_CACHE`` points to a folder of the session (the
   synthetic loops ``serve`` renders, the training cache); processes the tests start inherit it.
 """
@@ -23,6 +25,10 @@ _NO_SHARED_DATA = (
 )
 
 
+SHARED_MODELS = Path(os.environ.get("HANDSTREAM_SHARED_MODELS", REPO_ROOT.parent / "shared" / "models"))
+MEDIAPIPE_LITE = SHARED_MODELS / "hand_landmark_lite.tflite"
+
+
 def have_shared_data() -> bool:
     """True when the shared data folder exists."""
     return SHARED_DATA.is_dir()
@@ -34,6 +40,19 @@ def shared_data() -> Path:
     if not have_shared_data():
         pytest.skip(_NO_SHARED_DATA)
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def mediapipe_lite(tmp_path_factory) -> Path:
+    """The ``.onnx`` of MediaPipe's lite landmark network imported once per session (module docstring)."""
+    if not MEDIAPIPE_LITE.is_file():
+        pytest.skip(f"{MEDIAPIPE_LITE} not found (MediaPipe's networks live in ../shared/models, never in the repo)")
+    pytest.importorskip("tflite2onnx", reason="tflite2onnx is not installed (pip install -e '.[import]')")
+    from handstream.models.importer import import_mediapipe
+
+    out = tmp_path_factory.mktemp("mediapipe-lite")
+    paths = import_mediapipe(MEDIAPIPE_LITE, out, name="mp-lite", check_parity=False, log=lambda s: None)
+    return next(p for p in paths if p.suffix == ".onnx")
 
 
 def cuda_skip_reason() -> str | None:

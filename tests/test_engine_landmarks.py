@@ -8,8 +8,6 @@ the reason when it or the ``import`` extra is absent. The real stereo clip is ``
 from __future__ import annotations
 
 import dataclasses
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -25,24 +23,9 @@ from handstream.engine.triangulation import (
 from handstream.errors import HandstreamError
 from handstream.geometry.crop_camera import hand_crop
 from handstream.synth.rigs import get_preset
-from tests.conftest import REPO_ROOT, SHARED_DATA
+from tests.conftest import SHARED_DATA
 
-SHARED_MODELS = Path(os.environ.get("HANDSTREAM_SHARED_MODELS", REPO_ROOT.parent / "shared" / "models"))
-LITE = SHARED_MODELS / "hand_landmark_lite.tflite"
 CLIP = SHARED_DATA / "real" / "stereo_clip"
-
-
-@pytest.fixture(scope="module")
-def lite_model(tmp_path_factory) -> Path:
-    """MediaPipe's lite landmark network imported into a temporary folder (once per module)."""
-    if not LITE.is_file():
-        pytest.skip(f"{LITE} not found (MediaPipe's networks live in ../shared/models, never in the repository)")
-    pytest.importorskip("tflite2onnx", reason="tflite2onnx is not installed (pip install -e '.[import]')")
-    from handstream.models.importer import import_mediapipe
-
-    out = tmp_path_factory.mktemp("landmarks")
-    paths = import_mediapipe(LITE, out, name="mp-lite", check_parity=False, log=lambda s: None)
-    return next(p for p in paths if p.suffix == ".onnx")
 
 
 @pytest.fixture(scope="module")
@@ -132,18 +115,18 @@ def test_engine_config_refuses_a_search_without_a_landmarks_model(tmp_path):
     assert Pipeline(rig, det, EngineConfig(), FilterConfig(), refiner=crop).search is None  # auto: the detector
 
 
-def test_a_landmarks_model_runs_on_onnxruntime_only(lite_model):
+def test_a_landmarks_model_runs_on_onnxruntime_only(mediapipe_lite):
     from handstream.engine.backends import open_backend
 
-    backend = open_backend(lite_model, "auto", threads=1)
+    backend = open_backend(mediapipe_lite, "auto", threads=1)
     assert backend.name == "onnxruntime" and backend.manifest.kind == "landmarks"
     with pytest.raises(HandstreamError, match="runs on onnxruntime"):
-        open_backend(lite_model, "torch")
+        open_backend(mediapipe_lite, "torch")
     with pytest.raises(HandstreamError, match="no heatmaps"):
         backend.infer(np.zeros((1, 1, 224, 224), np.float32), None)
 
 
-def test_search_finds_and_the_tracker_holds_the_real_hand(lite_model, clip):
+def test_search_finds_and_the_tracker_holds_the_real_hand(mediapipe_lite, clip):
     """On the real stereo clip (one right hand) the search acquires the hand within the first second and the
     tracker keeps it: hand found in most frame sets after that, small reprojection error, the right side,
     confidences in [0, 1] that vary by joint."""
@@ -153,7 +136,7 @@ def test_search_finds_and_the_tracker_holds_the_real_hand(lite_model, clip):
 
     rig, frames = clip
     det = open_backend(DEFAULT_MODEL, "onnxruntime", threads=1)
-    crop = open_backend(lite_model, "onnxruntime", threads=1)
+    crop = open_backend(mediapipe_lite, "onnxruntime", threads=1)
     pipe = Pipeline(rig, det, EngineConfig(), FilterConfig(enabled=False), refiner=crop)
     assert pipe.search is not None  # auto: a landmarks crop model acquires by search
     first, found, reproj, conf = None, 0, [], []

@@ -7,7 +7,6 @@ images skip with the reason when they are absent.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -19,20 +18,6 @@ from tests.cli_run import assert_one_line_error, run_cli
 from tests.conftest import REPO_ROOT, SHARED_DATA
 
 IMAGES = SHARED_DATA / "real" / "images2d"
-SHARED_MODELS = Path(os.environ.get("HANDSTREAM_SHARED_MODELS", REPO_ROOT.parent / "shared" / "models"))
-LITE = SHARED_MODELS / "hand_landmark_lite.tflite"
-
-
-@pytest.fixture(scope="module")
-def lite_model(tmp_path_factory) -> Path:
-    if not LITE.is_file():
-        pytest.skip(f"{LITE} not found (MediaPipe's networks live in ../shared/models, never in the repository)")
-    pytest.importorskip("tflite2onnx", reason="tflite2onnx is not installed (pip install -e '.[import]')")
-    from handstream.models.importer import import_mediapipe
-
-    out = tmp_path_factory.mktemp("lm")
-    paths = import_mediapipe(LITE, out, name="mp-lite", check_parity=False, log=lambda s: None)
-    return next(p for p in paths if p.suffix == ".onnx")
 
 
 @pytest.fixture(scope="module")
@@ -58,10 +43,10 @@ def test_bad_annotation_files_get_one_line(tmp_path):
         read_annotations(tmp_path)
 
 
-def test_mediapipe_lite_on_real_images_ideal_and_through_the_engine(lite_model, images):
+def test_mediapipe_lite_on_real_images_ideal_and_through_the_engine(mediapipe_lite, images):
     from handstream.eval.images import evaluate_images
 
-    res = evaluate_images(images, lite_model, threads=1)
+    res = evaluate_images(images, mediapipe_lite, threads=1)
     ideal, engine = res["ideal"], res["engine"]
     assert res["kind"] == "landmarks" and ideal["hands"] == engine["hands"] >= 10
     assert ideal["found_rate"] == 1.0
@@ -71,19 +56,19 @@ def test_mediapipe_lite_on_real_images_ideal_and_through_the_engine(lite_model, 
     assert engine["found"] <= ideal["found"]
 
 
-def test_the_shipped_crop_model_runs_and_mediapipe_beats_it_on_real_hands(lite_model, images):
+def test_the_shipped_crop_model_runs_and_mediapipe_beats_it_on_real_hands(mediapipe_lite, images):
     from handstream.eval.images import evaluate_images
     from handstream.models.defaults import DEFAULT_CROP_MODEL
 
     ours = evaluate_images(images, DEFAULT_CROP_MODEL, threads=1)
-    theirs = evaluate_images(images, lite_model, threads=1)
+    theirs = evaluate_images(images, mediapipe_lite, threads=1)
     assert ours["kind"] == "heatmap" and np.isfinite(ours["ideal"]["error_mean"])
     assert theirs["ideal"]["error_mean"] < ours["ideal"]["error_mean"]
 
 
-def test_cli_images_mode(lite_model, images, tmp_path):
+def test_cli_images_mode(mediapipe_lite, images, tmp_path):
     out = tmp_path / "images.json"
-    r = run_cli("eval", "--images", str(images), "--model", str(lite_model), "--json", str(out), "--threads", "1")
+    r = run_cli("eval", "--images", str(images), "--model", str(mediapipe_lite), "--json", str(out), "--threads", "1")
     assert r.returncode == 0, r.stderr
     data = json.loads(out.read_text())
     assert data["ideal"]["found"] == data["ideal"]["hands"] and "engine" in data
