@@ -106,16 +106,20 @@ void resample_crops(const std::vector<u8>& images, i64 source, f64 lens, f64 rot
           "rotation must be (N, 3, 3)");
   require(crop.ndim() == 2 && crop.shape(0) == N && crop.shape(1) == hs::resample::kCropSize, "crop must be (N, 3)");
   require(W > 0 && H > 0, "out_size must be positive");
+  const int channels = S > 0 && images[0].ndim() == 3 ? 3 : 1;
   // out is written in place (the caller's reused buffer), so it must not be a converted copy.
-  require(out.dtype().is(py::dtype::of<float>()) && (out.flags() & py::array::c_style) && out.writeable() &&
-              out.ndim() == 3 && out.shape(0) == N && out.shape(1) == H && out.shape(2) == W,
-          "out must be a writeable C-contiguous float32 (N, H, W) array");
+  const bool out_ok = channels == 1 ? out.ndim() == 3 && out.shape(0) == N && out.shape(1) == H && out.shape(2) == W
+                                    : out.ndim() == 4 && out.shape(0) == N && out.shape(1) == 3 && out.shape(2) == H &&
+                                          out.shape(3) == W;
+  require(out.dtype().is(py::dtype::of<float>()) && (out.flags() & py::array::c_style) && out.writeable() && out_ok,
+          "out must be a writeable C-contiguous float32 (N, H, W) array, (N, 3, H, W) for 3-channel images");
   std::vector<const uint8_t*> ptrs(S);
   std::vector<int64_t> sizes(2 * (size_t)S);
   for (int s = 0; s < S; ++s) {
-    require(images[s].ndim() == 2 && images[s].shape(0) > 0 && images[s].shape(1) > 0 &&
-                images[s].shape(0) < INT32_MAX && images[s].shape(1) < INT32_MAX,
-            "images must be (h, w) uint8 with h, w > 0");
+    require((channels == 1 ? images[s].ndim() == 2 : images[s].ndim() == 3 && images[s].shape(2) == 3) &&
+                images[s].shape(0) > 0 && images[s].shape(1) > 0 && images[s].shape(0) < INT32_MAX &&
+                images[s].shape(1) < INT32_MAX,
+            "images must be all (h, w) or all (h, w, 3) uint8 with h, w > 0");
     ptrs[s] = images[s].data();
     sizes[2 * s] = images[s].shape(1);
     sizes[2 * s + 1] = images[s].shape(0);
@@ -133,7 +137,7 @@ void resample_crops(const std::vector<u8>& images, i64 source, f64 lens, f64 rot
   float* dst = static_cast<float*>(out.mutable_data());
   {
     py::gil_scoped_release nogil;
-    hs::resample_crops_cpu(S, ptrs.data(), sizes.data(), N, src, L, R, C, W, H, dst);
+    hs::resample_crops_cpu(S, ptrs.data(), sizes.data(), N, src, L, R, C, W, H, dst, channels);
   }
 }
 

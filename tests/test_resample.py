@@ -118,6 +118,23 @@ def test_matches_reference_on_fresh_random_scenes(seed, n_images, n_crops):
     assert ((out >= 0) & (out <= 1)).all()
 
 
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), n_images=st.integers(1, 3), n_crops=st.integers(0, 6))
+def test_bgr_frames_give_rgb_planes_equal_to_each_channel_resampled(seed, n_images, n_crops):
+    """(h, w, 3) BGR frames -> (N, 3, H, W) planes R, G, B: each the grey kernel on that channel, and the reference."""
+    images, source, lens, rot, crop, size = random_scene(seed, n_images, n_crops)
+    rng = np.random.default_rng(seed)
+    bgr = [np.stack([img, rng.integers(0, 256, img.shape, dtype=np.uint8), img[::-1]], axis=-1) for img in images]
+    out = resample_crops(bgr, source, lens, rot, crop, size)
+    assert out.dtype == np.float32 and out.shape == (n_crops, 3, size[1], size[0])
+    for plane, channel in enumerate((2, 1, 0)):
+        one = resample_crops([np.ascontiguousarray(b[:, :, channel]) for b in bgr], source, lens, rot, crop, size)
+        np.testing.assert_array_equal(out[:, plane], one)
+    np.testing.assert_allclose(out, reference.resample_crops(bgr, source, lens, rot, crop, size), rtol=0, atol=ATOL)
+    buffer = np.full((n_crops + 2, 3, size[1], size[0]), -1.0, np.float32)  # a reused buffer, larger than needed
+    np.testing.assert_array_equal(resample_crops(bgr, source, lens, rot, crop, size, out=buffer), out)
+
+
 def test_every_model_partly_outside_and_behind():
     """A fixed-size version of the random scenes that must exercise every branch."""
     rng = np.random.default_rng()
@@ -289,7 +306,8 @@ def _valid():
     "change, match",
     [
         (dict(images=[GREY.astype(np.float32), SMALL]), r"images\[0\] must be \(h, w\) uint8, got .* float32"),
-        (dict(images=[np.zeros((20, 30, 3), np.uint8), SMALL]), r"images\[0\] must be \(h, w\) uint8"),
+        (dict(images=[SMALL, np.zeros((20, 30, 3), np.uint8)]), r"images\[1\] must be \(h, w\) uint8"),  # mixed
+        (dict(images=[np.zeros((20, 30, 3), np.uint8), SMALL]), r"images\[1\] must be \(h, w, 3\) uint8"),
         (dict(images=[GREY, np.zeros((0, 12), np.uint8)]), r"images\[1\] must be \(h, w\) uint8"),
         (dict(images=GREY), r"images must be a list of \(h, w\) frames or one \(S, h, w\)"),
         (dict(images="frame.png"), "images must be a list"),

@@ -63,49 +63,40 @@ def resample(
         w, h = (1, 1) if out is None else (out.shape[-1], out.shape[-2])
         shape = (0, h, w) if color == "grey" else (0, 3, h, w)
         return np.zeros(shape, np.float32) if out is None else out[:0]
-    if color == "grey":
-        planes = [[to_grey(np.asarray(img))] for img in images]
-    else:  # BGR -> R, G, B: the kernel samples one channel; a crop's three channels are three crops of it
-        planes = [_rgb_planes(np.asarray(img)) for img in images]
-    k = len(planes[0])
+    # grey: BGR -> grey; rgb: the BGR frames as they are (the kernel samples the three channels at once and
+    # writes R, G, B planes; a grey frame becomes three equal channels)
+    frames = [to_grey(np.asarray(img)) if color == "grey" else _bgr(np.asarray(img)) for img in images]
     sources: list[np.ndarray] = []
-    index: dict[tuple[int, int, int], int] = {}
-    pyramids: dict[tuple[int, int], list[np.ndarray]] = {}
-    source = np.empty(n * k, np.int64)
-    lens = np.empty((n * k, 14), np.float64)
-    rotation = np.empty((n * k, 3, 3), np.float64)
-    crop = np.empty((n * k, 3), np.float64)
+    index: dict[tuple[int, int], int] = {}
+    pyramids: dict[int, list[np.ndarray]] = {}
+    source = np.empty(n, np.int64)
+    lens = np.empty((n, 14), np.float64)
+    rotation = np.empty((n, 3, 3), np.float64)
+    crop = np.empty((n, 3), np.float64)
     for i, (v, c) in enumerate(zip(view_of, crops, strict=True)):
         level = pyramid_level(c)
+        levels = pyramids.setdefault(v, [np.ascontiguousarray(frames[v])])
+        while len(levels) <= level:
+            levels.append(cv2.pyrDown(levels[-1]))
+        key = (v, level)
+        if key not in index:
+            index[key] = len(sources)
+            sources.append(levels[level])
+        img = levels[level]
         # level px = (frame px + 0.5) * s - 0.5 with s = level size / frame size (pyrDown rounds up odd sizes)
-        lens_i = crop_i = None
-        for ch in range(k):
-            levels = pyramids.setdefault((v, ch), [np.ascontiguousarray(planes[v][ch])])
-            while len(levels) <= level:
-                levels.append(cv2.pyrDown(levels[-1]))
-            key = (v, ch, level)
-            if key not in index:
-                index[key] = len(sources)
-                sources.append(levels[level])
-            if lens_i is None:
-                lens_i, crop_i = c.lens_and_crop(levels[level].shape[1] / planes[v][ch].shape[1])
-            j = i * k + ch
-            source[j] = index[key]
-            lens[j], crop[j] = lens_i, crop_i
-            rotation[j] = c.rotation
-    w, h = crops[0].size
-    flat = None if out is None else out[:n].reshape(n * k, h, w)
-    res = ops.resample_crops(sources, source, lens, rotation, crop, crops[0].size, out=flat)
-    return res if color == "grey" else res.reshape(n, 3, h, w)
+        scale = img.shape[1] / frames[v].shape[1]
+        source[i] = index[key]
+        lens[i], crop[i] = c.lens_and_crop(scale)
+        rotation[i] = c.rotation
+    return ops.resample_crops(sources, source, lens, rotation, crop, crops[0].size, out=out)
 
 
-def _rgb_planes(image: np.ndarray) -> list[np.ndarray]:
-    """(h, w, 3) BGR or (h, w) grey uint8 -> [R, G, B] (h, w) uint8 contiguous planes."""
+def _bgr(image: np.ndarray) -> np.ndarray:
+    """(h, w, 3) BGR or (h, w) grey uint8 -> (h, w, 3) BGR."""
     if image.ndim == 2:
-        return [image, image, image]
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
     if image.ndim == 3 and image.shape[2] == 1:
-        return [image[:, :, 0]] * 3
+        return cv2.cvtColor(image[:, :, 0], cv2.COLOR_GRAY2BGR)
     if image.ndim == 3 and image.shape[2] == 3:
-        b, g, r = cv2.split(image)
-        return [r, g, b]
+        return image
     raise HandstreamError(f"image: expected (h, w) grey or (h, w, 3) BGR, got shape {image.shape}")

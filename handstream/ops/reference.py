@@ -286,11 +286,15 @@ def bilinear_zero_border(image: np.ndarray, px: np.ndarray, py: np.ndarray) -> n
 def resample_crops(images, source, lens, rotation, crop, out_size) -> np.ndarray:
     """Reference of :func:`handstream.ops.resample_crops` (NumPy frames only, no ``out``).
 
-    images: S frames (h_s, w_s) uint8; source (N,); lens (N, 14); rotation (N, 3, 3); crop (N, 3) = f, ccx,
-    ccy; out_size (W, H) -> (N, H, W) float32, value / 255.
+    images: S frames (h_s, w_s) uint8, or (h_s, w_s, 3) BGR; source (N,); lens (N, 14); rotation (N, 3, 3);
+    crop (N, 3) = f, ccx, ccy; out_size (W, H) -> (N, H, W) float32, value / 255 ((N, 3, H, W) planes R, G, B
+    for 3-channel frames).
     """
     W, H = int(out_size[0]), int(out_size[1])
     n = len(source)
+    if len(images) and np.asarray(images[0]).ndim == 3:  # each channel on its own, B, G, R -> planes R, G, B
+        planes = [[np.ascontiguousarray(np.asarray(img)[:, :, c]) for img in images] for c in (2, 1, 0)]
+        return np.stack([resample_crops(p, source, lens, rotation, crop, out_size) for p in planes], axis=1)
     out = np.zeros((n, H, W), np.float32)
     v, u = np.mgrid[0:H, 0:W].astype(np.float64)
     for i in range(n):

@@ -19,7 +19,8 @@ def resample_crops(images, source, lens, rotation, crop, out_size, out=None):
 
     Shapes (``S`` frames, ``N`` crops, ``(W, H)`` crop size):
 
-    - ``images``: S frames, each ``(h_s, w_s)`` uint8 (sizes may differ); a list, or one ``(S, h, w)`` array.
+    - ``images``: S frames, each ``(h_s, w_s)`` uint8 (sizes may differ), or all ``(h_s, w_s, 3)`` uint8 BGR; a
+      list, or one ``(S, h, w)`` array.
     - ``source``: ``(N,)`` int, the frame each crop samples.
     - ``lens``: ``(N, 14)`` float64 ``[model, fx, fy, cx, cy, skew, d0..d7]``, the real camera in the pixels of
       ``images[source]``: model 0 pinhole (no coefficients), 1 opencv (``k1 k2 p1 p2 k3 k4 k5 k6``), 2 fisheye
@@ -27,9 +28,11 @@ def resample_crops(images, source, lens, rotation, crop, out_size, out=None):
     - ``rotation``: ``(N, 3, 3)`` float64, crop frame -> camera frame (applied as given, not checked).
     - ``crop``: ``(N, 3)`` float64 ``f, ccx, ccy`` of the crop camera, crop pixels (square pixels, no skew).
     - ``out_size``: ``(W, H)`` of every crop, pixels.
-    - ``out``: optional ``(>= N, H, W)`` float32 buffer to fill (the engine reuses one every frame).
+    - ``out``: optional ``(>= N, H, W)`` float32 buffer to fill (the engine reuses one every frame);
+      ``(>= N, 3, H, W)`` for BGR frames.
 
-    Returns ``(N, H, W)`` float32 in [0, 1] (``out[:N]`` when given): crop pixel ``(u, v)`` (centres at
+    Returns ``(N, H, W)`` float32 in [0, 1] (``out[:N]`` when given; ``(N, 3, H, W)`` planes R, G, B for BGR
+    frames: one set of source pixels and bilinear weights for the three channels): crop pixel ``(u, v)`` (centres at
     integers) sees the ray ``R @ ((u - ccx)/f, (v - ccy)/f, 1)``, which goes through the lens formulas of
     :mod:`handstream.geometry.camera` and ``K`` to a frame pixel, sampled bilinearly (OpenCV pixel convention,
     neighbours outside the frame count as 0, as ``cv2.remap`` with ``BORDER_CONSTANT`` 0), divided by 255.
@@ -68,25 +71,29 @@ def resample_crops(images, source, lens, rotation, crop, out_size, out=None):
         return out[:n] if out is not None else torch.from_numpy(result)
 
     arrays = []
+    color = n_images > 0 and np.asarray(frames[0]).ndim == 3
     for s, f in enumerate(frames):
         if _native.is_tensor(f):
             raise HandstreamError(f"{_NAME}: images must be all NumPy arrays, all CPU tensors or all CUDA tensors")
         a = np.asarray(f)
-        if a.dtype != np.uint8 or a.ndim != 2 or a.size == 0:
-            raise HandstreamError(f"{_NAME}: images[{s}] must be (h, w) uint8, got shape {a.shape} {a.dtype}")
+        ok = a.ndim == 3 and a.shape[2] == 3 if color else a.ndim == 2
+        if a.dtype != np.uint8 or not ok or a.size == 0:
+            want = "(h, w, 3) uint8 (as images[0])" if color else "(h, w) uint8"
+            raise HandstreamError(f"{_NAME}: images[{s}] must be {want}, got shape {a.shape} {a.dtype}")
         arrays.append(np.ascontiguousarray(a))
+    plane = (3, H, W) if color else (H, W)
     if out is None:
-        out = np.empty((n, H, W), np.float32)
+        out = np.empty((n, *plane), np.float32)
     elif not (
         isinstance(out, np.ndarray)
         and out.dtype == np.float32
-        and out.ndim == 3
+        and out.ndim == 1 + len(plane)
         and out.shape[0] >= n
-        and out.shape[1:] == (H, W)
+        and out.shape[1:] == plane
         and out.flags.c_contiguous
         and out.flags.writeable
     ):
-        want = f"a writeable C-contiguous (>= {n}, {H}, {W}) float32 array"
+        want = f"a writeable C-contiguous (>= {n}, {', '.join(map(str, plane))}) float32 array"
         raise HandstreamError(f"{_NAME}: out must be {want}, got {_describe(out)}")
     result = out[:n]
     if n:
@@ -172,7 +179,10 @@ def _resample_cuda(frames, source, lens, rotation, crop, W, H, n, out):
     for s, f in enumerate(frames):
         if f.device != device or f.dtype != torch.uint8 or f.ndim != 2 or f.numel() == 0:
             got = f"shape {tuple(f.shape)} {f.dtype} on {f.device}"
-            raise HandstreamError(f"{_NAME}: images[{s}] must be an (h, w) uint8 tensor on {device}, got {got}")
+            raise HandstreamError(
+                f"{_NAME}: images[{s}] must be an (h, w) uint8 tensor on {device}, got {got} (the CUDA kernel samples "
+                "grey frames; colour frames run on the CPU)"
+            )
         kept.append(f.detach().contiguous())
     if out is None:
         out = torch.empty((n, H, W), dtype=torch.float32, device=device)

@@ -103,6 +103,25 @@ HS_HOST_DEVICE double sample_bilinear(const uint8_t* img, int w, int h, double p
   return wy0 * (wx0 * img[ya + xa] + wx1 * img[ya + xb]) + wy1 * (wx0 * img[yb + xa] + wx1 * img[yb + xb]);
 }
 
+// The same for an interleaved 3-channel (h, w, 3) uint8 image: one set of weights and addresses, the three
+// channels' values in out[0..2] (in the image's channel order).
+HS_HOST_DEVICE void sample_bilinear3(const uint8_t* img, int w, int h, double px, double py, double* out) {
+  out[0] = out[1] = out[2] = 0.0;
+  if (!(px > -1.0 && px < (double)w && py > -1.0 && py < (double)h)) return;
+  int x0 = (int)px, y0 = (int)py;
+  x0 -= (double)x0 > px;
+  y0 -= (double)y0 > py;
+  const double ax = px - x0, ay = py - y0;
+  const double wx0 = x0 >= 0 ? 1 - ax : 0.0, wx1 = x0 + 1 < w ? ax : 0.0;
+  const double wy0 = y0 >= 0 ? 1 - ay : 0.0, wy1 = y0 + 1 < h ? ay : 0.0;
+  const int64_t xa = 3 * (int64_t)(x0 >= 0 ? x0 : 0), xb = 3 * (int64_t)(x0 + 1 < w ? x0 + 1 : w - 1);
+  const int64_t ya = (y0 >= 0 ? y0 : 0) * 3 * (int64_t)w, yb = (y0 + 1 < h ? y0 + 1 : h - 1) * 3 * (int64_t)w;
+  for (int c = 0; c < 3; ++c) {
+    out[c] = wy0 * (wx0 * img[ya + xa + c] + wx1 * img[ya + xb + c]) +
+             wy1 * (wx0 * img[yb + xa + c] + wx1 * img[yb + xb + c]);
+  }
+}
+
 // A sample in [0, 255] -> the float32 output in [0, 1].
 HS_HOST_DEVICE float to_unit(double value) { return (float)(value * (1.0 / 255.0)); }
 
