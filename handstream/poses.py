@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from handstream.openxr import OpenXRHand, openxr_hand
 from handstream.skeleton import HANDS, NUM_JOINTS
 
 
@@ -41,6 +42,11 @@ class HandPose:
     reproj_error: np.ndarray
     n_views: np.ndarray
     joints_2d: np.ndarray | None = None
+
+    def openxr(self) -> OpenXRHand:
+        """This hand in OpenXR's 26 ``XR_EXT_hand_tracking`` joints (positions, orientations, radii; which are
+        measured and which synthesised: :mod:`handstream.openxr`). ``webxr(hand.openxr())`` gives WebXR's 25."""
+        return openxr_hand(self.joints, self.side)
 
 
 @dataclass

@@ -16,18 +16,19 @@ ROOT = Path(__file__).resolve().parents[1] / "handstream"
 
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("errors", "skeleton"),  # 0: the one error type; the 21-joint hand
-    # 1: plain helpers and types, NumPy at most (the package's root holds only the version)
-    ("handstream", "records", "machine", "pacing", "runtime", "metrics", "poses"),
-    ("ops",),  # 2: the compiled kernels and their NumPy references
-    ("geometry",),  # 3: cameras, rigs, calibration files
-    ("models", "synth", "transport"),  # 4: networks and manifests; synthetic data; the wire and sockets
-    ("config",),  # 5: the serve config (TOML -> dataclasses)
-    ("capture",),  # 6: frame sources, capture processes, recordings
-    ("engine",),  # 7: the pipeline's stages, backends, the engine process, offline runs
-    ("serve", "client", "mediapipe", "export"),  # 8: the supervisor, the subscriber API, the peer, export
-    ("train", "eval"),  # 9: training, evaluation
-    ("adapt", "bench"),  # 10: adaptation (it trains), the benchmark (it serves)
-    ("cli",),  # 11: the command line
+    # 1: plain helpers, NumPy at most (the package's root holds only the version)
+    ("handstream", "records", "machine", "pacing", "runtime", "metrics", "openxr"),
+    ("poses",),  # 2: the result types (PoseMessage, HandPose; a hand in OpenXR's joints)
+    ("ops",),  # 3: the compiled kernels and their NumPy references
+    ("geometry",),  # 4: cameras, rigs, calibration files
+    ("models", "synth", "transport"),  # 5: networks and manifests; synthetic data; the wire and sockets
+    ("config",),  # 6: the serve config (TOML -> dataclasses)
+    ("capture",),  # 7: frame sources, capture processes, recordings
+    ("engine",),  # 8: the pipeline's stages, backends, the engine process, offline runs
+    ("serve", "client", "mediapipe", "export"),  # 9: the supervisor, the subscriber API, the peer, export
+    ("train", "eval"),  # 10: training, evaluation
+    ("adapt", "bench"),  # 11: adaptation (it trains), the benchmark (it serves)
+    ("cli",),  # 12: the command line
 )
 """Bottom to top. The first name under ``handstream.`` decides a module's unit; units in one layer do not
 import each other."""
