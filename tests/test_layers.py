@@ -26,7 +26,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("capture",),  # 7: frame sources, capture processes, recordings
     ("engine",),  # 8: the pipeline's stages, backends, the engine process, offline runs
     ("serve", "client", "mediapipe", "export"),  # 9: the supervisor, the subscriber API, the peer, export
-    ("train", "eval"),  # 10: training, evaluation
+    ("train", "eval", "annotate"),  # 10: training, evaluation, annotated videos
     ("adapt", "bench"),  # 11: adaptation (it trains), the benchmark (it serves)
     ("cli",),  # 12: the command line
 )

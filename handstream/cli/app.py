@@ -13,6 +13,7 @@ from rich.console import Console
 
 from handstream import __version__
 from handstream.cli.adapt import adapt_command
+from handstream.cli.annotate import annotate_command
 from handstream.cli.bench import bench_command
 from handstream.cli.calib import calib_app
 from handstream.cli.eval import eval_command
@@ -44,6 +45,7 @@ app.command("bench")(bench_command)
 app.command("train")(train_command)
 app.command("eval")(eval_command)
 app.command("adapt")(adapt_command)
+app.command("annotate")(annotate_command)
 app.command("info")(info_command)
 
 
