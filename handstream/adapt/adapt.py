@@ -375,10 +375,22 @@ def adapt(
             named in the detector's manifest. None: the detector's manifest says to run without a refiner.
         detections: round 0 detections given directly (e.g. ``round-0/detections.npz`` of an earlier run,
             :meth:`Detections2D.load`) instead of computing them.
+        An imported MediaPipe landmark network (an ``.onnx`` whose manifest says ``kind = "landmarks"``) is
+        adapted by :func:`handstream.adapt.landmarks.adapt_landmarks` instead (``cfg`` None or a
+        :class:`~handstream.adapt.landmarks.LandmarkAdaptConfig`; no teacher, refiner or detections).
     Returns:
         The report (also ``OUT/report.json``): per round the consensus counts, losses, extrinsics when
         estimated, and, for synthetic recordings, the label and detection errors against the truth.
     """
+    from handstream.adapt.landmarks import LandmarkAdaptConfig, adapt_landmarks, is_landmarks_model
+
+    if is_landmarks_model(model):
+        if teacher is not None or refiner is not None or detections is not None:
+            raise HandstreamError(f"adapt: {model} is a landmarks model: it is its own teacher and crop model "
+                                  "(no teacher, refiner or detections)")  # fmt: skip
+        if cfg is not None and not isinstance(cfg, LandmarkAdaptConfig):
+            raise HandstreamError(f"adapt: {model} is a landmarks model: its settings are a LandmarkAdaptConfig")
+        return adapt_landmarks(recording, model, out, cfg, name=name, export=export, progress=progress, log=log)
     cfg = cfg or AdaptConfig()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -1,8 +1,10 @@
 """``handstream adapt``: adapt the estimator to a camera layout from unlabeled synchronized recordings.
 
-The command in named steps: :func:`_check_numbers` and :func:`_check_teacher` (the flags, one line each),
-:func:`_starting_model`, :func:`_open_recording` (the frames in memory, with the rig),
-:func:`_adapt_config`; then :func:`handstream.adapt.adapt.adapt` does the work.
+The command in named steps: :func:`_starting_model` and :func:`_defaults` (the defaults of the model's kind),
+:func:`_check_numbers`, :func:`_check_teacher` and :func:`_check_landmarks` (the flags, one line each),
+:func:`_open_recording` (the frames in memory, with the rig), :func:`_adapt_config`; then
+:func:`handstream.adapt.adapt.adapt` does the work (for an imported landmarks model,
+:func:`handstream.adapt.landmarks.adapt_landmarks`).
 """
 
 from __future__ import annotations
@@ -86,6 +88,35 @@ def _starting_model(model: Path | None) -> Path:
     return model
 
 
+HEATMAP_DEFAULTS = {"rounds": 3, "steps": 300, "batch": 32, "lr": 5e-4}
+"""``--rounds``, ``--steps``, ``--batch``, ``--lr`` for handstream's own heatmap detector."""
+
+
+def _defaults(landmarks: bool, **given) -> dict:
+    """The flags given, the kind's defaults for the others (a landmarks model: those of
+    :class:`~handstream.adapt.landmarks.LandmarkAdaptConfig`, a much smaller learning rate and batch)."""
+    if landmarks:
+        from handstream.adapt.landmarks import LandmarkAdaptConfig
+
+        base = LandmarkAdaptConfig()
+        defaults = {k: getattr(base, k) for k in HEATMAP_DEFAULTS}
+    else:
+        defaults = HEATMAP_DEFAULTS
+    return {k: defaults[k] if v is None else v for k, v in given.items()}
+
+
+def _check_landmarks(model: Path, teacher: Path | None, refiner: str, estimate_extrinsics: bool) -> None:
+    """An imported landmarks model is its own teacher and its own crop model: no --teacher, --refiner or
+    --estimate-extrinsics."""
+    for flag, given in (("--teacher", teacher is not None), ("--refiner", refiner.lower() != "none"),
+                        ("--estimate-extrinsics", estimate_extrinsics)):  # fmt: skip
+        if given:
+            raise HandstreamError(
+                f"{flag}: not with --model {model} (an imported landmarks model: it is the teacher, the crop model "
+                "and needs calibrated extrinsics)"
+            )
+
+
 def _open_recording(
     recording: list[Path], calibration: Path | None, unit_scale: float | None, frames: str | None, progress: bool
 ):
@@ -119,13 +150,22 @@ def _adapt_config(
     min_views: int,
     min_conf: float,
     anatomy: str,
+    landmarks: bool = False,
 ):
-    """The flags as an :class:`~handstream.adapt.adapt.AdaptConfig` (its consensus settings included)."""
+    """The flags as an :class:`~handstream.adapt.adapt.AdaptConfig` (its consensus settings included), or for an
+    imported landmarks model (``landmarks``) a :class:`~handstream.adapt.landmarks.LandmarkAdaptConfig`
+    (``threads`` 0 there: all cores)."""
     from dataclasses import replace
 
     from handstream.adapt.adapt import AdaptConfig
     from handstream.adapt.pseudo import ConsensusConfig
 
+    consensus = ConsensusConfig(threshold_px=threshold_px, min_views=min_views, min_conf=min_conf, anatomy=anatomy)
+    if landmarks:
+        from handstream.adapt.landmarks import LandmarkAdaptConfig
+
+        return LandmarkAdaptConfig(rounds=rounds, steps=steps, batch=batch, lr=lr, threads=threads,
+                                   consensus=consensus)  # fmt: skip
     cfg = AdaptConfig(
         rounds=rounds,
         steps=steps,
@@ -136,10 +176,7 @@ def _adapt_config(
         hand_scale=hand_scale,
         refiner_steps=refiner_steps,
     )
-    return replace(
-        cfg,
-        consensus=ConsensusConfig(threshold_px=threshold_px, min_views=min_views, min_conf=min_conf, anatomy=anatomy),
-    )
+    return replace(cfg, consensus=consensus)
 
 
 def adapt_command(
@@ -162,10 +199,14 @@ def adapt_command(
     refiner: Refiner = "none",
     refiner_steps: int = typer.Option(300, "--refiner-steps", help="Fine-tuning steps of the refiner."),
     frames: FrameRange = None,
-    rounds: int = typer.Option(3, "--rounds", help="Detect -> pseudo-label -> fine-tune rounds."),
-    steps: int = typer.Option(300, "--steps", help="Fine-tuning steps per round."),
-    batch: int = typer.Option(32, "--batch", help="Images per step."),
-    lr: float = typer.Option(5e-4, "--lr", help="Peak learning rate (cosine within each round)."),
+    rounds: int = typer.Option(
+        None, "--rounds", help="Detect -> pseudo-label -> fine-tune rounds (default 3; landmarks model 2)."
+    ),
+    steps: int = typer.Option(None, "--steps", help="Fine-tuning steps per round (default 300; landmarks model 100)."),
+    batch: int = typer.Option(None, "--batch", help="Images (crops) per step (default 32; landmarks model 8)."),
+    lr: float = typer.Option(
+        None, "--lr", help="Peak learning rate, cosine within each round (default 5e-4; landmarks model 3e-6)."
+    ),
     threshold_px: float = typer.Option(
         8.0, "--threshold-px", help="Views agree on a joint when within this many pixels of its reprojection."
     ),
@@ -187,7 +228,10 @@ def adapt_command(
     """Adapt the 2D estimator to your cameras without labels: cross-view consensus pseudo-labels and fine-tuning.
 
     --model is the starting network: a .pt checkpoint (preferred: batch norms intact) or an .onnx with its
-    manifest (default: the shipped model). --calibration always gives the cameras' intrinsics.
+    manifest (default: the shipped model). An imported MediaPipe landmark network (handstream import-model) is
+    its own teacher: each round tracks the recording with it (the engine's tracked path), labels by the views'
+    consensus and fine-tunes it on the engine's RGB crops of the labelled hands; OUT/NAME.onnx is the student.
+    --calibration always gives the cameras' intrinsics.
     --refiner default or a path: also adapt that refiner after the detector (OUT/NAME-refiner.onnx, paired
     with it; default: the one --model goes with, else the shipped one). none (the default): the adapted
     detector runs without a refiner, the better choice on the real clip measured in docs/adaptation.md.
@@ -198,20 +242,26 @@ def adapt_command(
     (its manifest says to run it without a refiner, or, with --refiner default, names the refiner adapted with it).
     """
     from handstream.adapt.adapt import adapt
+    from handstream.adapt.landmarks import is_landmarks_model
     from handstream.models.defaults import refiner_option
 
+    model = _starting_model(model)
+    landmarks = is_landmarks_model(model)
+    given = _defaults(landmarks, rounds=rounds, steps=steps, batch=batch, lr=lr)
+    rounds, steps, batch, lr = given["rounds"], given["steps"], given["batch"], given["lr"]
     _check_numbers(
         rounds=rounds, steps=steps, refiner_steps=refiner_steps, batch=batch, lr=lr, threshold_px=threshold_px,
         hand_scale=hand_scale, min_views=min_views, anatomy=anatomy, min_conf=min_conf,
     )  # fmt: skip
+    if landmarks:
+        _check_landmarks(model, teacher, refiner, estimate_extrinsics)
     _check_teacher(teacher)
-    model = _starting_model(model)
-    refiner_path = refiner_option(refiner, model)
+    refiner_path = None if landmarks else refiner_option(refiner, model)
     rec = _open_recording(recording, calibration, unit_scale, frames, progress=not no_progress)
     cfg = _adapt_config(
         rounds=rounds, steps=steps, batch=batch, lr=lr, threads=threads, estimate_extrinsics=estimate_extrinsics,
         hand_scale=hand_scale, refiner_steps=refiner_steps, threshold_px=threshold_px, min_views=min_views,
-        min_conf=min_conf, anatomy=anatomy,
+        min_conf=min_conf, anatomy=anatomy, landmarks=landmarks,
     )  # fmt: skip
     report = adapt(
         rec, model, out, cfg, teacher=teacher, refiner=refiner_path, name=name, export=not no_export,

@@ -1,6 +1,11 @@
 """Per-view 2D detections of a whole recording, by the engine's own stages or by a teacher.
 
 Legend: ``F`` frames, ``V`` views, ``H`` hands (2), ``K`` joints (21).
+
+Two ways through the engine: :func:`predict_recording` runs a heatmap detector on every whole frame (the
+detect-every-frame path); :func:`track_recording` runs the tracked path with a crop model (e.g. MediaPipe's
+imported landmark network, which only sees one hand per crop and so cannot run on whole frames), frame sets in
+order as live. :func:`predict_recording` given a ``landmarks`` model hands it to :func:`track_recording`.
 """
 
 from __future__ import annotations
@@ -65,7 +70,8 @@ def predict_recording(
     inference, decode, presence and confidence gating: exactly what the engine does).
 
     Args:
-        model: a model path (``.onnx`` + manifest, or a ``.pt`` checkpoint) or an opened backend.
+        model: a model path (``.onnx`` + manifest, or a ``.pt`` checkpoint) or an opened backend; a ``landmarks``
+            model (manifest ``kind``) goes to :func:`track_recording` (``refiner`` is then not used).
         engine: gating thresholds (presence, confidence); default :class:`EngineConfig`.
         refiner: a refiner model for the engine's refine stage (None: the detector's keypoints as they are;
             adaptation trains the detector and runs without it).
@@ -76,6 +82,8 @@ def predict_recording(
     from handstream.engine.pipeline import Pipeline
     from handstream.geometry import Rig
 
+    if _is_landmarks(model):  # one hand per crop: it runs on the tracked path (the refiner is not used)
+        return track_recording(recording, model, engine=engine, threads=threads, progress=progress, desc=desc)
     backend = open_backend(model, threads=threads) if isinstance(model, (str, Path)) else model
     rig = recording.rig
     if rig is None:
@@ -99,4 +107,90 @@ def predict_recording(
         out.keypoints[i] = det.keypoints
         out.conf[i] = det.conf
         out.presence[i] = det.presence
+    return out
+
+
+def _is_landmarks(model) -> bool:
+    """``model`` (a path with a manifest, or an opened backend) is a ``landmarks`` crop model."""
+    if not isinstance(model, (str, Path)):
+        return getattr(getattr(model, "manifest", None), "kind", None) == "landmarks"
+    from handstream.models.manifest import load_manifest, manifest_path
+
+    return (
+        Path(model).suffix.lower() == ".onnx"
+        and manifest_path(model).is_file()
+        and (load_manifest(model)[0].kind == "landmarks")
+    )
+
+
+def track_recording(
+    recording: Recording,
+    crop_model,
+    *,
+    detector=None,
+    engine: EngineConfig | None = None,
+    fps: float = 30.0,
+    threads: int = 0,
+    progress: bool = False,
+    desc: str = "tracking",
+) -> Detections2D:
+    """Run the engine's tracked path (:class:`handstream.engine.tracking.Tracker`) over ``recording``, frame sets
+    in order as live, and keep each view's 2D keypoints of each hand.
+
+    Args:
+        crop_model: the tracker's crop model: a path (``.onnx`` + manifest) or an opened backend; a ``landmarks``
+            model acquires hands by search (``engine.acquire = "auto"``), a heatmap crop model by the detector.
+        detector: the whole-frame detector (path or backend) the pipeline needs for acquisition by detector
+            (default: the shipped one; not run when acquisition is by search).
+        engine: the engine's settings (default :class:`EngineConfig`); tracking is on and 2D joints are kept.
+        fps: the frame rate the capture times are made from (frame ids / fps: the tracker's velocity model).
+    Returns:
+        :class:`Detections2D` with ``F = len(recording)``: ``keypoints`` the crops' keypoints in frame px
+        (distorted) in the views the tracker looked at (NaN elsewhere and where gated); ``conf`` the engine's
+        per-joint confidence of the hand (for a landmarks model: presence x the share of agreeing views x the
+        reprojection fit, :func:`handstream.engine.triangulation.agreement_confidence`) in those views, 0 where
+        the joint was not triangulated or the hand not tracked; ``presence`` the hand's crop-model presence in
+        the views with keypoints (0 elsewhere; an untracked hand keeps the presence the tracker reports).
+    """
+    from handstream.config import FilterConfig
+    from handstream.engine.backends import open_backend
+    from handstream.engine.pipeline import Pipeline
+    from handstream.geometry import Rig
+
+    rig = recording.rig
+    if rig is None:
+        raise ValueError("track_recording needs the cameras' calibration: give the recording a rig")
+    crop = open_backend(crop_model, threads=threads) if isinstance(crop_model, (str, Path)) else crop_model
+    if detector is None:
+        from handstream.models.defaults import DEFAULT_MODEL
+
+        detector = DEFAULT_MODEL
+    det_backend = open_backend(detector, threads=threads) if isinstance(detector, (str, Path)) else detector
+    engine = dataclasses.replace(engine or EngineConfig(), tracking=True, include_2d=True)
+    pipe = Pipeline(Rig(list(rig)), det_backend, engine, FilterConfig(enabled=False), refiner=crop)
+    source = f"tracked:{crop_model}" if isinstance(crop_model, (str, Path)) else "tracked"
+    out = Detections2D.empty(len(recording), recording.num_views, source)
+    view_of = {n: v for v, n in enumerate(recording.names)}
+    it = range(len(recording))
+    if progress:
+        from tqdm import tqdm
+
+        it = tqdm(it, desc=desc, unit="frame")
+    for i in it:
+        t_ns = int(round(float(recording.frame_ids[i]) * 1e9 / fps))
+        msg = pipe.process(recording.frame(i), t_ns)
+        for h, hand in enumerate(msg.hands):
+            if hand.joints_2d is None or not np.isfinite(hand.joints_2d).any():
+                out.presence[i, :, h] = hand.presence  # not tracked: what the search or the crops said
+                continue
+            conf = np.nan_to_num(np.asarray(hand.conf, np.float32), nan=0.0)  # (K,) 0 where not triangulated
+            for j, name in enumerate(msg.views):
+                v = view_of[name]
+                kp = np.asarray(hand.joints_2d[j], np.float64)  # (K, 2)
+                seen = np.isfinite(kp).all(axis=-1)
+                if not seen.any():
+                    continue
+                out.keypoints[i, v, h] = kp
+                out.conf[i, v, h] = np.where(seen, conf, 0.0)
+                out.presence[i, v, h] = hand.presence
     return out

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import torch
@@ -117,6 +117,7 @@ def run_steps(
     progress: bool = True,
     desc: str = "train",
     world: int | None = None,
+    loss_fn: Callable[[torch.nn.Module, dict[str, torch.Tensor]], tuple[torch.Tensor, dict[str, float]]] | None = None,
 ) -> StepStats:
     """At most ``limit`` optimizer steps of :func:`~handstream.train.loss.hand_loss`, one per batch of ``batches``.
 
@@ -133,6 +134,10 @@ def run_steps(
         device: where batches are moved (non-blocking) before the forward pass; None: used where they are.
         progress: show a tqdm bar on stderr (``desc``, one tick per step, the running mean loss and the rate).
         world: also show samples/s in the bar, counting this many processes alike (DDP); None: no rate.
+        loss_fn: ``(model, batch) -> (scalar loss, parts)`` instead of the heatmap loss (``sigma`` is then
+            unused): how another kind of network (MediaPipe's landmark regressor, :mod:`handstream.adapt.landmarks`)
+            goes through this same loop; ``parts["heatmap"]`` sums as the keypoint part, ``parts["presence"]`` as
+            the presence part.
     Returns:
         the sums over the steps (:class:`StepStats`).
     """
@@ -154,18 +159,21 @@ def run_steps(
             g["lr"] = lr
         if device is not None:
             batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-        hm, logits = model(batch["image"], batch["rays"])
-        loss, parts = hand_loss(hm, logits, batch, sigma, presence_weight)
+        if loss_fn is not None:
+            loss, parts = loss_fn(model, batch)
+        else:
+            hm, logits = model(batch["image"], batch["rays"])
+            loss, parts = hand_loss(hm, logits, batch, sigma, presence_weight)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if grad_clip:
             torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
         opt.step()
         stats.steps += 1
-        stats.samples += len(hm)
+        stats.samples += len(batch["image"])
         stats.loss += float(loss.detach())
-        stats.heatmap += parts["heatmap"]
-        stats.presence += parts["presence"]
+        stats.heatmap += parts.get("heatmap", 0.0)
+        stats.presence += parts.get("presence", 0.0)
         stats.lr = lr
         if bar is not None:
             post = {"loss": f"{stats.loss / stats.steps:.4f}"}
