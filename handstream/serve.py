@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -43,6 +45,7 @@ if TYPE_CHECKING:
     from handstream.capture.material import Progress
 
 STOP_GRACE_S = 1.5  # SIGTERM, then SIGKILL after this: everything is gone within 2 s
+RECORD_GRACE_S = 30.0  # the recorder, stopped last, writes out its queue and the manifest within this
 ENGINE_GIVE_UP = 5  # consecutive engine failures, each within its first seconds, before serve gives up
 
 
@@ -58,6 +61,7 @@ class Plan:
             paths absolute; a cached synthetic source has ``loop_dir``, its rendered loop).
         fps: nominal camera rate (for the sync tolerance and the status line).
         epoch_ns: shared time origin of playback and synthetic sources.
+        record: the folder ``serve --record`` writes the session to (None: no recording).
     """
 
     config: ServeConfig
@@ -66,6 +70,7 @@ class Plan:
     sources: list[dict[str, Any]]
     fps: float
     epoch_ns: int = field(default_factory=time.time_ns)
+    record: str | None = None
 
 
 def _load_rig(config: ServeConfig) -> tuple[Rig, str | None, float | None]:
@@ -145,9 +150,36 @@ def _render_loops(preset: str, specs: list[dict[str, Any]], progress) -> None:
             s["loop_dir"] = str(folders[s["camera"]])
 
 
-def plan(config: ServeConfig, *, progress: Progress | None = None) -> Plan:
+def _check_record_dir(record: str | Path) -> str:
+    """``--record DIR``: a new or empty folder that can be written."""
+    path = Path(record).expanduser().resolve()
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise HandstreamError(f"--record: {path} exists and is not an empty folder (a recording needs a new one)")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise HandstreamError(f"--record: cannot create {path} ({exc.strerror})") from None
+    if not os.access(path, os.W_OK):
+        raise HandstreamError(f"--record: {path} is not writable")
+    return str(path)
+
+
+def _replay_origin(specs: list[dict[str, Any]]) -> None:
+    """Sources that play recorded times (``timestamps``) share one origin: the earliest recorded frame."""
+    stamped = [s for s in specs if s.get("timestamps")]
+    if not stamped:
+        return
+    from handstream.capture.recorder import read_timestamps
+
+    t0 = min(int(read_timestamps(s["timestamps"])[1][0]) for s in stamped)
+    for s in stamped:
+        s["t0_ns"] = t0
+
+
+def plan(config: ServeConfig, *, progress: Progress | None = None, record: str | Path | None = None) -> Plan:
     """Check everything a start needs and resolve the sources (see :class:`Plan`); last, render the loops
-    of cached synthetic cameras that are not cached yet (``progress`` hears how it goes; seconds, once)."""
+    of cached synthetic cameras that are not cached yet (``progress`` hears how it goes; seconds, once).
+    ``record``: the folder to record the session to (new or empty)."""
     rig, preset, preset_fps = _load_rig(config)
     specs = [asdict(s) for s in config.sources]
     if not specs:
@@ -173,7 +205,7 @@ def plan(config: ServeConfig, *, progress: Progress | None = None) -> Plan:
             raise HandstreamError(
                 f"{where}: a synthetic source needs rig.preset (a synthetic rig), not a calibration file"
             )
-        for key in ("path",):
+        for key in ("path", "timestamps"):
             if spec.get(key):
                 spec[key] = config.resolve(spec[key])
         fps = _check_source(spec, rig, where)
@@ -183,6 +215,7 @@ def plan(config: ServeConfig, *, progress: Progress | None = None) -> Plan:
             fps_seen.append(float(fps))
     if len(specs) < 2:
         raise HandstreamError(f"{len(specs)} camera source(s): triangulation needs at least 2 cameras")
+    _replay_origin(specs)
     from handstream.models.manifest import load_manifest
 
     model = Path(config.resolve(config.model.path))
@@ -211,9 +244,10 @@ def plan(config: ServeConfig, *, progress: Progress | None = None) -> Plan:
         )
     curve_config(config.endpoints.curve_dir)
     fps = config.engine.fps or (min(fps_seen) if fps_seen else 30.0)
+    record_dir = _check_record_dir(record) if record is not None else None
     if preset is not None:
         _render_loops(preset, specs, progress)
-    return Plan(config, rig, preset, specs, float(fps))
+    return Plan(config, rig, preset, specs, float(fps), record=record_dir)
 
 
 # --- supervision --------------------------------------------------------------------------------------
@@ -271,9 +305,17 @@ class Supervisor:
         plan: the checked system.
         on_status: called with one status line about twice a second (None: quiet).
         seconds: stop after this long (None: until a signal, or until every playback source ended).
+        bridges: ``(kind, options)`` per bridge child (:mod:`handstream.bridges`; an ``lsl`` bridge without a
+            ``rate`` gets the camera rate).
     """
 
-    def __init__(self, plan: Plan, on_status: Callable[[str], None] | None = None, seconds: float | None = None):
+    def __init__(
+        self,
+        plan: Plan,
+        on_status: Callable[[str], None] | None = None,
+        seconds: float | None = None,
+        bridges: Sequence[tuple[str, dict[str, Any]]] = (),
+    ):
         self.plan = plan
         self.on_status = on_status
         self.seconds = seconds
@@ -288,6 +330,13 @@ class Supervisor:
             "parent_pid": parent,
         }
         self.children = [_Child("engine", "handstream.engine", engine_args)]
+        self._tmp = tempfile.mkdtemp(prefix="hs-serve-")  # the recorder's socket, the lock-step barrier
+        record_endpoint = None
+        if plan.record is not None:  # first: its socket is bound before a capture sends (handstream.record)
+            record_endpoint = f"ipc://{self._tmp}/record.sock"
+            rec_args = {"root": plan.record, "config": cfg.to_dict(), "rig": engine_args["rig"], "fps": plan.fps,
+                        "sources": plan.sources, "record_endpoint": record_endpoint, "parent_pid": parent}  # fmt: skip
+            self.children.insert(0, _Child("recorder", "handstream.record", rec_args))
         for spec in plan.sources:
             args = {
                 "source": spec,
@@ -296,8 +345,20 @@ class Supervisor:
                 "epoch_ns": plan.epoch_ns,
                 "curve_dir": cfg.endpoints.curve_dir,
                 "parent_pid": parent,
+                "record_endpoint": record_endpoint,
             }
+            if spec.get("timestamps") and not spec.get("realtime", True):  # replay --fast: one set at a time
+                args["lockstep"] = {"poses_endpoint": cfg.endpoints.poses, "barrier_dir": f"{self._tmp}/barrier",
+                                    "cameras": [s["camera"] for s in plan.sources],
+                                    "tolerance_ns": int(0.5e9 / plan.fps)}  # fmt: skip
             self.children.append(_Child(f"capture-{spec['camera']}", "handstream.capture", args))
+        for i, (kind, options) in enumerate(bridges):  # python -m handstream.bridges: see handstream.bridges
+            if kind == "lsl" and not options.get("rate"):
+                options = {**options, "rate": plan.fps}
+            args = {"kind": kind, "options": options, "endpoint": cfg.endpoints.poses,
+                    "curve_dir": cfg.endpoints.curve_dir, "parent_pid": parent}  # fmt: skip
+            name = f"bridge-{kind}" + (f"-{i}" if sum(k == kind for k, _ in bridges) > 1 else "")
+            self.children.append(_Child(name, "handstream.bridges", args))
 
     # -- processes ---------------------------------------------------------------------------------
 
@@ -336,6 +397,14 @@ class Supervisor:
             if code == 0 and child.module == "handstream.capture":
                 child.finished = True  # the video / image folder ended
                 continue
+            if child.module == "handstream.record":  # not restarted: a second one would start the files again
+                child.finished = True
+                print(f"handstream serve: error: the recorder exited with code {code}", file=sys.stderr)
+                continue
+            if child.module == "handstream.bridges" and (code == 2 or not sv.restart):
+                child.finished = True  # a bridge's own error (e.g. its port): say so, keep the engine serving
+                print(f"handstream serve: {child.name} exited with code {code}; not restarted", file=sys.stderr)
+                continue
             ran = now - child.started
             child.failures = child.failures + 1 if ran < sv.stable_s else 1
             if child.name == "engine" and child.failures >= ENGINE_GIVE_UP and ran < 5.0:
@@ -364,21 +433,26 @@ class Supervisor:
         self._stop = True
 
     def _terminate_all(self) -> None:
-        procs = [c.proc for c in self.children if c.proc is not None and c.proc.poll() is None]
-        for p in procs:
-            try:
-                p.send_signal(signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-        deadline = time.monotonic() + STOP_GRACE_S
-        for p in procs:
-            try:
-                p.wait(timeout=max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait(timeout=1.0)
+        # the recorder last, and given longer: it records until the others are gone, then writes out its queue
+        recorder = [c for c in self.children if c.module == "handstream.record"]
+        others = [c for c in self.children if c.module != "handstream.record"]
+        for group, grace in ((others, STOP_GRACE_S), (recorder, RECORD_GRACE_S)):
+            procs = [c.proc for c in group if c.proc is not None and c.proc.poll() is None]
+            for p in procs:
+                try:
+                    p.send_signal(signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+            deadline = time.monotonic() + grace
+            for p in procs:
+                try:
+                    p.wait(timeout=max(0.0, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait(timeout=1.0)
         for c in self.children:
             c.proc = None
+        shutil.rmtree(self._tmp, ignore_errors=True)
 
     # -- the loop ----------------------------------------------------------------------------------
 
@@ -427,21 +501,26 @@ def serve(
     on_status: Callable[[str], None] | None = None,
     on_start: Callable[[Plan], None] | None = None,
     progress: Progress | None = None,
+    bridges: Sequence[tuple[str, dict[str, Any]]] = (),
+    record: str | Path | None = None,
 ) -> int:
     """Plan, start and supervise the system until SIGINT/SIGTERM (or ``seconds``); returns the exit code.
     ``on_start(plan)`` is called once everything has been checked, before any process starts; ``progress``
-    hears how the render of synthetic loops goes (:func:`plan`)."""
+    hears how the render of synthetic loops goes (:func:`plan`); ``record``: a new or empty folder the session is
+    recorded to (:mod:`handstream.record`); ``bridges`` are ``(kind, options)`` pairs, each
+    started as a supervised child (``python -m handstream.bridges``, restarted like the captures; one that exits
+    with code 2 is not restarted and never stops the engine)."""
     def interrupt(*_) -> None:
         raise KeyboardInterrupt
 
     before = signal.signal(signal.SIGTERM, interrupt)  # while plan() renders: stop it, clean up after it
     try:
-        p = plan(config, progress=progress)
+        p = plan(config, progress=progress, record=record)
     finally:
         signal.signal(signal.SIGTERM, before)
     if on_start is not None:
         on_start(p)
-    sup = Supervisor(p, on_status=on_status, seconds=seconds)
+    sup = Supervisor(p, on_status=on_status, seconds=seconds, bridges=bridges)
     previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     for s in previous:
         signal.signal(s, lambda *_: sup.stop())

@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1] / "handstream"
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("errors", "skeleton"),  # 0: the one error type; the 21-joint hand
     # 1: plain helpers, NumPy at most (the package's root holds only the version)
-    ("handstream", "records", "machine", "pacing", "runtime", "metrics", "openxr"),
+    ("handstream", "records", "machine", "pacing", "runtime", "metrics", "openxr", "tables"),
     ("poses",),  # 2: the result types (PoseMessage, HandPose; a hand in OpenXR's joints)
     ("ops",),  # 3: the compiled kernels and their NumPy references
     ("geometry",),  # 4: cameras, rigs, calibration files
@@ -25,8 +25,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("config",),  # 6: the serve config (TOML -> dataclasses)
     ("capture",),  # 7: frame sources, capture processes, recordings
     ("engine",),  # 8: the pipeline's stages, backends, the engine process, offline runs
-    ("serve", "client", "mediapipe", "export"),  # 9: the supervisor, the subscriber API, the peer, export
-    ("train", "eval", "annotate"),  # 10: training, evaluation, annotated videos
+    ("serve", "client", "mediapipe", "export", "bridges"),  # 9: supervisor, subscriber API, peer, export, bridges
+    ("train", "eval", "annotate", "record"),  # 10: training, evaluation, annotated videos, session recorder
     ("adapt", "bench"),  # 11: adaptation (it trains), the benchmark (it serves)
     ("cli",),  # 12: the command line
 )

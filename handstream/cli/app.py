@@ -15,6 +15,7 @@ from handstream import __version__
 from handstream.cli.adapt import adapt_command
 from handstream.cli.annotate import annotate_command
 from handstream.cli.bench import bench_command
+from handstream.cli.bridge import bridge_command
 from handstream.cli.calib import calib_app
 from handstream.cli.eval import eval_command
 from handstream.cli.export import export_command
@@ -24,6 +25,7 @@ from handstream.cli.keys import keys_command
 from handstream.cli.serve import serve_command
 from handstream.cli.subscribe import subscribe_command
 from handstream.cli.synth import synth_app
+from handstream.cli.tables import poses_table_command
 from handstream.cli.train import train_command
 from handstream.errors import HandstreamError
 
@@ -38,6 +40,7 @@ app.add_typer(calib_app, name="calib")
 app.add_typer(synth_app, name="synth")
 app.command("serve")(serve_command)
 app.command("subscribe")(subscribe_command)
+app.command("bridge")(bridge_command)
 app.command("keys")(keys_command)
 app.command("export-engine")(export_command)
 app.command("import-model")(import_model_command)
@@ -46,6 +49,7 @@ app.command("train")(train_command)
 app.command("eval")(eval_command)
 app.command("adapt")(adapt_command)
 app.command("annotate")(annotate_command)
+app.command("poses-table")(poses_table_command)
 app.command("info")(info_command)
 
 

@@ -113,13 +113,22 @@ def build_config(
     include_2d: bool = False,
     seed: int = 0,
     live_render: bool = False,
+    replay: Path | None = None,
 ) -> ServeConfig:
     """The serve config from a file (if any) with command-line flags applied on top.
 
     The keywords are ``serve``'s flags (their defaults: the flag not given). Paths given as flags are relative
-    to the working directory; paths in a config file to the file.
+    to the working directory; paths in a config file to the file. ``replay``: a recording folder, whose
+    ``config.toml`` is the file (its frames played at their recorded times; ``fast``: as fast as the engine
+    takes them, one frame set at a time).
     """
+    if replay is not None:
+        config = _replay_file(replay, config=config, demo=demo, synthetic=synthetic, calibration=calibration,
+                              sources=[*videos, *images, *devices], live_render=live_render)  # fmt: skip
     cfg = load_config(config) if config is not None else ServeConfig()
+    if replay is not None:
+        for s in cfg.sources:
+            s.realtime = not fast
     if sum([demo, synthetic is not None, calibration is not None]) > 1:
         raise HandstreamError("give only one of --demo, --synthetic PRESET, --calibration FILE")
     synthetic_rig = demo or bool(synthetic)
@@ -139,6 +148,21 @@ def build_config(
             "or --config FILE"
         )
     return ServeConfig.from_dict(cfg.to_dict(), str(config) if config else "command line")
+
+
+def _replay_file(replay: Path, *, config, demo, synthetic, calibration, sources, live_render) -> Path:
+    """``--replay DIR``: the recording's own config file (the recording checked first)."""
+    from handstream.capture.recorder import open_recording_folder
+
+    given = [name for name, v in (("--config", config), ("--demo", demo), ("--synthetic", synthetic),
+             ("--calibration", calibration), ("--video/--images/--device", sources),
+             ("--live-render", live_render)) if v]  # fmt: skip
+    if given:
+        raise HandstreamError(f"--replay: plays a recording's own cameras and config; not with {given[0]}")
+    try:
+        return open_recording_folder(replay).config
+    except HandstreamError as exc:
+        raise HandstreamError(f"--replay: {exc}") from None
 
 
 def _use_synthetic_rig(cfg: ServeConfig, preset: str, *, fps: float | None, seed: int, live_render: bool) -> None:
@@ -278,6 +302,17 @@ def serve_command(
     include_2d: bool = typer.Option(False, "--include-2d", help="Put per-view 2D joints in the pose messages."),
     seed: Seed = 0,
     live_render: LiveRender = False,
+    bridge: list[str] = typer.Option(
+        [], "--bridge", help="Also run a bridge: websocket, osc or lsl, options as KIND:key=value,... (repeat)."
+    ),
+    record: Path = typer.Option(
+        None, "--record", help="Record the session to this new folder: every camera's frames (PNG) with their "
+        "capture times, the poses, the calibration and a config that replays it (serve --replay).",
+    ),
+    replay: Path = typer.Option(
+        None, "--replay", help="Play a recording (serve --record) through the capture processes at its recorded "
+        "times; with --fast as fast as the engine takes frames, one frame set at a time (the same poses).",
+    ),
     seconds: StopAfter = None,
     quiet: Quiet = False,
 ) -> None:
@@ -290,20 +325,24 @@ def serve_command(
       handstream serve --demo
       handstream serve --calibration calibration.toml --unit-scale 0.04 --video cam0.mp4 --video cam1.mp4
       handstream serve --config serve.toml
+      handstream serve --demo --record session/ --seconds 10;  handstream serve --replay session/ --fast
+      handstream serve --demo --bridge websocket --bridge osc:host=127.0.0.1,port=9000
     Then, in another terminal: handstream subscribe
     """
+    from handstream.bridges.common import check_options, parse_spec
     from handstream.serve import serve
 
     cfg = build_config(
         config=config, demo=demo, synthetic=synthetic, calibration=calibration, unit_scale=unit_scale, videos=video,
         images=images, devices=device, fps=fps, loop=loop, fast=fast, model=model, refiner=refiner, backend=backend,
         threads=threads, frames_endpoint=frames_endpoint, poses_endpoint=poses_endpoint, no_filter=no_filter,
-        include_2d=include_2d, seed=seed, live_render=live_render,
+        include_2d=include_2d, seed=seed, live_render=live_render, replay=replay,
     )  # fmt: skip
+    bridges = [(kind, check_options(kind, opts)) for kind, opts in map(parse_spec, bridge)]  # before anything starts
     with _RenderProgress(quiet) as progress:
         code = serve(
             cfg, seconds=seconds, on_status=_status_printer(quiet), on_start=_started_printer(cfg.endpoints.poses),
-            progress=progress,
+            progress=progress, bridges=bridges, record=record,
         )  # fmt: skip
     if not quiet and sys.stderr.isatty():
         sys.stderr.write("\n")

@@ -1,0 +1,73 @@
+"""``handstream bridge KIND``: deliver the live poses to a WebSocket, OSC or LSL consumer (docs/use-the-poses.md)."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+
+import typer
+
+from handstream.cli.options import Quiet, StopAfter
+from handstream.errors import HandstreamError
+from handstream.runtime import StopFlag
+from handstream.transport import DEFAULT_POSE_ENDPOINT
+
+
+class _Until(StopFlag):
+    """Set by Ctrl-C / SIGTERM, or once ``seconds`` have passed (None: never)."""
+
+    def __init__(self, seconds: float | None):
+        super().__init__()
+        self.deadline = None if seconds is None else time.monotonic() + seconds
+
+    def is_set(self) -> bool:
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            self.set()
+        return super().is_set()
+
+
+def bridge_command(
+    kind: str = typer.Argument(..., help="websocket, osc or lsl."),
+    endpoint: str = typer.Option(DEFAULT_POSE_ENDPOINT, "--endpoint", "-e", help="The engine's pose socket."),
+    host: str = typer.Option(
+        None, "--host", help="websocket: address to listen on (default 127.0.0.1); osc: where to send (127.0.0.1)."
+    ),
+    port: int = typer.Option(
+        None, "--port", help="websocket: port to listen on (8765); osc: UDP port to send to (9000)."
+    ),
+    allow_remote: bool = typer.Option(
+        False, "--allow-remote", help="websocket: accept connections from other machines (listen on 0.0.0.0)."
+    ),
+    rate: float = typer.Option(None, "--rate", help="lsl: nominal rate of the streams, Hz (0: irregular)."),
+    name: str = typer.Option(None, "--name", help="lsl: stream name prefix (default handstream)."),
+    curve_dir: str = typer.Option(None, "--curve-dir", help="CURVE key folder, when the engine uses CURVE."),
+    seconds: StopAfter = None,
+    quiet: Quiet = False,
+) -> None:
+    """Run a bridge: subscribe to the engine's poses and deliver them to another tool.
+
+    Examples:
+      handstream bridge websocket --port 8765        # ws://127.0.0.1:8765/?format=json (or binary)
+      handstream bridge osc --host 127.0.0.1 --port 9000
+      handstream bridge lsl
+    """
+    from handstream.bridges import check_options, run_bridge
+
+    given = {"host": host, "port": port, "allow_remote": allow_remote or None, "rate": rate, "name": name}
+    opts = check_options(kind, {k: v for k, v in given.items() if v is not None and k in _KEYS.get(kind, ())})
+    extra = [f"--{k.replace('_', '-')}" for k, v in given.items() if v is not None and k not in _KEYS.get(kind, ())]
+    if extra:
+        raise HandstreamError(f"{extra[0]}: not an option of the {kind} bridge")
+    stop = _Until(seconds)
+    for s in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(s, lambda *_: stop.set())
+
+    def ready(line: str) -> None:
+        if not quiet:
+            print(f"handstream bridge: {line}; Ctrl-C stops", file=sys.stderr, flush=True)
+
+    raise typer.Exit(run_bridge(kind, opts, stop, endpoint=endpoint, curve_dir=curve_dir, on_ready=ready))
+
+
+_KEYS = {"websocket": ("host", "port", "allow_remote"), "osc": ("host", "port"), "lsl": ("rate", "name")}
