@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 
 from handstream.bridges import run_bridge
-from handstream.bridges.formats import HAND_BYTES, HEADER, decode_binary
+from handstream.bridges.formats import HAND_BYTES, HEADER, OPENXR_BYTES, decode_binary
 from handstream.poses import HandPose, PoseMessage
 from handstream.runtime import StopFlag
 from handstream.skeleton import JOINT_NAMES
@@ -127,10 +127,14 @@ def test_websocket_json_openxr_and_binary(publishing):
         async def both():
             base = f"ws://127.0.0.1:{port}/"
             return await asyncio.gather(
-                _receive(base + "?format=json&openxr=1", 5), _receive(base + "?format=binary", 5)
+                _receive(base + "?format=json&openxr=1", 5),
+                _receive(base + "?format=binary", 5),
+                _receive(base + "?format=binary&openxr=1", 1),
             )
 
-        texts, blobs = asyncio.run(both())
+        texts, blobs, (xr_blob,) = asyncio.run(both())
+        with pytest.raises(websockets.exceptions.InvalidStatus, match="400"):
+            asyncio.run(_receive(f"ws://127.0.0.1:{port}/?format=xml", 1))
     finally:
         bridge.close()
     for text in texts:
@@ -157,6 +161,21 @@ def test_websocket_json_openxr_and_binary(publishing):
         np.testing.assert_array_equal(left["joints"], want.hands[0].joints)  # float32 exactly, NaN included
         assert abs(left["presence"] - 0.9) < 1e-6 and np.isnan(right["joints"]).all()
     assert seqs == sorted(seqs) and len(set(seqs)) == 5
+    xr = decode_binary(xr_blob)
+    assert len(xr_blob) == HEADER.size + 2 * (HAND_BYTES + OPENXR_BYTES) == 2384
+    left = xr["hands"][0]
+    np.testing.assert_array_equal(left["openxr_positions"], _pose(xr["seq"]).hands[0].openxr().positions.astype("<f4"))
+    assert left["openxr_orientations"].shape == (26, 4) and left["openxr_radii"].shape == (26,)
+
+
+def test_a_missing_library_names_the_extra(monkeypatch):
+    from handstream.bridges import check_options
+    from handstream.errors import HandstreamError
+
+    for kind, module in (("websocket", "websockets"), ("osc", "pythonosc"), ("lsl", "pylsl")):
+        monkeypatch.setitem(sys.modules, module, None)  # import fails as if not installed
+        with pytest.raises(HandstreamError, match=r"handstream\[bridges\]"):
+            check_options(kind, {"port": free_tcp_port()} if kind == "websocket" else {})
 
 
 def _stalled_client(port: int) -> socket.socket:
