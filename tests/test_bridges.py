@@ -419,3 +419,29 @@ def test_serve_demo_bridge_delivers_poses_and_survives_its_bridge_dying(tmp_path
         log.close()
     assert proc.returncode == 0, (tmp_path / "serve.log").read_text()
     assert "bridge-websocket exited" in (tmp_path / "serve.log").read_text()
+
+
+def test_the_docs_browser_receiver_reads_the_binary_poses(publishing):
+    """docs/use-the-poses.md's JavaScript, run by Node (its WebSocket is the browser's API)."""
+    import re
+    import shutil
+
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node not installed: the browser receiver of docs/use-the-poses.md is not run")
+    js = re.search(r"<script>\n(.*?)</script>", (Path(__file__).parents[1] / "docs/use-the-poses.md").read_text(), re.S)
+    port = free_tcp_port()
+    code = js.group(1).replace("8765", str(port))
+    code = code.replace("if (tracked) console.log(", "if (tracked) { globalThis.seen = (globalThis.seen || 0) + 1; "
+                        "if (globalThis.seen >= 3) process.exit(0); } console.log(")  # fmt: skip
+    bridge = Bridge("websocket", publishing.endpoint, port=port)
+    try:
+        r = subprocess.run([node, "--experimental-websocket", "-e", code], capture_output=True, text=True, timeout=20)
+    finally:
+        bridge.close()
+    if "WebSocket is not defined" in r.stderr:
+        pytest.skip(f"this node ({subprocess.run([node, '--version'], capture_output=True, text=True).stdout.strip()}) "
+                    "has no WebSocket")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    lines = [ln for ln in r.stdout.splitlines() if "index tip" in ln]
+    assert lines and all(ln.split()[1] in ("left", "right") for ln in lines), r.stdout
