@@ -445,3 +445,33 @@ def test_the_docs_browser_receiver_reads_the_binary_poses(publishing):
     assert r.returncode == 0, r.stderr
     lines = [ln for ln in r.stdout.splitlines() if "index tip" in ln]
     assert lines and all(ln.split()[1] in ("left", "right") for ln in lines), r.stdout
+
+
+def test_the_bridge_command_runs_in_the_foreground_and_stops(publishing):
+    """``handstream bridge osc`` as a user runs it: says where the poses go, delivers them, stops on SIGTERM."""
+    pytest.importorskip("pythonosc", reason="python-osc not installed (pip install 'handstream[bridges]')")
+    from pythonosc.dispatcher import Dispatcher
+    from pythonosc.osc_server import BlockingOSCUDPServer
+
+    frames: list[int] = []
+    dispatcher = Dispatcher()
+    dispatcher.map("/handstream/frame", lambda _, seq, *__: frames.append(seq))
+    server = BlockingOSCUDPServer(("127.0.0.1", 0), dispatcher)
+    server.timeout = 0.2
+    cmd = [sys.executable, "-m", "handstream.cli", "bridge", "osc", "--endpoint", publishing.endpoint, "--port",
+           str(server.server_address[1])]  # fmt: skip
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+    try:
+        t_end = time.monotonic() + 30
+        while len(frames) < 5 and time.monotonic() < t_end and proc.poll() is None:
+            server.handle_request()
+        assert len(frames) >= 5 and frames == sorted(frames)
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=5)
+        assert time.monotonic() - t0 < 2.0 and proc.returncode == 0, err
+        assert f"OSC bundles to udp://127.0.0.1:{server.server_address[1]}" in err
+    finally:
+        server.server_close()
+        if proc.poll() is None:
+            proc.kill()
