@@ -45,6 +45,7 @@ Every problem raises :class:`~handstream.errors.HandstreamError` naming the file
 from __future__ import annotations
 
 import dataclasses
+import json
 import tomllib
 import types
 import typing
@@ -100,6 +101,9 @@ class SourceConfig:
             every frame itself (up to a third of a core per 636x480 camera at 30 fps).
         loop_frames: synthetic: frames of the loop (``loop_frames / fps`` seconds); 0: the endless stream,
             which only ``render = "live"`` can show.
+        timestamps: images: a ``seq,t_capture_ns`` table with a row per image (``serve --record`` writes one
+            per camera): the frames are played at their recorded times (realtime: the recorded intervals;
+            else stamped with the recorded times), not at ``fps``.
     """
 
     kind: str = "synthetic"
@@ -115,6 +119,7 @@ class SourceConfig:
     seed: int = 0
     render: str = "cached"
     loop_frames: int = 300
+    timestamps: str | None = None
 
 
 @dataclass
@@ -361,6 +366,11 @@ def validate(cfg: ServeConfig, where: str = "config") -> None:
         _check(s.seed >= 0, where, f"{here}.seed: expected a non-negative integer, got {s.seed}")
         modes = ", ".join(RENDER_MODES)
         _check(s.render in RENDER_MODES, where, f"{here}.render: expected one of {modes}, got {s.render!r}")
+        _check(
+            s.timestamps is None or (s.kind == "images" and not s.loop),
+            where,
+            f"{here}.timestamps: only for an images source without loop",
+        )
         _check(s.loop_frames >= 0, where, f"{here}.loop_frames: expected an integer >= 0, got {s.loop_frames}")
         _check(
             s.loop_frames > 0 or s.render == "live" or s.kind != "synthetic",
@@ -467,3 +477,33 @@ def load_config(path: str | Path) -> ServeConfig:
         raise HandstreamError(f"{path}: not valid TOML ({exc})") from None
     data["base_dir"] = str(path.resolve().parent)
     return ServeConfig.from_dict(data, str(path))
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return json.dumps(v)  # a JSON string is a TOML basic string
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    raise TypeError(f"no TOML for {v!r}")
+
+
+def dump_config(cfg: ServeConfig) -> str:
+    """The config as TOML text that :func:`load_config` reads back to the same config (keys set to None are
+    left out: they mean the default; ``base_dir`` is the file's folder, so give absolute or file-relative paths)."""
+    data = cfg.to_dict()
+    data.pop("base_dir", None)
+    lines: list[str] = []
+    sources = data.pop("sources")
+    for name, table in data.items():
+        lines.append(f"[{name}]")
+        lines += [f"{k} = {_toml_value(v)}" for k, v in table.items() if v is not None]
+        lines.append("")
+    for src in sources:
+        lines.append("[[sources]]")
+        lines += [f"{k} = {_toml_value(v)}" for k, v in src.items() if v is not None]
+        lines.append("")
+    return "\n".join(lines)

@@ -8,7 +8,10 @@ A recording is one of:
   calibration file whose cameras are matched to the sources in order (or no calibration: the extrinsics are
   then estimated from the hands, :mod:`handstream.adapt.extrinsics`, which needs the intrinsics);
 * a synthetic dataset folder (``handstream synth render``): its ``calibration.toml`` and images. Its labels
-  are loaded into :attr:`Recording.truth` for scoring only; adaptation never reads them.
+  are loaded into :attr:`Recording.truth` for scoring only; adaptation never reads them;
+* a session recorded by ``handstream serve --record DIR`` (:mod:`handstream.capture.recorder`): its cameras'
+  frames matched by capture time (an instant per frame of the first camera that every camera has a frame of
+  within half a frame interval), its ``calibration.toml`` unless a calibration is given.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from handstream.capture.recorder import is_recording, match_instants, open_recording_folder
 from handstream.capture.sources import list_images, read_image
 from handstream.errors import HandstreamError
 from handstream.geometry import Rig, load_calibration
@@ -135,8 +139,10 @@ def open_recording(
     """Load a recording into memory.
 
     Args:
-        sources: one synthetic dataset folder, or one video file / image folder per camera.
-        calibration: calibration file (its cameras are matched to ``sources`` in order; its extrinsics are
+        sources: one synthetic dataset folder, one ``serve --record`` folder, or one video file / image folder
+            per camera.
+        calibration: calibration file (its cameras are matched to ``sources`` in order, or by name for a
+            ``serve --record`` folder, whose own ``calibration.toml`` is used when None; its extrinsics are
             ignored by the caller when estimating them). Ignored for a synthetic dataset (it has its own).
         unit_scale: metres per calibration length unit (see :func:`handstream.geometry.load_calibration`).
         frames: (start, stop) frame indices to load (stop None = to the end).
@@ -154,6 +160,8 @@ def open_recording(
             raise HandstreamError(f"{p}: recording not found")
     if len(paths) == 1 and _is_synth_dataset(paths[0]):
         return _open_synth(paths[0], start, stop, progress)
+    if len(paths) == 1 and is_recording(paths[0]):
+        return _open_session(paths[0], calibration, unit_scale, start, stop, progress)
     for p in paths:
         if p.is_file() and p.suffix.lower() not in VIDEO_SUFFIXES:
             raise HandstreamError(
@@ -200,6 +208,42 @@ def open_recording(
             "calibration": str(calibration) if calibration else None,
             "frames": [int(start), int(start + n)],
         },
+    )
+
+
+def _open_session(
+    path: Path, calibration: str | Path | None, unit_scale: float | None, start: int, stop: int | None, progress: bool
+) -> Recording:
+    """A ``serve --record`` folder: frames matched by capture time; ``frames`` counts the matched instants."""
+    rec = open_recording_folder(path)
+    calibration = rec.calibration if calibration is None else calibration
+    rig = load_calibration(calibration, unit_scale if calibration != rec.calibration else 1.0)
+    missing = [c for c in rec.cameras if c not in rig.names]
+    if missing:
+        raise HandstreamError(f"{calibration}: no camera {missing[0]!r} of the recording {path}")
+    rig = rig.subset(rec.cameras)
+    stamps = [rec.timestamps(c)[1] for c in rec.cameras]
+    fps = float(rec.manifest.get("fps") or 30.0)
+    rows = match_instants(stamps, int(0.5e9 / fps))[start:stop]
+    if len(rows) == 0:
+        end = "" if stop is None else stop
+        raise HandstreamError(f"{path}: no frame set of all cameras in the range {start}:{end}")
+    images: list[list[np.ndarray]] = []
+    it = list(enumerate(rec.cameras))
+    if progress:
+        from tqdm import tqdm
+
+        it = tqdm(it, desc="reading recordings", unit="camera")
+    for v, c in it:
+        files = list_images(rec.frames_dir(c))
+        images.append([read_image(files[i]) for i in rows[:, v]])
+    return Recording(
+        list(rec.cameras),
+        images,
+        rig,
+        np.arange(start, start + len(rows)),
+        None,
+        {"sources": [str(path)], "calibration": str(calibration), "frames": [int(start), int(start + len(rows))]},
     )
 
 

@@ -222,6 +222,11 @@ class ImageFolderSource:
     Args:
         path: folder; images with suffixes in :data:`IMAGE_SUFFIXES`.
         camera: camera name; fps: playback rate (default 30); realtime, loop, epoch_ns: as :class:`VideoSource`.
+        timestamps: the files' capture times, a table ``seq,t_capture_ns`` with one row per file in order
+            (``serve --record`` writes one per camera, :mod:`handstream.capture.recorder`). Frames then keep
+            their recorded seq and are played at their recorded times instead of ``fps``: realtime, file ``i``
+            is due (and stamped) at ``epoch_ns + t_i - t0_ns``; not realtime, stamped ``t_i`` itself.
+        t0_ns: the recording's time origin, the same for all its cameras (default: this table's first time).
     """
 
     def __init__(
@@ -233,6 +238,8 @@ class ImageFolderSource:
         realtime: bool = True,
         loop: bool = False,
         epoch_ns: int | None = None,
+        timestamps: str | Path | None = None,
+        t0_ns: int | None = None,
     ):
         self.path = Path(path)
         if not self.path.is_dir():
@@ -242,12 +249,57 @@ class ImageFolderSource:
         self.camera, self.realtime, self.loop = camera, realtime, loop
         self._pace = FramePacer(self.fps, epoch_ns, realtime)
         self._next: int | None = None
+        self._stamped_skips = 0
+        self.stamps: tuple[np.ndarray, np.ndarray] | None = None
+        if timestamps is not None:
+            from handstream.capture.recorder import read_timestamps
+
+            seq, t = read_timestamps(timestamps)
+            if len(seq) != len(self.files):
+                raise HandstreamError(
+                    f"{timestamps}: {len(seq)} rows but {self.path} has {len(self.files)} images (one row per image)"
+                )
+            if np.any(np.diff(t) < 0):
+                raise HandstreamError(f"{timestamps}: t_capture_ns must not decrease")
+            self.stamps = (seq, t)
+            self._t0 = int(t[0] if t0_ns is None else t0_ns)
 
     @property
     def skipped(self) -> int:
-        return self._pace.skipped
+        return self._pace.skipped + self._stamped_skips
+
+    def _read_stamped(self) -> Frame | None:
+        """Play the recorded times (see ``timestamps``)."""
+        seq, t = self.stamps
+        rel = t - self._t0
+        if self.realtime and self._pace.epoch_ns is None:
+            self._pace.epoch_ns = time.time_ns() - int(rel[0])
+        epoch = self._pace.epoch_ns
+        if self._next is None:  # a (re)started playback joins at the frame due now, like its peers
+            self._next = int(np.searchsorted(rel, time.time_ns() - epoch, "left")) if self.realtime else 0
+        i = self._next
+        if i >= len(self.files):
+            return None
+        if self.realtime:
+            now = time.time_ns()
+            due = epoch + int(rel[i])
+            if now > due + self._pace.period_ns:  # late by more than a frame: the newest due frame
+                newest = max(i, int(np.searchsorted(rel, now - epoch, "right")) - 1)
+                self._stamped_skips += newest - i
+                i = newest
+                due = epoch + int(rel[i])
+            elif now < due:
+                time.sleep((due - now) / 1e9)
+            stamp = due
+        else:
+            stamp = int(t[i])
+        image = read_image(self.files[i])
+        self._next = i + 1
+        return Frame(image, stamp, int(seq[i]), {} if self.realtime else {"clock": "media"})
 
     def read(self) -> Frame | None:
+        if self.stamps is not None:
+            return self._read_stamped()
         n = self._pace.first_index() if self._next is None else self._next
         n, t = self._pace.wait(n)
         if n >= len(self.files) and not self.loop:
@@ -373,6 +425,8 @@ def open_source(spec: dict[str, Any], *, preset=None, epoch_ns: int | None = Non
             realtime=spec.get("realtime", True),
             loop=spec.get("loop", False),
             epoch_ns=epoch_ns,
+            timestamps=spec.get("timestamps"),
+            t0_ns=spec.get("t0_ns"),
         )
     if kind == "device":
         return DeviceSource(

@@ -55,7 +55,8 @@ Recordings = Annotated[
     typer.Option(
         "--recording",
         help="One video file or image folder per camera, in the calibration's order (repeat), "
-        "or one synthetic dataset folder; no labels needed.",
+        "or one synthetic dataset folder, or one serve --record folder (its calibration unless --calibration); "
+        "no labels needed.",
     ),
 ]
 FrameRange = Annotated[

@@ -8,6 +8,12 @@ half a frame interval), so a late or dead camera costs at most that much latency
 stream. Cameras silent for ``camera_timeout`` are not waited for. Frames older than the last released
 set, frames that can no longer join one, and sets older than ``max_age`` (capture time vs. the wall clock)
 are dropped and counted: the engine works on the present, never on a backlog.
+
+Frames on the *media clock* (playback as fast as the engine takes frames: ``serve --fast``, ``--replay
+--fast``) have no present to keep up with: an incomplete set of them waits up to ``camera_timeout`` for the
+missing cameras, and in the first ``camera_timeout`` after the first frame, cameras never heard from yet are
+waited for too (captures start one after the other). So a capture that the machine's load delays by more
+than half a frame still gets its frame into the set.
 """
 
 from __future__ import annotations
@@ -75,11 +81,14 @@ class FrameSync:
     _waiting: dict[str, _Waiting] = field(default_factory=dict)
     _last_seen: dict[str, float] = field(default_factory=dict)
     _last_t_ns: int | None = None
+    _first_arrival: float | None = None
 
     def add(self, msg: FrameMessage, arrival: float | None = None) -> None:
         """Offer a frame (the newest of its camera from one drain)."""
         now = time.monotonic() if arrival is None else arrival
         self._last_seen[msg.camera] = now
+        if self._first_arrival is None:
+            self._first_arrival = now
         if self._last_t_ns is not None and msg.t_capture_ns <= self._last_t_ns + self.tolerance_ns:
             self.counters.late += 1  # belongs to an instant already released
             return
@@ -87,8 +96,16 @@ class FrameSync:
             self.counters.unmatched += 1  # its older frame never found partners in time
         self._waiting[msg.camera] = _Waiting(msg, now)
 
-    def live_cameras(self, now: float) -> list[str]:
-        return [c for c in self.cameras if now - self._last_seen.get(c, -1e18) <= self.camera_timeout_ns * 1e-9]
+    def live_cameras(self, now: float, media: bool = False) -> list[str]:
+        """Cameras heard from within the camera timeout (media clock: also those never heard from, during the
+        first camera timeout after the first frame)."""
+        timeout = self.camera_timeout_ns * 1e-9
+        starting = media and self._first_arrival is not None and now - self._first_arrival <= timeout
+        return [
+            c
+            for c in self.cameras
+            if now - self._last_seen.get(c, -1e18) <= timeout or (starting and c not in self._last_seen)
+        ]
 
     def poll(self, now: float | None = None, now_wall_ns: int | None = None) -> tuple[FrameSet | None, float | None]:
         """Release a frame set when one is ready.
@@ -107,9 +124,10 @@ class FrameSync:
                     best, t_ref = group, max(w.msg.t_capture_ns for w in group.values())
             members = best
             ahead = {c for c, w in self._waiting.items() if c not in members and w.msg.t_capture_ns > t_ref}
-            missing = set(self.live_cameras(now)) - set(members) - ahead  # cameras whose frame may still come
+            media = any(w.msg.meta.get("clock") == "media" for w in members.values())
+            missing = set(self.live_cameras(now, media)) - set(members) - ahead  # whose frame may still come
             first = min(w.arrival for w in members.values())
-            due = first + self.wait_ns * 1e-9
+            due = first + (self.camera_timeout_ns if media else self.wait_ns) * 1e-9
             if missing and now < due:
                 return None, due - now
             complete = not missing and not ahead
@@ -119,7 +137,6 @@ class FrameSync:
             for c in members:
                 del self._waiting[c]
             self._last_t_ns = t_ref
-            media = any(w.msg.meta.get("clock") == "media" for w in members.values())
             wall = time.time_ns() if now_wall_ns is None else now_wall_ns
             if self.max_age_ns and not media and wall - t_ref > self.max_age_ns:
                 self.counters.stale += 1
