@@ -347,11 +347,12 @@ class Supervisor:
                 "parent_pid": parent,
                 "record_endpoint": record_endpoint,
             }
-            if spec.get("timestamps") and not spec.get("realtime", True):  # replay --fast: one set at a time
+            if spec.get("timestamps"):  # a replay: cameras start together; --fast: one frame set at a time
                 args["lockstep"] = {"poses_endpoint": cfg.endpoints.poses, "barrier_dir": f"{self._tmp}/barrier",
                                     "cameras": [s["camera"] for s in plan.sources],
                                     "tolerance_ns": int(0.5e9 / plan.fps),
-                                    "timestamps": [s["timestamps"] for s in plan.sources]}  # fmt: skip
+                                    "timestamps": [s["timestamps"] for s in plan.sources],
+                                    "step": not spec.get("realtime", True)}  # fmt: skip
             self.children.append(_Child(f"capture-{spec['camera']}", "handstream.capture", args))
         for i, (kind, options) in enumerate(bridges):  # python -m handstream.bridges: see handstream.bridges
             if kind == "lsl" and not options.get("rate"):

@@ -95,11 +95,20 @@ def test_recording_holds_frames_times_poses_calibration_config(session):
     assert [s.kind for s in cfg.sources] == ["images", "images"] and all(s.timestamps for s in cfg.sources)
 
 
-def test_replay_fast_twice_gives_identical_poses(session, tmp_path):
-    a, b = tmp_path / "a", tmp_path / "b"
+def test_replay_fast_twice_gives_identical_poses_and_real_time_keeps_the_recorded_times(session, tmp_path):
+    a, b, live_dir = tmp_path / "a", tmp_path / "b", tmp_path / "live"
     procs = [run_serve(["--replay", str(session), "--fast", "--record", str(out)]) for out in (a, b)]
+    procs.append(run_serve(["--replay", str(session), "--record", str(live_dir)]))  # real time, all at once
     for p in procs:
         finish(p)
+    # real time: the frames it played (a loaded machine skips some) keep their seq and recorded intervals
+    replayed = open_recording_folder(live_dir)
+    for cam in replayed.cameras:
+        seq, t = replayed.timestamps(cam)
+        seq0, t0 = open_recording_folder(session).timestamps(cam)
+        at = {int(q): int(x) for q, x in zip(seq0, t0, strict=True)}
+        assert len(seq) >= 10 and set(seq.tolist()) <= set(at)
+        assert [int(x - t[0]) for x in t] == [at[int(q)] - at[int(seq[0])] for q in seq]
     pa, pb = poses_by_time(a / "poses.jsonl"), poses_by_time(b / "poses.jsonl")
     rec = open_recording_folder(session)
     sets = match_instants([rec.timestamps(c)[1] for c in rec.cameras], int(0.5e9 / 30))

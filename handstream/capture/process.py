@@ -17,6 +17,7 @@ import zmq
 
 from handstream.capture.sources import Frame, Source, open_source
 from handstream.runtime import StopFlag, child_main
+from handstream.transport.encoding import encode
 from handstream.transport.messages import FrameMessage
 from handstream.transport.pubsub import FrameSender
 from handstream.transport.security import curve_config
@@ -41,12 +42,14 @@ class LockStep:
         barrier_dir: a folder shared by the replay's captures; cameras: all of them; camera: this one.
         tolerance_ns: a pose within this of a frame's time is that frame's (half a frame interval).
         timestamps: every camera's ``timestamps.csv`` (the recording's instants).
+        step: False: only the barrier (a real-time replay: its cameras then start together at
+            :attr:`epoch_ns`, the last camera's arrival at the barrier plus 0.3 s, also after a restart).
         timeout_s: a pose that does not come in this long (a frame set the engine could not use) is not
             waited for any longer (counted in ``timeouts``).
     """
 
     def __init__(self, poses_endpoint: str, curve, barrier_dir: str, cameras: list[str], camera: str,
-                 tolerance_ns: int, timestamps: list[str], timeout_s: float = 5.0):  # fmt: skip
+                 tolerance_ns: int, timestamps: list[str], step: bool = True, timeout_s: float = 5.0):  # fmt: skip
         import numpy as np
 
         from handstream.capture.recorder import read_timestamps
@@ -58,7 +61,8 @@ class LockStep:
         self.tolerance_ns, self.timeout_s = int(tolerance_ns), float(timeout_s)
         self.newest_ns = -1  # capture time of the newest pose seen
         self.timeouts = 0
-        self._ready = False
+        self.step = step
+        self.epoch_ns: int | None = None
 
     def _drain(self, timeout_ms: float) -> bool:
         """Read what arrived (waiting up to ``timeout_ms`` for the first); True if anything came."""
@@ -83,7 +87,8 @@ class LockStep:
             if all((self.barrier / c).exists() for c in self.cameras):
                 break
             self._drain(20)
-        self._ready = True
+        stamps = [(self.barrier / c).stat().st_mtime_ns for c in self.cameras if (self.barrier / c).exists()]
+        self.epoch_ns = max(stamps) + 300_000_000
 
     def before(self, t_capture_ns: int, stop: StopFlag) -> None:
         """Block until the pose of the recording's instant before ``t_capture_ns`` is out (none: at once)."""
@@ -105,6 +110,18 @@ class LockStep:
 
     def close(self) -> None:
         self.sub.close()
+
+
+def _send_copy(sender: FrameSender, msg: FrameMessage) -> bool:
+    """Send a frame to the recorder as a copy (zmq owns the bytes: up to 64 frames wait there, and the capture
+    may end, and free its images, while they still do). Never blocks; counted like ``send_message``."""
+    try:
+        sender.socket.send_multipart(encode(msg, sender.limits), flags=zmq.NOBLOCK, copy=True)
+    except zmq.Again:
+        sender.counters.send_dropped += 1
+        return False
+    sender.counters.sent += 1
+    return True
 
 
 def run_capture(
@@ -129,6 +146,11 @@ def run_capture(
             pass
     if lockstep is not None:
         lockstep.start(stop)
+        if not lockstep.step and hasattr(source, "set_epoch"):
+            source.set_epoch(lockstep.epoch_ns)
+        if not lockstep.step:
+            lockstep.close()
+            lockstep = None
     read = 0
     last_t: int | None = None
     t_status = time.monotonic()
@@ -149,7 +171,7 @@ def run_capture(
             last_t = frame.t_capture_ns
         sender.send_message(msg)
         if recorder is not None:
-            recorder.send_message(msg)
+            _send_copy(recorder, msg)
         now = time.monotonic()
         if now - t_status >= STATUS_INTERVAL_S:
             fps = window_frames / (now - window_start)

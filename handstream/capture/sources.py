@@ -268,6 +268,11 @@ class ImageFolderSource:
     def skipped(self) -> int:
         return self._pace.skipped + self._stamped_skips
 
+    def set_epoch(self, epoch_ns: int) -> None:
+        """Start (again) from ``epoch_ns``: the instant frame 0 (recorded times: ``t0_ns``) is due."""
+        self._pace.epoch_ns = int(epoch_ns)
+        self._next = None
+
     def _read_stamped(self) -> Frame | None:
         """Play the recorded times (see ``timestamps``)."""
         seq, t = self.stamps
