@@ -36,21 +36,29 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-app.add_typer(calib_app, name="calib")
-app.add_typer(synth_app, name="synth")
-app.command("serve")(serve_command)
-app.command("subscribe")(subscribe_command)
-app.command("bridge")(bridge_command)
-app.command("keys")(keys_command)
-app.command("export-engine")(export_command)
-app.command("import-model")(import_model_command)
-app.command("bench")(bench_command)
-app.command("train")(train_command)
-app.command("eval")(eval_command)
-app.command("adapt")(adapt_command)
-app.command("annotate")(annotate_command)
-app.command("poses-table")(poses_table_command)
-app.command("info")(info_command)
+COMMANDS = {
+    "serve": serve_command,
+    "subscribe": subscribe_command,
+    "bridge": bridge_command,
+    "keys": keys_command,
+    "export-engine": export_command,
+    "import-model": import_model_command,
+    "bench": bench_command,
+    "train": train_command,
+    "eval": eval_command,
+    "adapt": adapt_command,
+    "annotate": annotate_command,
+    "poses-table": poses_table_command,
+    "info": info_command,
+}
+"""Command name -> its function (a module of this package each), in the order ``handstream --help`` lists them."""
+GROUPS = {"calib": calib_app, "synth": synth_app}
+"""Command groups (``handstream calib show``, ``handstream synth render``, ...)."""
+
+for _name, _group in GROUPS.items():
+    app.add_typer(_group, name=_name)
+for _name, _command in COMMANDS.items():
+    app.command(_name)(_command)
 
 
 def _version(value: bool) -> None:
