@@ -253,6 +253,15 @@ def plan(config: ServeConfig, *, progress: Progress | None = None, record: str |
 # --- supervision --------------------------------------------------------------------------------------
 
 
+def _recorded_poses(timestamps: str) -> str | None:
+    """The poses of the recording a ``timestamps`` table belongs to (``DIR/frames/<camera>/timestamps.csv``
+    -> ``DIR/poses.jsonl``), or None when the table is not in a recording."""
+    from handstream.capture.recorder import POSES, is_recording
+
+    root = Path(timestamps).resolve().parent.parent.parent
+    return str(root / POSES) if is_recording(root) and (root / POSES).is_file() else None
+
+
 @dataclass
 class _Child:
     name: str
@@ -331,11 +340,14 @@ class Supervisor:
         }
         self.children = [_Child("engine", "handstream.engine", engine_args)]
         self._tmp = tempfile.mkdtemp(prefix="hs-serve-")  # the recorder's socket, the lock-step barrier
+        self._recorder_ready: str | None = None
         record_endpoint = None
         if plan.record is not None:  # first: its socket is bound before a capture sends (handstream.record)
             record_endpoint = f"ipc://{self._tmp}/record.sock"
+            self._recorder_ready = f"{self._tmp}/recorder-ready"  # the recorder hears the engine: captures go
             rec_args = {"root": plan.record, "config": cfg.to_dict(), "rig": engine_args["rig"], "fps": plan.fps,
-                        "sources": plan.sources, "record_endpoint": record_endpoint, "parent_pid": parent}  # fmt: skip
+                        "sources": plan.sources, "record_endpoint": record_endpoint, "parent_pid": parent,
+                        "ready_file": self._recorder_ready}  # fmt: skip
             self.children.insert(0, _Child("recorder", "handstream.record", rec_args))
         for spec in plan.sources:
             args = {
@@ -352,6 +364,7 @@ class Supervisor:
                                     "cameras": [s["camera"] for s in plan.sources],
                                     "tolerance_ns": int(0.5e9 / plan.fps),
                                     "timestamps": [s["timestamps"] for s in plan.sources],
+                                    "poses": _recorded_poses(spec["timestamps"]),
                                     "step": not spec.get("realtime", True)}  # fmt: skip
             self.children.append(_Child(f"capture-{spec['camera']}", "handstream.capture", args))
         for i, (kind, options) in enumerate(bridges):  # python -m handstream.bridges: see handstream.bridges
@@ -430,6 +443,14 @@ class Supervisor:
             return 0
         return None
 
+    def _wait_for_recorder(self, timeout_s: float = 30.0) -> None:
+        """``--record``: the captures start once the recorder hears the engine (its first status), so the
+        recording has the engine's first pose too (a subscriber that connects late misses what came before)."""
+        t0 = time.monotonic()
+        while not self._stop and not os.path.exists(self._recorder_ready) and time.monotonic() - t0 < timeout_s:
+            time.sleep(0.05)
+        self._recorder_ready = None  # once
+
     def stop(self) -> None:
         """Ask the run loop to end (safe from a signal handler)."""
         self._stop = True
@@ -467,6 +488,8 @@ class Supervisor:
         t_line = t0
         try:
             for child in self.children:
+                if child.module == "handstream.capture" and self._recorder_ready is not None:
+                    self._wait_for_recorder()
                 self._spawn(child)
             while not self._stop:
                 msg = sub.recv(timeout_ms=50)

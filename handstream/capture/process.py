@@ -28,11 +28,14 @@ RECORD_HWM = 64
 
 
 class LockStep:
-    """Fast replay in lock step: a frame goes only once the engine has published the pose of the recording's
-    previous instant (any camera's), so the engine gets the recorded frame sets one at a time, whole and in
-    order, whatever the machine's load (``serve --replay DIR --fast``: the same frames give the same poses).
-    An instant that some camera has no frame of is released by the engine after its camera timeout (the
-    engine's sync waits that long for media-clock frames), so a recording's gaps cost time, not determinism.
+    """Fast replay in lock step: a frame goes only once the engine has published the pose of the previous
+    frame set, so the engine gets the frame sets one at a time, whole and in order, whatever the machine's
+    load (``serve --replay DIR --fast``: the same frames give the same poses).
+
+    The frame sets are those of the recording's poses (``poses``: each pose's capture time and views name the
+    frames the live engine used), so the engine sees what it saw live, not the frame sets it skipped; without
+    recorded poses, every instant of the recording. A set that lacks some camera is released by the engine
+    after its camera timeout (its sync waits that long for media-clock frames): gaps cost time, not determinism.
 
     Before the first frame, every camera of the replay waits for all the others at a barrier (a file per
     camera in ``barrier_dir``) and for the engine's first status on the pose socket (the subscription works).
@@ -41,7 +44,8 @@ class LockStep:
         poses_endpoint: the engine's pose socket; curve: its CURVE keys (or None).
         barrier_dir: a folder shared by the replay's captures; cameras: all of them; camera: this one.
         tolerance_ns: a pose within this of a frame's time is that frame's (half a frame interval).
-        timestamps: every camera's ``timestamps.csv`` (the recording's instants).
+        timestamps: every camera's ``timestamps.csv`` (in the order of ``cameras``).
+        poses: the recording's ``poses.jsonl`` (None, missing or empty: every instant of the recording).
         step: False: only the barrier (a real-time replay: its cameras then start together at
             :attr:`epoch_ns`, the last camera's arrival at the barrier plus 0.3 s, also after a restart).
         timeout_s: a pose that does not come in this long (a frame set the engine could not use) is not
@@ -49,13 +53,31 @@ class LockStep:
     """
 
     def __init__(self, poses_endpoint: str, curve, barrier_dir: str, cameras: list[str], camera: str,
-                 tolerance_ns: int, timestamps: list[str], step: bool = True, timeout_s: float = 5.0):  # fmt: skip
+                 tolerance_ns: int, timestamps: list[str], poses: str | None = None, step: bool = True,
+                 timeout_s: float = 5.0):  # fmt: skip
+        import json
+
         import numpy as np
 
         from handstream.capture.recorder import read_timestamps
         from handstream.transport.pubsub import PoseSubscriber
 
-        self.instants = np.unique(np.concatenate([read_timestamps(p)[1] for p in timestamps]))
+        stamps = [read_timestamps(p)[1] for p in timestamps]
+        own = stamps[list(cameras).index(camera)]
+        sets = []
+        if poses is not None and Path(poses).is_file():
+            sets = [(int(d["t_capture_ns"]), d.get("views", [])) for d in map(json.loads, Path(poses).open())]
+        self.wanted: dict[int, str] | None = None  # capture time of a frame played -> its set's cameras
+        if sets:
+            self.instants = np.unique([t for t, _ in sets])
+            self.wanted = {}
+            for t, views in sets:  # this camera's frame in a set: within the tolerance before its time
+                if camera in views:
+                    k = int(np.searchsorted(own, t, "right")) - 1
+                    if k >= 0 and t - own[k] <= tolerance_ns:
+                        self.wanted[int(own[k])] = ",".join(views)
+        else:
+            self.instants = np.unique(np.concatenate(stamps))
         self.sub = PoseSubscriber(poses_endpoint, curve=curve, status=True)
         self.barrier, self.cameras, self.camera = Path(barrier_dir), list(cameras), camera
         self.tolerance_ns, self.timeout_s = int(tolerance_ns), float(timeout_s)
@@ -89,6 +111,15 @@ class LockStep:
             self._drain(20)
         stamps = [(self.barrier / c).stat().st_mtime_ns for c in self.cameras if (self.barrier / c).exists()]
         self.epoch_ns = max(stamps) + 300_000_000
+
+    def takes(self, t_capture_ns: int) -> bool:
+        """Whether the frame captured at ``t_capture_ns`` is in one of the frame sets played."""
+        return self.wanted is None or int(t_capture_ns) in self.wanted
+
+    def members(self, t_capture_ns: int) -> str | None:
+        """The cameras of the recorded frame set of this frame, comma-separated (the frame's ``set`` meta: the
+        engine waits for exactly those), or None when the sets are not known."""
+        return None if self.wanted is None else self.wanted.get(int(t_capture_ns))
 
     def before(self, t_capture_ns: int, stop: StopFlag) -> None:
         """Block until the pose of the recording's instant before ``t_capture_ns`` is out (none: at once)."""
@@ -162,6 +193,11 @@ def run_capture(
             break
         read += 1
         window_frames += 1
+        if lockstep is not None:
+            if not lockstep.takes(frame.t_capture_ns):
+                continue
+            if lockstep.members(frame.t_capture_ns):
+                frame.meta["set"] = lockstep.members(frame.t_capture_ns)
         msg = FrameMessage(source.camera, frame.seq, frame.t_capture_ns, frame.image, meta=frame.meta)
         if not source.realtime:
             while not stop.is_set() and not sender.socket.poll(100, zmq.POLLOUT):

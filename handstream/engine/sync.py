@@ -13,7 +13,9 @@ Frames on the *media clock* (playback as fast as the engine takes frames: ``serv
 --fast``) have no present to keep up with: an incomplete set of them waits up to ``camera_timeout`` for the
 missing cameras, and in the first ``camera_timeout`` after the first frame, cameras never heard from yet are
 waited for too (captures start one after the other). So a capture that the machine's load delays by more
-than half a frame still gets its frame into the set.
+than half a frame still gets its frame into the set. A media-clock frame may name its set's cameras (meta
+``set``, comma-separated: a lock-step replay of recorded frame sets, :class:`handstream.capture.process.LockStep`):
+the set then waits for exactly those cameras, up to :data:`SET_WAIT_NS`, and for no other.
 """
 
 from __future__ import annotations
@@ -22,6 +24,9 @@ import time
 from dataclasses import dataclass, field
 
 from handstream.transport.messages import FrameMessage
+
+SET_WAIT_NS = 10_000_000_000
+"""How long a set whose frames name their cameras (meta ``set``) waits for the missing ones."""
 
 
 @dataclass
@@ -125,9 +130,14 @@ class FrameSync:
             members = best
             ahead = {c for c, w in self._waiting.items() if c not in members and w.msg.t_capture_ns > t_ref}
             media = any(w.msg.meta.get("clock") == "media" for w in members.values())
-            missing = set(self.live_cameras(now, media)) - set(members) - ahead  # whose frame may still come
+            named = {c for w in members.values() for c in str(w.msg.meta.get("set") or "").split(",") if c}
             first = min(w.arrival for w in members.values())
-            due = first + (self.camera_timeout_ns if media else self.wait_ns) * 1e-9
+            if media and named:  # the replay says which cameras this set has
+                missing = (named & set(self.cameras)) - set(members) - ahead
+                due = first + SET_WAIT_NS * 1e-9
+            else:
+                missing = set(self.live_cameras(now, media)) - set(members) - ahead  # whose frame may still come
+                due = first + (self.camera_timeout_ns if media else self.wait_ns) * 1e-9
             if missing and now < due:
                 return None, due - now
             complete = not missing and not ahead

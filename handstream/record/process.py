@@ -67,15 +67,18 @@ class Recorder:
         root: the recording folder (created; must be empty or new: :func:`handstream.serve.plan` checks).
         config: the session's config; rig: its cameras (metres); sources: the plan's resolved sources;
         fps: the nominal camera rate; record_endpoint: where to bind the frame socket.
+        ready_file: touched when the engine's first status arrives (the subscription works: ``serve`` then
+            starts the captures, so no pose is published before the recorder listens).
     """
 
     def __init__(self, root: Path, config: ServeConfig, rig: Rig, sources: list[dict], fps: float,
-                 record_endpoint: str):  # fmt: skip
+                 record_endpoint: str, ready_file: str | None = None):  # fmt: skip
         self.root, self.config, self.rig, self.sources, self.fps = root, config, rig, sources, fps
         self.cameras = [s["camera"] for s in sources]
         self.receiver = FrameReceiver(record_endpoint, cameras=self.cameras, rcvhwm=RECORD_HWM)
         curve = curve_config(config.endpoints.curve_dir)
-        self.sub = PoseSubscriber(config.endpoints.poses, curve=curve, rcvhwm=1000)
+        self.sub = PoseSubscriber(config.endpoints.poses, curve=curve, rcvhwm=1000, status=True)
+        self.ready_file = ready_file
         root.mkdir(parents=True, exist_ok=True)
         self.writer = FrameWriter(root, self.cameras)
         self.captures: dict[str, dict[str, Any]] = {}
@@ -106,6 +109,9 @@ class Recorder:
                 self._poses_file.write(json.dumps(pose_to_dict(pose), separators=(",", ":")) + "\n")
                 self.poses += 1
                 n += 1
+            elif self.ready_file is not None and pose.process == "engine":
+                Path(self.ready_file).touch()
+                self.ready_file = None
         return n
 
     def finish(self) -> dict[str, Any]:
@@ -170,7 +176,8 @@ def recorder_main(args: dict[str, Any]) -> None:
     def body(stop: StopFlag) -> int:
         config = ServeConfig.from_dict(args["config"], "config")
         rig = Rig([Camera.from_dict(c, f"rig.cameras[{i}]") for i, c in enumerate(args["rig"])])
-        rec = Recorder(Path(args["root"]), config, rig, args["sources"], args["fps"], args["record_endpoint"])
+        rec = Recorder(Path(args["root"]), config, rig, args["sources"], args["fps"], args["record_endpoint"],
+                       args.get("ready_file"))  # fmt: skip
         while not stop.is_set():
             rec.step(100)
         m = rec.finish()
