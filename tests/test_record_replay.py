@@ -229,3 +229,15 @@ def test_sync_waits_for_exactly_the_cameras_a_replayed_set_names():
     assert list(fset.frames) == ["a", "b"] and fset.t_ref_ns == 1002
     s.add(frame("c", 2000, "c"), arrival=5.1)  # a set of c alone goes at once, though a and b are live
     assert list(s.poll(now=5.1)[0].frames) == ["c"]
+
+
+def test_poses_table_parquet_or_a_one_line_error(session, tmp_path, capsys):
+    out = tmp_path / "poses.parquet"
+    code = main(["poses-table", str(session / "poses.jsonl"), "--out", str(out)])
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and "pyarrow" in err and "\n" not in err
+        return
+    assert code == 0 and pq.read_table(out).column_names == table_columns()
