@@ -10,6 +10,7 @@ consensus's::
     round r:  detections = the engine's tracked path with the current student (round 0: the teacher),
                            :func:`handstream.engine.offline.track_recording` (acquisition by search)
               labels     = consensus_labels(rig, detections)        (handstream.adapt.pseudo, ConsensusConfig)
+                           refitted to the recording's bone lengths  (handstream.adapt.bone_fit; bone_sigma)
               student    = fine-tune(student, RGB perspective crops of the labelled hands)
               [round-R/student.onnx: the next round tracks with it]
     then      OUT/<name>.onnx  (export_landmark_onnx: the teacher's names, roles and crop rule, parity checked)
@@ -63,7 +64,8 @@ class LandmarkAdaptConfig:
     Attributes:
         rounds: track -> label -> fine-tune rounds.
         steps: optimizer steps per round; batch: crops per step (~65 ms per crop on one CPU core).
-        lr: peak learning rate (Adam; linear warm-up over a tenth of the steps, then cosine to 0 per round).
+        lr: peak learning rate (Adam; linear warm-up over a tenth of the steps, then cosine to 0 per round); the
+            defaults (2 rounds of 150 steps of 8 crops at 1e-5) are the best of the sweep in docs/adaptation.md.
         weight_decay: AdamW's decay (0: plain Adam, the measured setting).
         threads: torch and ONNX Runtime threads (0: all).
         consensus: the pseudo-label rules (:class:`~handstream.adapt.pseudo.ConsensusConfig`).
@@ -74,13 +76,16 @@ class LandmarkAdaptConfig:
         negatives: fraction of crops that look beside the hand (presence target 0).
         smooth_l1_px: smooth-L1's beta (crop px): quadratic below, linear above.
         presence_weight: weight of the presence and handedness losses against the keypoints'.
+        bone_sigma: refit each frame's consensus hand to the recording's median bone lengths, tolerating this
+            relative change per pixel of reprojection (:func:`handstream.adapt.bone_fit.fit_bone_lengths`);
+            0: the consensus as it is.
         seed: randomness of the sampling and jitter.
     """
 
     rounds: int = 2
-    steps: int = 100
+    steps: int = 150
     batch: int = 8
-    lr: float = 3e-6
+    lr: float = 1e-5
     weight_decay: float = 0.0
     threads: int = 1
     consensus: ConsensusConfig = field(default_factory=ConsensusConfig)
@@ -91,6 +96,7 @@ class LandmarkAdaptConfig:
     negatives: float = 0.1
     smooth_l1_px: float = 1.0
     presence_weight: float = 0.1
+    bone_sigma: float = 0.05
     seed: int = 0
 
 
@@ -340,6 +346,15 @@ def adapt_landmarks(
         entry: dict[str, Any] = {"round": r, "detections": str(current), "track_s": time.perf_counter() - t0,
                                  "tracked": _detections_summary(recording, det)}  # fmt: skip
         labels = consensus_labels(recording.rig, det, cfg.consensus)
+        if cfg.bone_sigma > 0:
+            from handstream.adapt.bone_fit import fit_bone_lengths
+
+            labels = fit_bone_lengths(recording.rig, det, labels, cfg.bone_sigma)
+            fit = labels.report["bone_fit"]
+            change = ", ".join(f"{side} {b:.1f} -> {a:.1f} %" for side, b, a in
+                               zip(HANDS, fit["bone_cv_pct_before"], fit["bone_cv_pct_after"], strict=True)
+                               if np.isfinite(b))  # fmt: skip
+            log(f"round {r}: labels refitted to the recording's bone lengths: bone-length variation {change}")
         labels.save(rdir / "labels.npz")
         entry["consensus"] = labels.report
         crops = LandmarkCrops(recording, labels, manifest.crop, size, cfg, seed=cfg.seed + r)

@@ -105,9 +105,17 @@ def _defaults(landmarks: bool, **given) -> dict:
     return {k: defaults[k] if v is None else v for k, v in given.items()}
 
 
-def _check_landmarks(model: Path, teacher: Path | None, refiner: str, estimate_extrinsics: bool) -> None:
+def _check_landmarks(
+    model: Path, landmarks: bool, teacher: Path | None, refiner: str, estimate_extrinsics: bool, bone_sigma
+) -> None:
     """An imported landmarks model is its own teacher and its own crop model: no --teacher, --refiner or
-    --estimate-extrinsics."""
+    --estimate-extrinsics; --bone-sigma is only for one."""
+    if not landmarks:
+        if bone_sigma is not None:
+            raise HandstreamError(f"--bone-sigma: only with an imported landmarks model as --model, not {model}")
+        return
+    if bone_sigma is not None and not bone_sigma >= 0:
+        raise HandstreamError(f"--bone-sigma: expected a number >= 0 (0: off), got {bone_sigma}")
     for flag, given in (("--teacher", teacher is not None), ("--refiner", refiner.lower() != "none"),
                         ("--estimate-extrinsics", estimate_extrinsics)):  # fmt: skip
         if given:
@@ -151,6 +159,7 @@ def _adapt_config(
     min_conf: float,
     anatomy: str,
     landmarks: bool = False,
+    bone_sigma: float | None = None,
 ):
     """The flags as an :class:`~handstream.adapt.adapt.AdaptConfig` (its consensus settings included), or for an
     imported landmarks model (``landmarks``) a :class:`~handstream.adapt.landmarks.LandmarkAdaptConfig`
@@ -164,8 +173,9 @@ def _adapt_config(
     if landmarks:
         from handstream.adapt.landmarks import LandmarkAdaptConfig
 
-        return LandmarkAdaptConfig(rounds=rounds, steps=steps, batch=batch, lr=lr, threads=threads,
-                                   consensus=consensus)  # fmt: skip
+        cfg = LandmarkAdaptConfig(rounds=rounds, steps=steps, batch=batch, lr=lr, threads=threads,
+                                  consensus=consensus)  # fmt: skip
+        return cfg if bone_sigma is None else replace(cfg, bone_sigma=bone_sigma)
     cfg = AdaptConfig(
         rounds=rounds,
         steps=steps,
@@ -202,10 +212,10 @@ def adapt_command(
     rounds: int = typer.Option(
         None, "--rounds", help="Detect -> pseudo-label -> fine-tune rounds (default 3; landmarks model 2)."
     ),
-    steps: int = typer.Option(None, "--steps", help="Fine-tuning steps per round (default 300; landmarks model 100)."),
+    steps: int = typer.Option(None, "--steps", help="Fine-tuning steps per round (default 300; landmarks model 150)."),
     batch: int = typer.Option(None, "--batch", help="Images (crops) per step (default 32; landmarks model 8)."),
     lr: float = typer.Option(
-        None, "--lr", help="Peak learning rate, cosine within each round (default 5e-4; landmarks model 3e-6)."
+        None, "--lr", help="Peak learning rate, cosine within each round (default 5e-4; landmarks model 1e-5)."
     ),
     threshold_px: float = typer.Option(
         8.0, "--threshold-px", help="Views agree on a joint when within this many pixels of its reprojection."
@@ -219,6 +229,12 @@ def adapt_command(
             "Bone-length check of the consensus: metric (calibration in metres, vs the average hand) "
             "or relative (unknown units)."
         ),
+    ),
+    bone_sigma: float = typer.Option(
+        None,
+        "--bone-sigma",
+        help="Landmarks model only: refit each frame's consensus hand to the recording's median bone lengths, "
+        "tolerating this relative change per pixel of reprojection (default 0.05; 0: off).",
     ),
     name: str = typer.Option("adapted", "--name", help="Name of the exported model (OUT/NAME.onnx)."),
     threads: Threads = 0,
@@ -253,15 +269,14 @@ def adapt_command(
         rounds=rounds, steps=steps, refiner_steps=refiner_steps, batch=batch, lr=lr, threshold_px=threshold_px,
         hand_scale=hand_scale, min_views=min_views, anatomy=anatomy, min_conf=min_conf,
     )  # fmt: skip
-    if landmarks:
-        _check_landmarks(model, teacher, refiner, estimate_extrinsics)
+    _check_landmarks(model, landmarks, teacher, refiner, estimate_extrinsics, bone_sigma)
     _check_teacher(teacher)
     refiner_path = None if landmarks else refiner_option(refiner, model)
     rec = _open_recording(recording, calibration, unit_scale, frames, progress=not no_progress)
     cfg = _adapt_config(
         rounds=rounds, steps=steps, batch=batch, lr=lr, threads=threads, estimate_extrinsics=estimate_extrinsics,
         hand_scale=hand_scale, refiner_steps=refiner_steps, threshold_px=threshold_px, min_views=min_views,
-        min_conf=min_conf, anatomy=anatomy, landmarks=landmarks,
+        min_conf=min_conf, anatomy=anatomy, landmarks=landmarks, bone_sigma=bone_sigma,
     )  # fmt: skip
     report = adapt(
         rec, model, out, cfg, teacher=teacher, refiner=refiner_path, name=name, export=not no_export,
