@@ -90,6 +90,8 @@ def test_recording_holds_frames_times_poses_calibration_config(session):
             assert np.array_equal(recorded, played)
     lines = rec.poses.read_text().splitlines()
     assert len(lines) == m["poses"]["count"] > 0
+    assert m["poses"]["missed"] == 0 and json.loads(lines[0])["seq"] == 0  # from the engine's first pose on
+    assert m["engine"]["sync"]["sets"] > 0 and m["engine"]["dropped_frames"]["error"] == 0
     assert {"seq", "t_capture_ns", "hands", "views"} <= set(json.loads(lines[0]))
     cfg = load_config(rec.config)  # a config serve --config accepts: the recording as images sources
     assert [s.kind for s in cfg.sources] == ["images", "images"] and all(s.timestamps for s in cfg.sources)

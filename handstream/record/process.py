@@ -82,6 +82,7 @@ class Recorder:
         root.mkdir(parents=True, exist_ok=True)
         self.writer = FrameWriter(root, self.cameras)
         self.captures: dict[str, dict[str, Any]] = {}
+        self.engine_status: dict[str, Any] = {}
         self.poses = 0
         self.created = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
         save_calibration(rig, root / CALIBRATION)
@@ -109,9 +110,11 @@ class Recorder:
                 self._poses_file.write(json.dumps(pose_to_dict(pose), separators=(",", ":")) + "\n")
                 self.poses += 1
                 n += 1
-            elif self.ready_file is not None and pose.process == "engine":
-                Path(self.ready_file).touch()
-                self.ready_file = None
+            elif pose.process == "engine":
+                self.engine_status = pose.data
+                if self.ready_file is not None:
+                    Path(self.ready_file).touch()
+                    self.ready_file = None
         return n
 
     def finish(self) -> dict[str, Any]:
@@ -159,6 +162,9 @@ class Recorder:
             "cameras": cams,
             "frames_format": "png",
             "poses": {"file": POSES, "count": self.poses, "missed": self.sub.counters.missed},
+            # the engine's last status (about a second before the end): its sync counters (sets, stale, late,
+            # unmatched) and dropped frames say which frames the live engine did not use
+            "engine": {k: self.engine_status.get(k) for k in ("poses", "sync", "dropped_frames", "receiver")},
             "session": {
                 "rig": self.config.to_dict()["rig"],
                 "sources": self.sources,
