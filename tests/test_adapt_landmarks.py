@@ -14,7 +14,7 @@ import pytest
 
 from handstream.errors import HandstreamError
 from tests.cli_run import assert_one_line_error, run_cli
-from tests.conftest import MEDIAPIPE_LITE, SHARED_DATA
+from tests.conftest import SHARED_DATA
 
 torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[train]')")
 ort = pytest.importorskip("onnxruntime", reason="onnxruntime is not installed")
@@ -32,17 +32,9 @@ def one_thread():
 
 
 @pytest.fixture(scope="module")
-def teacher(tmp_path_factory) -> Path:
-    """MediaPipe's lite landmark network imported into a temporary folder (once per module)."""
-    if not MEDIAPIPE_LITE.is_file():
-        pytest.skip(f"{MEDIAPIPE_LITE} not found (MediaPipe's networks live in ../shared/models, never in the repo)")
-    for name in ("tflite2onnx", "onnx"):
-        pytest.importorskip(name, reason=f"{name} is not installed (pip install -e '.[import]')")
-    from handstream.models.importer import import_mediapipe
-
-    out = tmp_path_factory.mktemp("teacher")
-    paths = import_mediapipe(MEDIAPIPE_LITE, out, name="mp-lite", check_parity=False, log=lambda s: None)
-    return next(p for p in paths if p.suffix == ".onnx")
+def teacher(mediapipe_lite) -> Path:
+    """MediaPipe's lite landmark network, imported once per session (tests/conftest.py)."""
+    return mediapipe_lite
 
 
 @pytest.fixture(scope="module")

@@ -29,9 +29,10 @@ from handstream.bridges.formats import HAND_BYTES, HEADER, OPENXR_BYTES, decode_
 from handstream.poses import HandPose, PoseMessage
 from handstream.runtime import StopFlag
 from handstream.skeleton import JOINT_NAMES
-from handstream.transport.pubsub import PosePublisher, PoseSubscriber
+from handstream.transport.pubsub import PoseSubscriber
 from tests.cli_run import assert_one_line_error
 from tests.conftest import free_tcp_port
+from tests.publishing import Publishing
 
 websockets = pytest.importorskip("websockets", reason="websockets not installed (pip install 'handstream[bridges]')")
 
@@ -49,34 +50,6 @@ def _pose(seq: int) -> PoseMessage:
         HandPose("right", 0.1, np.full((21, 3), np.nan, np.float32), nan21, nan21, np.zeros(21, np.uint8)),
     ]
     return PoseMessage(seq, time.time_ns(), 0, {"infer": 5.0}, ["a", "b"], hands)
-
-
-class Publishing:
-    """Publishes ``_pose(seq)`` every ``period`` s through a real PUB socket; remembers each pose's publish time."""
-
-    def __init__(self, period: float = 0.01):
-        self.endpoint = f"tcp://127.0.0.1:{free_tcp_port()}"
-        self.pub = PosePublisher(self.endpoint)
-        self.period = period
-        self.published: dict[int, int] = {}  # seq -> t_publish_ns
-        self._stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self):
-        seq = 0
-        while not self._stop.is_set():
-            msg = _pose(seq)
-            msg.t_publish_ns = time.time_ns()
-            self.published[seq] = msg.t_publish_ns
-            self.pub.publish(msg)
-            seq += 1
-            time.sleep(self.period)
-
-    def close(self):
-        self._stop.set()
-        self.thread.join()
-        self.pub.close()
 
 
 class Bridge:
@@ -106,7 +79,7 @@ class Bridge:
 
 @pytest.fixture
 def publishing():
-    p = Publishing()
+    p = Publishing(_pose, 0.01)
     yield p
     p.close()
 

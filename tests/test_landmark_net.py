@@ -59,17 +59,9 @@ def _diff(net, got: dict, ref: dict) -> dict[str, float]:
 
 
 @pytest.fixture(scope="module")
-def imported(tmp_path_factory) -> Path:
-    """The lite network converted by the importer (no TFLite parity: the importer's own tests do that)."""
-    if not LITE.is_file():
-        pytest.skip(f"{LITE} not found (MediaPipe's networks live in ../shared/models, never in the repository)")
-    for name in ("tflite2onnx", "tflite"):
-        pytest.importorskip(name, reason=f"{name} is not installed (pip install -e '.[import]')")
-    from handstream.models.importer import import_mediapipe
-
-    out = tmp_path_factory.mktemp("landmark-net")
-    onnx_path, _ = import_mediapipe(LITE, out, name="mp-lite", variant="lite", check_parity=False, log=lambda _: None)
-    return onnx_path
+def imported(mediapipe_lite) -> Path:
+    """The lite network converted by the importer, once per session (tests/conftest.py)."""
+    return mediapipe_lite
 
 
 @pytest.fixture(scope="module")

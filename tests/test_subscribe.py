@@ -4,7 +4,6 @@ and serving the real stereo clip from its calibration and videos."""
 import json
 import subprocess
 import sys
-import threading
 import time
 
 import numpy as np
@@ -13,8 +12,8 @@ import pytest
 import handstream
 from handstream.client import pose_from_dict, pose_to_dict, read_recording
 from handstream.poses import HandPose, PoseMessage
-from handstream.transport.pubsub import PosePublisher
 from tests.conftest import free_tcp_port
+from tests.publishing import Publishing
 
 
 def _pose(seq: int) -> PoseMessage:
@@ -37,31 +36,8 @@ def _pose(seq: int) -> PoseMessage:
     return PoseMessage(seq, time.time_ns(), 0, {"infer": 5.0}, ["a", "b"], hands)
 
 
-class Publishing:
-    """Publishes synthetic pose messages (not from an engine) until stopped."""
-
-    def __init__(self):
-        self.endpoint = f"tcp://127.0.0.1:{free_tcp_port()}"
-        self.pub = PosePublisher(self.endpoint)
-        self._stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self):
-        seq = 0
-        while not self._stop.is_set():
-            self.pub.publish(_pose(seq))
-            seq += 1
-            time.sleep(0.02)
-
-    def close(self):
-        self._stop.set()
-        self.thread.join()
-        self.pub.close()
-
-
 def test_python_api_yields_typed_poses():
-    p = Publishing()
+    p = Publishing(_pose)
     try:
         got = []
         for pose in handstream.subscribe(p.endpoint, timeout_s=5):
@@ -83,7 +59,7 @@ def test_json_round_trip_keeps_nan():
 
 
 def test_cli_json_and_record(tmp_path):
-    p = Publishing()
+    p = Publishing(_pose)
     rec = tmp_path / "poses.jsonl"
     try:
         r = subprocess.run(
