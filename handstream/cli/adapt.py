@@ -13,17 +13,7 @@ from pathlib import Path
 
 import typer
 
-from handstream.cli.options import (
-    Calibration,
-    FrameRange,
-    Model,
-    NoProgress,
-    Recordings,
-    Refiner,
-    Teacher,
-    Threads,
-    UnitScale,
-)
+from handstream.cli import options as opt
 from handstream.errors import HandstreamError
 
 
@@ -190,11 +180,11 @@ def _adapt_config(
 
 
 def adapt_command(
-    recording: Recordings = ...,
+    recording: opt.Recordings = ...,
     out: Path = typer.Option(..., "--out", help="Output folder (rounds, report.json, model.pt, <name>.onnx)."),
-    model: Model = None,
-    calibration: Calibration = None,
-    unit_scale: UnitScale = None,
+    model: opt.Model = None,
+    calibration: opt.Calibration = None,
+    unit_scale: opt.UnitScale = None,
     estimate_extrinsics: bool = typer.Option(
         False,
         "--estimate-extrinsics",
@@ -205,10 +195,10 @@ def adapt_command(
         "--hand-scale",
         help="With --estimate-extrinsics: your hand's size relative to the average adult hand (sets the metric scale).",
     ),
-    teacher: Teacher = None,
-    refiner: Refiner = "none",
+    teacher: opt.Teacher = None,
+    refiner: opt.Refiner = "none",
     refiner_steps: int = typer.Option(300, "--refiner-steps", help="Fine-tuning steps of the refiner."),
-    frames: FrameRange = None,
+    frames: opt.FrameRange = None,
     rounds: int = typer.Option(
         None, "--rounds", help="Detect -> pseudo-label -> fine-tune rounds (default 3; landmarks model 2)."
     ),
@@ -237,9 +227,9 @@ def adapt_command(
         "tolerating this relative change per pixel of reprojection (default 0.05; 0: off).",
     ),
     name: str = typer.Option("adapted", "--name", help="Name of the exported model (OUT/NAME.onnx)."),
-    threads: Threads = 0,
+    threads: opt.Threads = 0,
     no_export: bool = typer.Option(False, "--no-export", help="Do not export OUT/NAME.onnx."),
-    no_progress: NoProgress = False,
+    no_progress: opt.NoProgress = False,
 ) -> None:
     """Adapt the 2D estimator to your cameras without labels: cross-view consensus pseudo-labels and fine-tuning.
 

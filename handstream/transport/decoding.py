@@ -25,17 +25,8 @@ import numpy as np
 
 from handstream.poses import HandPose, PoseMessage
 from handstream.skeleton import HANDS, NUM_JOINTS
-from handstream.transport import fields
-from handstream.transport.messages import (
-    DEFAULT_LIMITS,
-    DTYPES,
-    PROTOCOL_VERSION,
-    FrameMessage,
-    Limits,
-    Message,
-    StatusMessage,
-    WireError,
-)
+from handstream.transport import fields, messages
+from handstream.transport.messages import DEFAULT_LIMITS, DTYPES, PROTOCOL_VERSION, Limits, WireError
 from handstream.transport.topics import MAX_NAME_LEN, MAX_TOPIC_BYTES, POSE, is_valid_name
 
 _COMMON_KEYS = frozenset({"v", "kind", "seq", "t_send_ns", "buffers"})
@@ -150,7 +141,7 @@ def _expect(descs: list[tuple[str, list[int]]], i: int, dtype: str, shape: list[
         raise WireError("shape", f"{what} must have shape {shape}, got {descs[i][1]}")
 
 
-def _decode_frame(name, header, descs, views, limits) -> FrameMessage:
+def _decode_frame(name, header, descs, views, limits) -> messages.FrameMessage:
     camera = fields.name(header["camera"], "camera")
     if camera != name:
         raise WireError("topic", f"topic camera {name!r} != header camera {camera!r}")
@@ -163,7 +154,7 @@ def _decode_frame(name, header, descs, views, limits) -> FrameMessage:
         raise WireError("dtype", f"image must be |u1, got {dtype}")
     if not (len(shape) == 2 or (len(shape) == 3 and shape[2] == 3)) or 0 in shape:
         raise WireError("shape", f"image must be [h, w] or [h, w, 3] with h, w >= 1, got {shape}")
-    return FrameMessage(
+    return messages.FrameMessage(
         camera=camera,
         seq=header["seq"],
         t_capture_ns=t_capture,
@@ -226,20 +217,20 @@ def _decode_pose(name, header, descs, views, limits) -> PoseMessage:
     )
 
 
-def _decode_status(name, header, descs, views, limits) -> StatusMessage:
+def _decode_status(name, header, descs, views, limits) -> messages.StatusMessage:
     process = fields.name(header["process"], "process")
     if process != name:
         raise WireError("topic", f"topic process {name!r} != header process {process!r}")
     if descs:
         raise WireError("parts", "a status message has no buffers")
     data = fields.plain_map(header["data"], "data", 3, limits)
-    return StatusMessage(process=process, seq=header["seq"], data=data, t_send_ns=header["t_send_ns"])
+    return messages.StatusMessage(process=process, seq=header["seq"], data=data, t_send_ns=header["t_send_ns"])
 
 
 _DECODERS = {"frame": _decode_frame, "pose": _decode_pose, "status": _decode_status}
 
 
-def decode(parts: Sequence[Any], limits: Limits = DEFAULT_LIMITS, *, expect: str | None = None) -> Message:
+def decode(parts: Sequence[Any], limits: Limits = DEFAULT_LIMITS, *, expect: str | None = None) -> messages.Message:
     """Validate and decode one received multipart message.
 
     Args:
@@ -249,8 +240,8 @@ def decode(parts: Sequence[Any], limits: Limits = DEFAULT_LIMITS, *, expect: str
             :class:`WireError` with reason ``"kind"``.
 
     Returns:
-        A :class:`FrameMessage`, :class:`PoseMessage` or :class:`StatusMessage`; its arrays are views on
-        ``parts`` (zero copy).
+        A :class:`~messages.FrameMessage`, :class:`PoseMessage` or :class:`~messages.StatusMessage`; its arrays are
+        views on ``parts`` (zero copy).
 
     Raises:
         WireError: for any invalid input, never another exception type; ``.reason`` in :data:`REASONS`.
@@ -292,7 +283,7 @@ def decode(parts: Sequence[Any], limits: Limits = DEFAULT_LIMITS, *, expect: str
     return _DECODERS[kind](name, header, descs, views[2:], limits)
 
 
-def decode_frame(parts: Sequence[Any], limits: Limits = DEFAULT_LIMITS) -> FrameMessage:
+def decode_frame(parts: Sequence[Any], limits: Limits = DEFAULT_LIMITS) -> messages.FrameMessage:
     """Decode a frame message (see :func:`decode`); any other kind raises ``WireError("kind")``."""
     return decode(parts, limits, expect="frame")  # type: ignore[return-value]
 
@@ -302,7 +293,7 @@ def decode_pose(parts: Sequence[Any], limits: Limits = DEFAULT_LIMITS) -> PoseMe
     return decode(parts, limits, expect="pose")  # type: ignore[return-value]
 
 
-def decode_status(parts: Sequence[Any], limits: Limits = DEFAULT_LIMITS) -> StatusMessage:
+def decode_status(parts: Sequence[Any], limits: Limits = DEFAULT_LIMITS) -> messages.StatusMessage:
     """Decode a status message (see :func:`decode`); any other kind raises ``WireError("kind")``."""
     return decode(parts, limits, expect="status")  # type: ignore[return-value]
 
