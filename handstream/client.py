@@ -19,7 +19,6 @@ Recordings (``handstream subscribe --record poses.jsonl``) hold one JSON object 
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +28,7 @@ import numpy as np
 
 from handstream.errors import HandstreamError
 from handstream.poses import HandPose, PoseMessage
+from handstream.records import read_json_lines
 from handstream.transport.endpoints import DEFAULT_POSE_ENDPOINT
 from handstream.transport.pubsub import PoseSubscriber
 from handstream.transport.security import curve_config
@@ -120,16 +120,11 @@ def pose_from_dict(data: dict[str, Any]) -> PoseMessage:
 
 def read_recording(path: str | Path) -> Iterator[PoseMessage]:
     """Poses from a ``--record`` file, in order."""
-    path = Path(path)
-    if not path.is_file():
-        raise HandstreamError(f"{path}: recording not found")
-    with path.open() as f:
-        for i, line in enumerate(f, 1):
-            if line.strip():
-                try:
-                    yield pose_from_dict(json.loads(line))
-                except (ValueError, KeyError, TypeError) as exc:
-                    raise HandstreamError(f"{path}:{i}: not a pose record ({exc})") from None
+    for i, record in read_json_lines(path, "recording not found"):
+        try:
+            yield pose_from_dict(record)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise HandstreamError(f"{path}:{i}: not a pose record ({exc})") from None
 
 
 def describe(msg: PoseMessage, t_receive_ns: int) -> str:

@@ -7,10 +7,13 @@ import hashlib
 import json
 import math
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from handstream.errors import HandstreamError
 
 
 def json_safe(x: Any) -> Any:
@@ -49,3 +52,22 @@ def natural_key(text: str) -> tuple:
     # re.split with a capturing group alternates text, number, text, ... so positions always compare
     # str with str and int with int.
     return tuple(int(part) if i % 2 else part.lower() for i, part in enumerate(re.split(r"(\d+)", text)))
+
+
+def read_json_lines(path: str | Path, missing: str = "file not found") -> Iterator[tuple[int, Any]]:
+    """(line number, object) of each non-empty line of a JSON-lines file (poses as ``subscribe --record`` and
+    recordings write them).
+
+    Raises:
+        HandstreamError: ``<path>: <missing>`` when there is no such file; ``<path>:<line>: not a JSON line``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise HandstreamError(f"{path}: {missing}")
+    with path.open(encoding="utf-8") as f:
+        for i, line in enumerate(f, 1):
+            if line.strip():
+                try:
+                    yield i, json.loads(line)
+                except ValueError as exc:
+                    raise HandstreamError(f"{path}:{i}: not a JSON line ({exc})") from None

@@ -15,7 +15,6 @@ The input is the JSON-lines layout of :func:`handstream.client.pose_to_dict` (``
 from __future__ import annotations
 
 import csv
-import json
 import math
 from collections.abc import Iterable
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from handstream.errors import HandstreamError
+from handstream.records import read_json_lines
 from handstream.skeleton import JOINT_NAMES
 
 TABLE_SUFFIXES = (".csv", ".parquet")
@@ -41,16 +41,8 @@ def _records(poses: str | Path | Iterable[dict[str, Any]]) -> Iterable[dict[str,
     if not isinstance(poses, (str, Path)):
         yield from poses
         return
-    path = Path(poses)
-    if not path.is_file():
-        raise HandstreamError(f"{path}: poses file not found (JSON lines, as subscribe --record writes)")
-    with path.open() as f:
-        for i, line in enumerate(f, 1):
-            if line.strip():
-                try:
-                    yield json.loads(line)
-                except ValueError as exc:
-                    raise HandstreamError(f"{path}:{i}: not a JSON line ({exc})") from None
+    for _, record in read_json_lines(poses, "poses file not found (JSON lines, as subscribe --record writes)"):
+        yield record
 
 
 def _num(v: Any) -> float:

@@ -17,8 +17,8 @@ ROOT = Path(__file__).resolve().parents[1] / "handstream"
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("errors", "skeleton"),  # 0: the one error type; the 21-joint hand
     # 1: plain helpers, NumPy at most (the package's root holds only the version)
-    ("handstream", "records", "machine", "pacing", "runtime", "metrics", "openxr", "tables"),
-    ("poses",),  # 2: the result types (PoseMessage, HandPose; a hand in OpenXR's joints)
+    ("handstream", "records", "machine", "pacing", "runtime", "metrics", "openxr"),
+    ("poses", "tables"),  # 2: the result types (PoseMessage, HandPose); poses as a table (CSV, Parquet)
     ("ops",),  # 3: the compiled kernels and their NumPy references
     ("geometry",),  # 4: cameras, rigs, calibration files
     ("models", "synth", "transport"),  # 5: networks and manifests; synthetic data; the wire and sockets
