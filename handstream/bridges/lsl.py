@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from handstream.bridges.common import latest_poses
 from handstream.bridges.deps import require
 from handstream.poses import PoseMessage
 from handstream.runtime import StopFlag
@@ -80,10 +81,7 @@ def run_lsl(opts: dict[str, Any], stop: StopFlag, *, endpoint: str, curve_dir: s
         names = ", ".join(f"{opts['name']}-{s}" for s in HANDS)
         on_ready(f"LSL streams {names} (type Mocap, 84 channels; poses from {endpoint})")
     try:
-        while not stop.is_set():
-            msg = sub.latest(timeout_ms=100)
-            if msg is None:
-                continue
+        for msg in latest_poses(sub, stop):
             ts = msg.t_capture_ns * 1e-9 + offset
             for side, outlet in outlets.items():
                 outlet.push_sample(hand_sample(msg, side).tolist(), ts)

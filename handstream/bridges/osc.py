@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from handstream.bridges.common import latest_poses
 from handstream.bridges.deps import require
 from handstream.poses import PoseMessage
 from handstream.runtime import StopFlag
@@ -72,10 +73,7 @@ def run_osc(opts: dict[str, Any], stop: StopFlag, *, endpoint: str, curve_dir: s
     if on_ready is not None:
         on_ready(f"OSC bundles to udp://{opts['host']}:{opts['port']} (poses from {endpoint})")
     try:
-        while not stop.is_set():
-            msg = sub.latest(timeout_ms=100)
-            if msg is None:
-                continue
+        for msg in latest_poses(sub, stop):
             try:
                 client.send(pose_bundle(msg))
             except OSError:  # e.g. ICMP port unreachable reported on the next send: nobody listens, fine

@@ -23,6 +23,7 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from handstream.bridges.common import latest_poses
 from handstream.bridges.deps import require
 from handstream.bridges.formats import pose_binary, pose_json
 from handstream.errors import HandstreamError
@@ -143,10 +144,8 @@ def _subscribe(endpoint: str, curve_dir: str | None, loop: asyncio.AbstractEvent
     """The ZeroMQ side, in its own thread: newest pose -> the event loop."""
     sub = PoseSubscriber(endpoint, curve=curve_config(curve_dir))
     try:
-        while not done.is_set():
-            msg = sub.latest(timeout_ms=100)
-            if msg is not None:
-                loop.call_soon_threadsafe(bridge.broadcast, msg)
+        for msg in latest_poses(sub, done):
+            loop.call_soon_threadsafe(bridge.broadcast, msg)
     finally:
         sub.close()
 
