@@ -78,11 +78,16 @@ EVERY_MODEL = [
 # ------------------------------------------------------------------------------------------------
 
 
+def camera_and_points(model: str, dist, seed: int, n: int, max_angle_deg: float):
+    """A random camera of ``model`` and ``n`` world points in front of it within ``max_angle_deg`` of its axis."""
+    rng = np.random.default_rng(seed)
+    cam = make_camera(model, dist, rng)
+    return cam, points_in_front(cam, rng, n, max_angle_deg=max_angle_deg)
+
+
 @pytest.mark.parametrize("model, dist", EVERY_MODEL)
 def test_project_matches_opencv(model, dist):
-    rng = np.random.default_rng(1)
-    cam = make_camera(model, dist, rng)
-    X = points_in_front(cam, rng, 500, max_angle_deg=70 if model == "fisheye" else 40)
+    cam, X = camera_and_points(model, dist, seed=1, n=500, max_angle_deg=70 if model == "fisheye" else 40)
     ours = cam.project(X)
     rvec, tvec = matrix_to_rodrigues(cam.R), cam.t
     if model == "fisheye":
@@ -131,9 +136,7 @@ def test_projection_matrix_and_center():
 @pytest.mark.parametrize("model, dist", EVERY_MODEL)
 def test_undistort_round_trip_all_models(model, dist):
     """project -> undistort_points equals the pinhole projection for points inside the valid range."""
-    rng = np.random.default_rng(3)
-    cam = make_camera(model, dist, rng)
-    X = points_in_front(cam, rng, 2000, max_angle_deg=80 if model == "fisheye" else 45)
+    cam, X = camera_and_points(model, dist, seed=3, n=2000, max_angle_deg=80 if model == "fisheye" else 45)
     px = cam.project(X)
     X_cam = cam.world_to_camera(X)
     r = np.hypot(X_cam[:, 0], X_cam[:, 1]) / X_cam[:, 2]
