@@ -55,6 +55,7 @@ from typing import Any
 
 from handstream.errors import HandstreamError
 from handstream.models.defaults import DEFAULT_MODEL
+from handstream.records import read_text
 from handstream.transport.endpoints import DEFAULT_FRAME_ENDPOINT, DEFAULT_POSE_ENDPOINT, Endpoints
 from handstream.transport.topics import is_valid_name
 
@@ -467,12 +468,9 @@ def validate(cfg: ServeConfig, where: str = "config") -> None:
 def load_config(path: str | Path) -> ServeConfig:
     """Read and validate a serve config TOML file (relative paths in it are relative to its folder)."""
     path = Path(path)
-    if not path.is_file():
-        raise HandstreamError(f"{path}: config file not found")
+    text = read_text(path, "config file not found")
     try:
-        data = tomllib.loads(path.read_text())
-    except (OSError, UnicodeDecodeError) as exc:
-        raise HandstreamError(f"{path}: cannot read ({exc})") from None
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise HandstreamError(f"{path}: not valid TOML ({exc})") from None
     data["base_dir"] = str(path.resolve().parent)

@@ -71,3 +71,17 @@ def read_json_lines(path: str | Path, missing: str = "file not found") -> Iterat
                     yield i, json.loads(line)
                 except ValueError as exc:
                     raise HandstreamError(f"{path}:{i}: not a JSON line ({exc})") from None
+
+
+def read_text(path: str | Path, missing: str = "file not found") -> str:
+    """A UTF-8 text file (calibrations, configs, manifests), every failure one line naming it: ``<path>:
+    <missing>`` when it is not a file, ``not a text file (not UTF-8)``, ``cannot read: <why>``."""
+    path = Path(path)
+    if not path.is_file():
+        raise HandstreamError(f"{path}: {missing}")
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise HandstreamError(f"{path}: not a text file (not UTF-8)") from None
+    except OSError as exc:
+        raise HandstreamError(f"{path}: cannot read: {exc.strerror}") from None

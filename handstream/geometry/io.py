@@ -63,7 +63,7 @@ from handstream.geometry.camera import (
 )
 from handstream.geometry.ovfisheye import fit_fisheye_to_ovfisheye62, ovfisheye62_theta_max
 from handstream.geometry.rig import Rig
-from handstream.records import natural_key
+from handstream.records import natural_key, read_text
 
 _TOML_EXT = {".toml"}
 _OPENCV_EXT = {".yaml", ".yml", ".xml"}
@@ -164,7 +164,7 @@ def _detect_format(path: Path) -> str:
     head = path.read_bytes()[:256].lstrip()
     if head.startswith((b"%YAML", b"<?xml", b"<opencv_storage")):
         return "opencv"
-    text = _read_text(path)
+    text = read_text(path)
     try:
         json.loads(text)
         return "json"
@@ -178,15 +178,6 @@ def _detect_format(path: Path) -> str:
     raise HandstreamError(
         f"{path}: unknown calibration format; expected aniposelib .toml, OpenCV .yaml/.yml/.xml or AssemblyHands .json"
     )
-
-
-def _read_text(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise HandstreamError(f"{path}: not a text file (not UTF-8)") from None
-    except OSError as exc:
-        raise HandstreamError(f"{path}: cannot read: {exc.strerror}") from None
 
 
 def _make_camera(where: str, **fields: Any) -> Camera:
@@ -253,7 +244,7 @@ _TOML_HEADER = """\
 
 def _read_toml(path: Path) -> list[Camera]:
     try:
-        data = tomllib.loads(_read_text(path))
+        data = tomllib.loads(read_text(path))
     except tomllib.TOMLDecodeError as exc:
         raise HandstreamError(f"{path}: not valid TOML: {exc}") from None
     tables = {key: value for key, value in data.items() if isinstance(value, dict) and key != "metadata"}
@@ -557,7 +548,7 @@ def _opencv_stereo_layout(root: _FsNode) -> list[Camera]:
 
 def _read_assemblyhands_json(path: Path, unit_scale: float, cameras: str | Sequence[str]) -> list[Camera]:
     try:
-        data = json.loads(_read_text(path))
+        data = json.loads(read_text(path))
     except ValueError as exc:
         raise HandstreamError(f"{path}: not valid JSON: {exc}") from None
     if not isinstance(data, list) or not data:
