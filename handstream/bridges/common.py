@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import socket
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 from handstream.bridges.deps import require
 from handstream.errors import HandstreamError
-from handstream.poses import PoseMessage
 from handstream.runtime import StopFlag, child_main
 from handstream.transport.endpoints import DEFAULT_POSE_ENDPOINT, check_connect_endpoint, is_loopback_host
 
@@ -167,13 +166,3 @@ def bridge_main(args: dict[str, Any]) -> None:
         )  # fmt: skip
 
     child_main(f"bridge-{args.get('kind')}", body, args.get("parent_pid"))
-
-
-def latest_poses(sub, stop) -> Iterator[PoseMessage]:
-    """The newest pose of a :class:`~handstream.transport.pubsub.PoseSubscriber` each time one arrives (older
-    ones it holds are dropped: a bridge never falls behind the engine), until ``stop`` (a StopFlag or an
-    Event) is set, checked every 0.1 s."""
-    while not stop.is_set():
-        msg = sub.latest(timeout_ms=100)
-        if msg is not None:
-            yield msg

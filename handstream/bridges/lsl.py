@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from handstream.bridges.common import latest_poses
 from handstream.bridges.deps import require
+from handstream.bridges.stream import latest_poses
 from handstream.poses import PoseMessage
 from handstream.runtime import StopFlag
 from handstream.skeleton import HANDS, JOINT_NAMES, NUM_JOINTS

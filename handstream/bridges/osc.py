@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from handstream.bridges.common import latest_poses
 from handstream.bridges.deps import require
+from handstream.bridges.stream import latest_poses
 from handstream.poses import PoseMessage
 from handstream.runtime import StopFlag
 from handstream.skeleton import JOINT_NAMES

@@ -23,9 +23,9 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from handstream.bridges.common import latest_poses
 from handstream.bridges.deps import require
 from handstream.bridges.formats import pose_binary, pose_json
+from handstream.bridges.stream import latest_poses
 from handstream.errors import HandstreamError
 from handstream.poses import PoseMessage
 from handstream.runtime import StopFlag
