@@ -26,7 +26,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("capture",),  # 7: frame sources, capture processes, recordings
     ("engine",),  # 8: the pipeline's stages, backends, the engine process, offline runs
     ("serve", "client", "mediapipe", "export", "bridges"),  # 9: supervisor, subscriber API, peer, export, bridges
-    ("train", "eval", "annotate", "record"),  # 10: training, evaluation, annotated videos, session recorder
+    # 10: training, evaluation, annotated videos, session recorder, the browser view (it speaks the bridges' JSON)
+    ("train", "eval", "annotate", "record", "view"),
     ("adapt", "bench"),  # 11: adaptation (it trains), the benchmark (it serves)
     ("cli",),  # 12: the command line
 )

@@ -27,6 +27,7 @@ from handstream.cli.subscribe import subscribe_command
 from handstream.cli.synth import synth_app
 from handstream.cli.tables import poses_table_command
 from handstream.cli.train import train_command
+from handstream.cli.view import view_command
 from handstream.errors import HandstreamError
 
 app = typer.Typer(
@@ -40,6 +41,7 @@ COMMANDS = {
     "serve": serve_command,
     "subscribe": subscribe_command,
     "bridge": bridge_command,
+    "view": view_command,
     "keys": keys_command,
     "export-engine": export_command,
     "import-model": import_model_command,
