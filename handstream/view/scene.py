@@ -21,9 +21,9 @@ from handstream.skeleton import HAND_CONNECTIONS, JOINT_NAMES
 BORDER_SAMPLES = 4
 """Points per image edge in a frustum's outline (corners included once): a fisheye's border is curved."""
 
-DEMO_PRESETS = ("headset4", "stereo")
-"""Synthetic presets recognised by their camera names when no ``--calibration`` is given (``serve --demo`` is
-headset4, ``serve --synthetic stereo`` stereo)."""
+DEMO_PRESETS = ("headset4",)
+"""Synthetic presets recognised by their camera names when no ``--calibration`` is given: ``serve --demo``'s
+headset4 (four serial numbers). Not stereo: its ``left`` / ``right`` would match real cameras named so."""
 
 
 def _rows(a: np.ndarray, decimals: int) -> list:

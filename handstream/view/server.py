@@ -163,9 +163,9 @@ class ViewServer:
         sock = connection.transport.get_extra_info("socket")
         if sock is not None:  # a bounded kernel backlog: a stalled page gets fresh poses, not old ones
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SNDBUF)
+        self.pages.add(page)
         page.offer("scene", self.scene)
         page.offer("status", json.dumps(self.status(page), separators=(",", ":")))
-        self.pages.add(page)
         reader = asyncio.ensure_future(self._read(connection, page))
         try:
             while not reader.done():

@@ -324,6 +324,7 @@
       cv.height = Math.round((tw * ih) / iw);
       const cap = document.createElement("figcaption");
       cap.textContent = `${cam.name} · ${iw}x${ih} · reprojected`;
+      fig.style.width = `${tw}px`;
       fig.append(cv, cap);
       box.append(fig);
       thumbs.set(cam.name, { fig, canvas: cv, scale: tw / iw });
@@ -335,7 +336,7 @@
     const used = new Set(pose && pose.views ? pose.views : []);
     for (const [name, t] of thumbs) {
       const g = t.canvas.getContext("2d");
-      g.fillStyle = "#1b1f26";
+      g.fillStyle = "#1b1f26"; // no camera image: the frame topic is not reachable (docs/use-the-poses.md, Viewer)
       g.fillRect(0, 0, t.canvas.width, t.canvas.height);
       t.fig.classList.toggle("used", used.has(name));
       const views = !state.waiting && pose && pose.views2d ? pose.views2d[name] : null;
