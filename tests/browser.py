@@ -128,6 +128,7 @@ def wait_for(view_url: str, predicate, timeout: float, what: str) -> dict:
 if __name__ == "__main__":  # python -m tests.browser URL OUT.png [seconds]
     url, out = sys.argv[1], sys.argv[2]
     with Chromium(url) as browser:
-        wait_for(url, lambda s: s["framesWithHands"] > 30 and s["handsDrawn"] == 2, 60, "two hands drawn")
-        time.sleep(float(sys.argv[3]) if len(sys.argv) > 3 else 3.0)
-        print(browser.screenshot(out))
+        wait_for(url, lambda s: s["framesWithHands"] > 30, 60, "hands drawn")
+        time.sleep(float(sys.argv[3]) if len(sys.argv) > 3 else 3.0)  # the rates and latencies settle
+        wait_for(url, lambda s: s["handsDrawn"] == 2 and s["jointsDrawn"] >= 40, 60, "both hands drawn")
+        print(browser.screenshot(out, settle_s=0.05))

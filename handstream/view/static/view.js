@@ -56,7 +56,7 @@
   // ---- the orbit camera -------------------------------------------------------------------------------------------
   const view = { target: [0, 0, 0.3], yaw: 1.15, pitch: 0.35, dist: 1.0, up: [0, -1, 0], a: [0, 0, -1], b: [1, 0, 0] };
   let fitted = 0; // how many joints the last auto-fit saw (it fits again at 42 and at MAX_SEEN)
-  const MAX_SEEN = 420; // joints kept for the fit (the last 10 poses' worth of two hands)
+  const MAX_SEEN = 420; // joints kept for the fit (10 poses' worth of two hands, sampled from all seen)
 
   function setUp(up, forward) {
     // a, b: the horizontal plane (perpendicular to up); a points from the rig backwards, so yaw 0 looks along
@@ -136,6 +136,15 @@
     const jb = jointBounds();
     if (jb) for (let i = 0; i < 8; i++) pts.push([0, 1, 2].map((k) => jb[(i >> k) & 1][k]));
     return pts;
+  }
+
+  let seenCount = 0;
+  function remember(p) {
+    // a uniform sample of every joint seen (reservoir sampling): the fit sees where the hands go, not where they
+    // were in the last second
+    seenCount++;
+    if (seenJoints.length < MAX_SEEN) seenJoints.push(p);
+    else if (Math.random() < MAX_SEEN / seenCount) seenJoints[Math.floor(Math.random() * MAX_SEEN)] = p;
   }
 
   function fit() {
@@ -252,7 +261,8 @@
       for (const [i, j] of scene.bones) if (ok3(J[i]) && ok3(J[j])) line(c, J[i], J[j]);
       ctx.stroke();
       let n = 0;
-      pts.forEach((s, k) => { if (s) { n++; dots.push([s, hand.conf[k]]); } });
+      const inside = (s) => s[0] >= 0 && s[1] >= 0 && s[0] <= c.cx * 2 && s[1] <= c.cy * 2;
+      pts.forEach((s, k) => { if (s) { n += inside(s); dots.push([s, hand.conf[k]]); } }); // drawn = on the canvas
       joints += n;
       hands += n > 0 ? 1 : 0;
       if (pts[0]) {
@@ -346,7 +356,7 @@
         const uv = views[h] || [];
         const s = uv.map((p) => (p ? [(p[0] + 0.5) * t.scale, (p[1] + 0.5) * t.scale] : null));
         g.strokeStyle = HAND_COLOR[hand.side] || "#ddd";
-        g.lineWidth = 1.5;
+        g.lineWidth = 2;
         g.beginPath();
         for (const [i, j] of scene.bones) if (s[i] && s[j]) { g.moveTo(...s[i]); g.lineTo(...s[j]); }
         g.stroke();
@@ -389,7 +399,7 @@
       const fps = Object.values(d.fps_in || {});
       const fpsText = fps.length ? `${fmt(Math.min(...fps), 0)}${Math.max(...fps) - Math.min(...fps) >= 1 ? `–${fmt(Math.max(...fps), 0)}` : ""} fps x ${fps.length}` : "–";
       line = `engine: ${fmt(d.pose_rate)} poses/s, latency p50 ${fmt(lat.p50)} / p99 ${fmt(lat.p99)} ms, ${d.backend ?? "?"},` +
-        ` frames in ${fpsText}, ${frameDrops} unused (superseded, late, invalid)`;
+        ` frames in ${fpsText}, ${frameDrops} unused`;
       const names = Object.keys(d.fps_in || {}).sort().join(",");
       const ours = scene && scene.cameras.length ? scene.cameras.map((k) => k.name).sort().join(",") : names;
       if (names && ours !== names) line += " · the calibration's cameras are not the engine's";
@@ -432,7 +442,7 @@
     push(arrivals, now, 120);
     push(latPublish, (msg.t_publish_ns - msg.t_capture_ns) / 1e6, 60);
     push(latPage, Date.now() - msg.t_capture_ns / 1e6, 60);
-    for (const h of msg.hands) for (const p of h.joints) if (ok3(p)) push(seenJoints, p, MAX_SEEN);
+    for (const h of msg.hands) for (const p of h.joints) if (ok3(p)) remember(p);
     // fit the view twice by itself: when the hands appear, and once they have been seen for a while
     if ((fitted < 42 && seenJoints.length >= 42) || (fitted < MAX_SEEN && seenJoints.length >= MAX_SEEN)) fit();
     if (state.waiting) updateStatus();
