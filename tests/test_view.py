@@ -226,6 +226,7 @@ def test_bad_flags_give_one_line_and_exit_2(tmp_path):
             (["--calibration", str(tmp_path / "missing.toml")], "missing.toml", "not found"),
             (["--calibration", str(bad_calibration)], "bad.toml"),
             (["--unit-scale", "0.04"], "--unit-scale", "--calibration"),
+            (["--port", "0", "--curve-dir", str(tmp_path / "no-keys")], "no-keys", "handstream keys"),
         ]
         head = [sys.executable, "-m", "handstream.cli", "view", "--no-open", "--seconds", "5"]
         procs = [subprocess.Popen([*head, *a], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -35,7 +35,7 @@ from handstream.bridges.formats import pose_json
 from handstream.errors import HandstreamError
 from handstream.geometry import Rig
 from handstream.runtime import StopFlag
-from handstream.transport.endpoints import is_loopback_host
+from handstream.transport.endpoints import check_connect_endpoint, is_loopback_host
 from handstream.transport.pubsub import PoseSubscriber
 from handstream.transport.security import curve_config
 from handstream.view.scene import preset_for_cameras, project_views, scene_message
@@ -218,11 +218,17 @@ class ViewServer:
         return Response(HTTPStatus.OK, "OK", headers, body)
 
 
-def _subscribe(endpoint: str, curve_dir: str | None, rig: Rig | None, include_2d: bool, scene_args: dict[str, Any],
-               loop: asyncio.AbstractEventLoop, server: ViewServer, done: threading.Event) -> None:  # fmt: skip
+def _subscribe(endpoint: str, curve, rig: Rig | None, include_2d: bool, scene_args: dict[str, Any],
+               loop: asyncio.AbstractEventLoop, server: ViewServer, done: threading.Event,
+               failed: list) -> None:  # fmt: skip
     """The ZeroMQ side, in its own thread: newest pose (encoded once) and the status messages -> the event loop.
-    Without a calibration, the demo's cameras are recognised by the names in the engine's status."""
-    sub = PoseSubscriber(endpoint, status=True, curve=curve_config(curve_dir))
+    Without a calibration, the demo's cameras are recognised by the names in the engine's status. An exception
+    goes into ``failed`` (the server then stops with it: a viewer that silently shows nothing is worse)."""
+    try:
+        sub = PoseSubscriber(endpoint, status=True, curve=curve)
+    except Exception as exc:  # noqa: BLE001 - handed to the main thread
+        failed.append(exc)
+        return
     detect = rig is None
     try:
         while not done.is_set():
@@ -244,6 +250,8 @@ def _subscribe(endpoint: str, curve_dir: str | None, rig: Rig | None, include_2d
                 if include_2d and rig is not None:
                     payload["views2d"] = project_views(rig, msg)
                 loop.call_soon_threadsafe(server.offer_pose, json.dumps(payload, separators=(",", ":")))
+    except Exception as exc:  # noqa: BLE001 - handed to the main thread
+        failed.append(exc)
     finally:
         sub.close()
 
@@ -264,6 +272,8 @@ def run_view(opts: dict[str, Any], stop: StopFlag, *, endpoint: str, curve_dir: 
     require("websockets")
     from websockets.asyncio.server import serve
 
+    check_connect_endpoint(endpoint)
+    curve = curve_config(curve_dir)  # a bad key folder: one line now, not a silent thread later
     include_2d = bool(opts.get("include_2d"))
     scene_args = {"include_2d": include_2d, "endpoint": endpoint}
     if rig is None:
@@ -278,10 +288,10 @@ def run_view(opts: dict[str, Any], stop: StopFlag, *, endpoint: str, curve_dir: 
             where = f"--port {opts['port']}: cannot listen on {opts['host']}"
             raise HandstreamError(f"view: {where} ({exc.strerror})") from None
         port = server.sockets[0].getsockname()[1]
-        done = threading.Event()
+        done, failed = threading.Event(), []
         thread = threading.Thread(
             target=_subscribe,
-            args=(endpoint, curve_dir, rig, include_2d, scene_args, asyncio.get_running_loop(), server_state, done),
+            args=(endpoint, curve, rig, include_2d, scene_args, asyncio.get_running_loop(), server_state, done, failed),
             daemon=True,
         )
         thread.start()
@@ -292,6 +302,8 @@ def run_view(opts: dict[str, Any], stop: StopFlag, *, endpoint: str, curve_dir: 
             t_status = 0.0
             while not stop.is_set():
                 await asyncio.sleep(0.1)
+                if failed:
+                    raise HandstreamError(f"view: the pose subscriber stopped: {failed[0]}")
                 if time.monotonic() - t_status >= STATUS_PERIOD_S:
                     t_status = time.monotonic()
                     server_state.send_statuses()
