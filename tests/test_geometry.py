@@ -214,6 +214,34 @@ def test_undistort_nan_and_unreachable_without_warnings():
 # ------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("model, dist", EVERY_MODEL)
+def test_mirror_camera_sees_the_reflected_world_as_the_flipped_image(model, dist):
+    """The mirrored camera's projection of reflected points = the original projection flipped left to right,
+    through OpenCV's own projection of the original (a reference independent of Camera.project)."""
+    from handstream.geometry.mirror import mirror_camera, reflect_points
+
+    for seed in range(5):
+        cam, X = camera_and_points(model, dist, seed=seed, n=300, max_angle_deg=60 if model == "fisheye" else 35)
+        rng = np.random.default_rng(100 + seed)
+        normal, offset = rng.normal(size=3) * rng.uniform(0.5, 3.0), float(rng.normal() * 4.0)
+        mcam = mirror_camera(cam, normal, offset)
+        assert mcam.name == "camm" and np.linalg.det(mcam.R) == pytest.approx(1.0)
+        rvec, _ = cv2.Rodrigues(cam.R)
+        if model == "fisheye":
+            ref, _ = cv2.fisheye.projectPoints(X[:, None], rvec, cam.t, cam.K, np.asarray(dist, float))
+        else:
+            ref, _ = cv2.projectPoints(X, rvec, cam.t, cam.K, np.asarray(dist, float))
+        ref = ref.reshape(-1, 2)
+        flipped = np.stack([cam.size[0] - 1 - ref[:, 0], ref[:, 1]], axis=1)
+        np.testing.assert_allclose(mcam.project(reflect_points(X, normal, offset)), flipped, atol=1e-6)
+        twice = mirror_camera(mcam, normal, offset)  # the mirror of the mirror is the camera itself
+        np.testing.assert_allclose(twice.R, cam.R, atol=1e-12)
+        np.testing.assert_allclose(twice.t, cam.t, atol=1e-9)
+        np.testing.assert_allclose(twice.dist, cam.dist, atol=0)
+    with pytest.raises(HandstreamError, match="mirror plane"):
+        mirror_camera(cam, [0.0, 0.0, 0.0], 1.0)
+
+
 @pytest.mark.parametrize("model, dist", [("pinhole", []), ("opencv", OPENCV_8), ("fisheye", FISHEYE)])
 def test_unproject_then_project(model, dist):
     rng = np.random.default_rng(5)

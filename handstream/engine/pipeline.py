@@ -242,9 +242,9 @@ class Pipeline:
     def _tracked(self, names, images, t_ns: int, timings: dict[str, float]) -> list[HandPose]:
         """The tracked path (:class:`handstream.engine.tracking.Tracker`), the detector only for acquisition."""
 
-        def acquire():
+        def acquire(missing: list[int], tracked: dict[int, np.ndarray]):
             if self.search is not None:
-                return self.search(names, images)
+                return self.search(names, images, missing, tracked)
             det = self.detect(names, images, {}, refine=False)
             return det.keypoints, det.presence
 

@@ -11,14 +11,19 @@ view. Every call (one per acquisition) evaluates a few crops of each view, all v
 returns the best hand per view and side; the tracker then makes its usual crops around those keypoints and
 triangulates. A view's crops in a call are, in this order: an upright crop around the hand it found in the last
 call (a hand moves little between acquisitions); else, when another view found a hand, crops of that hand seen
-from this view at 9 distances along the finding view's rays (0.12 to 3 m: the views predict each other's crops,
-so one view's find is confirmed in the next call instead of waiting for a blind sweep); then the next windows of
-its sweep. The windows are interleaved across sizes and angles so every call looks at all scales; a full sweep
-of a view takes ``ceil(116 / crops_per_view)`` acquisitions (39 at the default 3 per view).
+from this view at those of 9 distances along the finding view's rays (0.12 to 3 m) where this view would see it
+(the views predict each other's crops, so one view's find is confirmed in the next call instead of waiting for a
+blind sweep); then the next windows of its sweep. While one hand is tracked, finds on it are dropped and a find
+elsewhere is the other hand, whatever the handedness output says (:meth:`LandmarkSearch.__call__`); the tracker
+follows a find up in the next frame sets (``engine/tracking.py::FOLLOW_UPS``). The windows are interleaved
+across sizes and angles so every call looks at all scales; a full sweep of a view takes
+``ceil(116 / crops_per_view)`` acquisitions (39 at the default 3 per view).
 
 Measured on the real stereo clip (the lite network, one thread): the best window holds the hand with presence
 0.5-1.0 at 0.4 of the frame and one of the four angles (frames 0, 100, 200, both views); the engine first tracks
-the hand at frame set 18 and then keeps it in 223 of the 232 frame sets left, the detector never running.
+the hand at frame set 15 and then keeps it in 234 of the 235 frame sets left, the detector never running. With
+the clip's mirror image as a second, left hand in two more views (``benchmarks/mirrored_rig.py``), both hands are
+tracked from frame set 30-45 on.
 """
 
 from __future__ import annotations
@@ -44,6 +49,29 @@ SEARCH_MAX_INTERVAL = 16
 """Frame sets (half a second at 30 fps) the tracker waits at most between searches that keep finding nothing:
 each costs ``2 x crops_per_view`` crops for two views, so a hand that is not there (the second hand of a
 one-handed task) must not be looked for on every third frame set (``TrackingConfig.max_acquire_interval``)."""
+
+
+def _box(kp: np.ndarray) -> tuple[np.ndarray, float] | None:
+    """(centre (2,), side) of the square-ish box around the finite points of ``kp`` (K, 2), None under 3 points."""
+    ok = np.isfinite(kp).all(axis=-1)
+    if ok.sum() < 3:
+        return None
+    lo, hi = kp[ok].min(axis=0), kp[ok].max(axis=0)
+    return (lo + hi) / 2, float((hi - lo).max())
+
+
+def _on_a_tracked_hand(kp: np.ndarray, tracked: list[tuple[np.ndarray, float]]) -> bool:
+    """Is the find ``kp`` (K, 2) frame px on a tracked hand, given as the (centre, side) of its projection? Yes
+    when the tracked hand's centre is inside the find's box, or the find's centre inside the tracked hand's box
+    grown by half its side each way: a window that grazes a hand places its keypoints roughly and off-centre."""
+    box = _box(kp)
+    if box is None:
+        return False
+    centre, side = box
+    for c, s in tracked:
+        if (np.abs(c - centre) <= side / 2).all() or (np.abs(centre - c) <= s).all():
+            return True
+    return False
 
 
 def search_window(camera: Camera, centre_px: np.ndarray, side_px: float, angle: float,
@@ -103,9 +131,19 @@ class LandmarkSearch:
         self.hits: dict[str, np.ndarray] = {}  # view -> (K, 2) frame px of the hand the last call found there
         self.depth_cursor = dict.fromkeys(cameras, 0)
 
-    def __call__(self, names: list[str], images: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    def __call__(self, names: list[str], images: list[np.ndarray], sides: list[int] | None = None,
+                 tracked: dict[int, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
         """Look for hands in the next windows of every view.
 
+        Args:
+            names, images: the V views of the frame set.
+            sides: the hands looked for (indices into ``HANDS``; None: both).
+            tracked: the hands already tracked, hand -> (K, 3) predicted world joints. A find on one of them in a
+                view (its centre within half its size of where the tracked hand projects) is dropped: following
+                it up would spend the next calls' crops on a hand already tracked, not on the missing one. A find
+                elsewhere that the network calls the tracked hand's side is the missing hand when only one is
+                missing (two hands, one of each: the handedness output is unsure on a hand seen edge-on or from
+                the back, and a second hand away from the first is the other one).
         Returns:
             keypoints (V, H, K, 2) frame px (NaN where no hand was found) and presence (V, H), the layout of
             the detect stage's; a view's hand side comes from the network's handedness.
@@ -132,16 +170,34 @@ class LandmarkSearch:
             return keypoints, presence
         batch = resample(images, view_of, crops, out=self._input[: len(crops)], color="rgb")
         out = self.backend.infer_landmarks(batch)
+        wanted = list(range(len(HANDS))) if sides is None else list(sides)
+        tracked_px = self._tracked_px(names, tracked or {})
         for i, (v, crop) in enumerate(zip(view_of, crops, strict=True)):
             p = float(out.presence[i])
+            if p < self.threshold or not wanted:
+                continue
+            kp = crop.to_frame(out.keypoints[i])
+            if _on_a_tracked_hand(kp, tracked_px[v]):
+                continue
             side = HANDS.index("right") if out.handedness[i] >= 0.5 else HANDS.index("left")
-            if p >= self.threshold and p > presence[v, side]:
+            if side not in wanted and len(wanted) == 1:
+                side = wanted[0]
+            if side in wanted and p > presence[v, side]:
                 presence[v, side] = p
-                keypoints[v, side] = crop.to_frame(out.keypoints[i])
-                self.hits[names[v]] = keypoints[v, side].copy()
+                keypoints[v, side] = kp
+                self.hits[names[v]] = kp.copy()
                 if index[i] >= 0:
                     self.cursor[names[v]] = index[i]  # this window again if the hit's own crop misses next time
         return keypoints, presence
+
+    def _tracked_px(self, names: list[str], tracked: dict[int, np.ndarray]) -> list[list[tuple[np.ndarray, float]]]:
+        """Per view, the (centre (2,), side) frame px box of each tracked hand's projected joints."""
+        out = []
+        for n in names:
+            cam = self.cameras[n]
+            boxes = [_box(cam.project(j)) for j in tracked.values() if np.isfinite(j).any()]
+            out.append([b for b in boxes if b is not None])
+        return out
 
     def _from_hits(self, name: str, hits: dict[str, np.ndarray]) -> list[CropCamera]:
         """Crops for view ``name`` made from the last call's hits: around its own hit (the hand moved little),
@@ -155,11 +211,18 @@ class LandmarkSearch:
             return []
         other, kp = next(iter(hits.items()))
         src = self.cameras[other]
+        hands = [src.unproject(kp, depth=np.full(len(kp), d)) for d in DEPTHS_M]  # (K, 3) world, per distance
+        w, h = cam.size
+        seen = []  # the distances at which this view would see the hand's centre (the others cannot confirm it)
+        for k, joints in enumerate(hands):
+            c = cam.project(joints.mean(axis=0)[None])[0]
+            if np.isfinite(c).all() and 0 <= c[0] < w and 0 <= c[1] < h:
+                seen.append(k)
         out = []
-        for _ in range(self.crops_per_view):
-            d = DEPTHS_M[self.depth_cursor[name] % len(DEPTHS_M)]
+        for _ in range(min(self.crops_per_view, len(seen))):
+            k = seen[self.depth_cursor[name] % len(seen)]
             self.depth_cursor[name] += 1
-            crop = hand_crop(cam, src.unproject(kp, depth=np.full(len(kp), d)), self.size, self.margin, self.min_side)
+            crop = hand_crop(cam, hands[k], self.size, self.margin, self.min_side)
             if crop is not None:
                 out.append(crop)
         return out

@@ -48,6 +48,14 @@ from handstream.skeleton import BONES, HANDS, NUM_JOINTS
 
 _BONES = np.array(BONES, np.int64)  # (20, 2) parent, child
 MAX_DT_S = 0.1  # prediction horizon cap: after a stall the last pose is a better guess than a long extrapolation
+FOLLOW_UPS = 8
+"""With backoff (``max_acquire_interval``): an acquisition that finds a candidate for a missing hand in some view
+but starts no track is followed by another in the next frame set, up to this many in a row, before the wait
+grows again: the search confirms one view's find in the others over the next calls (engine/search.py: the
+distances along its rays where the other view sees it, 3 crops a view a call, and the find's own crop, which
+converges on the hand call by call), and a hand that waited half a second between those calls would have moved
+out of the follow-up crops. On the two-hand scene of benchmarks/mirrored_rig.py, 3 in a row found the second
+hand after 5 s, 8 after 1.5 s."""
 
 
 @dataclass(frozen=True)
@@ -160,9 +168,12 @@ class HandResult:
     view_error: dict[str, float] = field(default_factory=dict)
 
 
-Detect = Callable[[], tuple[np.ndarray, np.ndarray]]
-"""The acquisition's detector: () -> per-view keypoints (V, H, K, 2) frame px (distorted; NaN = not detected)
-and presence (V, H), gated as the engine gates them; run only when the tracker asks."""
+Detect = Callable[[list[int], dict[int, np.ndarray]], tuple[np.ndarray, np.ndarray]]
+"""The acquisition's detector: (the hands looked for, indices into ``HANDS``; the tracked hands' predicted joints,
+hand -> (K, 3) world) -> per-view keypoints (V, H, K, 2) frame px (distorted; NaN = not detected) and presence
+(V, H), gated as the engine gates them; run only when the tracker asks. A detector may ignore both arguments (the
+shipped one does: :meth:`_acquisition_crops` drops its finds of tracked hands); the search uses them
+(engine/search.py)."""
 
 
 def view_scores(camera: Camera, joints: np.ndarray, min_size_px: float = 12.0) -> float:
@@ -234,6 +245,7 @@ class Tracker:
         self.stats = TrackStats()
         self._since_acquire = 10**9
         self._backoff = 1  # x the interval before the next acquisition (doubles while acquisitions find nothing)
+        self._follow_ups = 0  # acquisitions in a row that found a candidate and started no track (FOLLOW_UPS)
         self._max_interval = max(config.max_acquire_interval, config.acquire_interval)
         self.crops: list[tuple[int, str, CropCamera]] = []  # (hand, camera, crop) of the last frame set
         prepare = getattr(crop_model, "prepare", None)  # torch on CUDA: a CUDA graph per batch size
@@ -244,7 +256,7 @@ class Tracker:
         """Forget every track (e.g. after a gap in the frames)."""
         self.tracks.clear()
         self._since_acquire = 10**9
-        self._backoff = 1
+        self._backoff, self._follow_ups = 1, 0
 
     # --- the steps --------------------------------------------------------------------------------
 
@@ -289,10 +301,10 @@ class Tracker:
         t_crops = time.perf_counter() - t0
         presence = np.zeros(len(HANDS), np.float32)
         missing = [h for h in range(len(HANDS)) if h not in targets]
-        wait = min(self._backoff * cfg.acquire_interval, self._max_interval) if targets else 1
+        wait = min(self._backoff * cfg.acquire_interval, self._max_interval) if targets and not self._follow_ups else 1
         if missing and V >= cfg.min_views and self._since_acquire >= wait:
             ta = time.perf_counter()
-            keypoints, det_presence = detect()
+            keypoints, det_presence = detect(missing, targets)
             self._since_acquire = 0
             self.stats.acquisitions += 1
             started = self.stats.tracks_started
@@ -341,9 +353,18 @@ class Tracker:
             if np.isfinite(res.joints).any():
                 self._update(h, res, targets.get(h), t_ns)
         if "acquire" in timings and targets and self._max_interval > cfg.acquire_interval:  # max_acquire_interval
-            self._backoff = 1 if self.stats.tracks_started > started else min(2 * self._backoff, self._max_interval)
+            self._backoff_after(self.stats.tracks_started > started, bool((presence[missing] > 0).any()))
         timings["triangulate"] = (time.perf_counter() - t3) * 1e3
         return results
+
+    def _backoff_after(self, started: bool, candidate: bool) -> None:
+        """The wait after an acquisition while another hand is tracked (``max_acquire_interval``, FOLLOW_UPS)."""
+        if started:
+            self._backoff, self._follow_ups = 1, 0
+        elif candidate and self._follow_ups < FOLLOW_UPS:
+            self._follow_ups += 1
+        else:
+            self._backoff, self._follow_ups = min(2 * self._backoff, self._max_interval), 0
 
     def _acquisition_crops(self, names, missing, targets, keypoints, presence) -> list[tuple[int, str, CropCamera]]:
         """Crops around the detector's hands that are not tracked: (hand, camera, crop) for each view where the
