@@ -9,7 +9,10 @@ machine allows, and written as
   the hand's colour (:data:`HAND_COLORS`), joints in their finger's colour, dimmed and smaller where the joint's
   confidence is low; the frame index and which hands are tracked in a corner;
 * ``DIR/poses.jsonl``: one pose per frame set, the subscriber's JSON layout (:func:`handstream.client.pose_to_dict`);
-* ``DIR/summary.json``: frames, hands tracked, seconds, frame sets per second.
+* ``DIR/poses.csv`` (or another path, ``.csv`` or ``.parquet``; or none): the 3D joints as a table, one row per hand
+  per pose, columns named by joint: :func:`handstream.tables.write_poses_table` of ``poses.jsonl``, the table
+  ``handstream poses-table`` writes;
+* ``DIR/summary.json``: frames, hands tracked, seconds, frame sets per second, the files written.
 
 Legend: ``V`` views, ``K`` joints (21). Units: metres (rig frame), pixels.
 """
@@ -25,7 +28,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from handstream import records
+from handstream import records, tables
 from handstream.errors import HandstreamError
 from handstream.poses import PoseMessage
 from handstream.skeleton import HAND_CONNECTIONS, JOINT_COLORS
@@ -81,6 +84,7 @@ def annotate_videos(
     *,
     fps: float | None = None,
     limit: int | None = None,
+    table: bool | str | Path = True,
     progress: bool = True,
     log: Callable[[str], object] = print,
 ) -> dict[str, Any]:
@@ -92,14 +96,22 @@ def annotate_videos(
         pipeline: a :class:`~handstream.engine.pipeline.Pipeline` on ``rig`` (its smoothing decides the track).
         fps: stamp frame sets at this rate (None: the first video's rate, 30 if it says none).
         limit: at most this many frame sets (None: until the shortest video ends).
+        table: where the joints table goes: True: ``out_dir/poses.csv``; a path (``.csv``, or ``.parquet`` with
+            pyarrow); False: no table.
     Returns:
         the summary (also written to ``summary.json``).
     Raises:
-        HandstreamError: one line for a video that cannot be read or a frame of the wrong size.
+        HandstreamError: one line for a video that cannot be read, a frame of the wrong size, or a table path
+            :func:`handstream.tables.write_poses_table` cannot write (checked before the first frame).
     """
     from handstream.client import pose_to_dict
 
     out = Path(out_dir)
+    if table is True:
+        table = out / "poses.csv"
+    table_path = tables.check_table_path(table) if table is not False else None
+    if table_path is not None:
+        table_path.parent.mkdir(parents=True, exist_ok=True)
     out.mkdir(parents=True, exist_ok=True)
     names = list(rig.names[: len(videos)])
     caps = []
@@ -154,6 +166,8 @@ def annotate_videos(
             wr.release()
         if bar is not None:
             bar.close()
+    # the table is made from the file just written, so it holds exactly what poses.jsonl holds
+    rows = tables.write_poses_table(out / "poses.jsonl", table_path) if table_path is not None else None
     seconds = time.perf_counter() - t0
     summary = {
         "videos": [str(v) for v in videos],
@@ -163,11 +177,17 @@ def annotate_videos(
         "hands_tracked": tracked,
         "seconds": round(seconds, 2),
         "frame_sets_per_s": round(frames / seconds, 2) if seconds > 0 else None,
-        "files": {"videos": [str(out / f"{n}.mp4") for n in names], "poses": str(out / "poses.jsonl")},
+        "files": {
+            "videos": [str(out / f"{n}.mp4") for n in names],
+            "poses": str(out / "poses.jsonl"),
+            "table": None if table_path is None else str(table_path),
+        },
+        "table_rows": rows,
     }
     records.write_json(summary, out / "summary.json")
+    wrote = f"{out}" + (f" and {table_path} ({rows} rows)" if rows is not None else "")
     log(f"annotated {frames} frame sets of {len(names)} views in {seconds:.1f} s ({summary['frame_sets_per_s']}/s); "
-        f"{tracked} hand poses; wrote {out}")  # fmt: skip
+        f"{tracked} hand poses; wrote {wrote}")  # fmt: skip
     return summary
 
 

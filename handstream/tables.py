@@ -97,11 +97,12 @@ def _cell(v: Any) -> Any:
     return v.item() if isinstance(v, np.generic) else v
 
 
-def write_poses_table(poses: str | Path | Iterable[dict[str, Any]], out: str | Path) -> int:
-    """Write :func:`poses_table` to ``out``: ``.csv`` (always) or ``.parquet`` (needs pyarrow). Returns the rows.
+def check_table_path(out: str | Path) -> Path:
+    """``out`` as a Path when :func:`write_poses_table` can write it: a ``.csv`` or ``.parquet`` name, pyarrow
+    importable for Parquet (a caller that makes the poses first checks before the work, not after).
 
     Raises:
-        HandstreamError: an unknown suffix, Parquet without pyarrow, a file that cannot be written.
+        HandstreamError: an unknown suffix, Parquet without pyarrow.
     """
     out = Path(out)
     suffix = out.suffix.lower()
@@ -109,10 +110,23 @@ def write_poses_table(poses: str | Path | Iterable[dict[str, Any]], out: str | P
         raise HandstreamError(f"{out}: expected a .csv or .parquet file name")
     if suffix == ".parquet":
         try:
-            import pyarrow as pa
-            import pyarrow.parquet as pq
+            import pyarrow.parquet  # noqa: F401
         except ImportError:
             raise HandstreamError(f"{out}: Parquet needs pyarrow (pip install pyarrow); .csv needs nothing") from None
+    return out
+
+
+def write_poses_table(poses: str | Path | Iterable[dict[str, Any]], out: str | Path) -> int:
+    """Write :func:`poses_table` to ``out``: ``.csv`` (always) or ``.parquet`` (needs pyarrow). Returns the rows.
+
+    Raises:
+        HandstreamError: an unknown suffix, Parquet without pyarrow, a file that cannot be written.
+    """
+    out = check_table_path(out)
+    suffix = out.suffix.lower()
+    if suffix == ".parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
     table = poses_table(poses)
     rows = len(table["seq"])
     try:

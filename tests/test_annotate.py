@@ -56,6 +56,59 @@ def test_annotates_every_frame_set_of_every_view(synthetic_videos, tmp_path):
     poses = [json.loads(line) for line in (out / "poses.jsonl").read_text().splitlines()]
     assert len(poses) == 12 and [p["seq"] for p in poses] == list(range(12))
     assert all(len(p["hands"]) == 2 for p in poses)
+    # the joints table: one row per hand per pose, its joint columns the poses' joints
+    assert summary["files"]["table"] == str(out / "poses.csv") and summary["table_rows"] == 24
+    table = _read_csv(out / "poses.csv")
+    _assert_table_matches(table, poses)
+    assert any(v != "" for v in table["wrist_x"])  # hands were tracked, so the joints compared are numbers
+
+
+def _read_csv(path) -> dict[str, list[str]]:
+    import csv
+
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    return {c: [r[i] for r in rows[1:]] for i, c in enumerate(rows[0])}
+
+
+def _assert_table_matches(cols: dict, poses: list[dict]) -> None:
+    """``cols`` (column -> values, CSV strings or Parquet's) holds exactly ``poses``' hands, joint by joint."""
+    from handstream.skeleton import JOINT_NAMES
+
+    hands = [(p["seq"], h) for p in poses for h in p["hands"]]
+    assert len(cols["seq"]) == len(hands)
+    assert [int(v) for v in cols["seq"]] == [seq for seq, _ in hands]
+    assert list(cols["side"]) == [h["side"] for _, h in hands]
+    for k, name in enumerate(JOINT_NAMES):
+        for a, axis in enumerate("xyz"):
+            got = np.array([np.nan if v in ("", None) else float(v) for v in cols[f"{name}_{axis}"]])
+            want = np.array([np.nan if h["joints"][k][a] is None else h["joints"][k][a] for _, h in hands], float)
+            np.testing.assert_array_equal(got, want, err_msg=f"{name}_{axis}")
+
+
+def test_table_options(synthetic_videos, tmp_path):
+    """--table PATH (.parquet when pyarrow is there, else the poses-table one-line error), --no-table, bad names."""
+    videos, calib = synthetic_videos
+    base = ["annotate", "--calibration", str(calib), "--threads", "1", "--no-progress", "--frames", "3",
+            *[a for v in videos for a in ("--video", str(v))]]  # fmt: skip
+    assert_one_line_error(run_cli(*base, "--out", str(tmp_path / "a"), "--table", "x.txt"), "x.txt", ".csv or .parquet")
+    both = run_cli(*base, "--out", str(tmp_path / "a"), "--table", "x.csv", "--no-table")
+    assert_one_line_error(both, "--table", "--no-table")
+    r = run_cli(*base, "--out", str(tmp_path / "none"), "--no-table")
+    assert r.returncode == 0, r.stderr
+    summary = json.loads((tmp_path / "none" / "summary.json").read_text())
+    assert summary["files"]["table"] is None and not list((tmp_path / "none").glob("poses.csv"))
+    parquet = tmp_path / "elsewhere" / "poses.parquet"
+    r = run_cli(*base, "--out", str(tmp_path / "pq"), "--table", str(parquet))
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        assert_one_line_error(r, "poses.parquet", "pyarrow")
+        return
+    assert r.returncode == 0, r.stderr
+    poses = [json.loads(line) for line in (tmp_path / "pq" / "poses.jsonl").read_text().splitlines()]
+    _assert_table_matches(pq.read_table(parquet).to_pydict(), poses)
+    assert not (tmp_path / "pq" / "poses.csv").exists()
 
 
 def test_bad_inputs_get_one_line(synthetic_videos, tmp_path):
@@ -90,3 +143,5 @@ def test_the_real_stereo_clip_with_mediapipe(mediapipe_lite, tmp_path):
                         log=lambda m: None)  # fmt: skip
     assert s["frames"] == 60 and s["hands_tracked"] >= 30, s  # the hand is found within the first 20
     assert _frames(tmp_path / "cam0.mp4") == 60
+    poses = [json.loads(line) for line in (tmp_path / "poses.jsonl").read_text().splitlines()]
+    _assert_table_matches(_read_csv(tmp_path / "poses.csv"), poses)
