@@ -251,6 +251,122 @@ def test_osc_bundles_reach_a_python_osc_server(publishing):
     assert len(messages) >= sum(len(b) for b in bundles[:5])  # the dispatcher saw every message of the bundles
 
 
+def _tpose(side: str) -> np.ndarray:
+    """(21, 3) a flat hand held out sideways, palm down, in the rig frame (x right, y down, z forward): the left
+    hand's fingers along -x, the right's along +x, the thumb forward: VMC's rest pose."""
+    s = -1.0 if side == "left" else 1.0
+    j = np.zeros((21, 3))
+    for k in range(4):
+        j[1 + k] = [s * (0.03 + 0.03 * k), 0.0, 0.05]
+        for mcp, lateral in ((5, 0.03), (9, 0.0), (13, -0.015), (17, -0.03)):
+            j[mcp + k] = [s * (0.09 + 0.03 * k), 0.0, lateral]
+    return j
+
+
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_vmc_bones_rest_pose_and_local_chain(side):
+    """A flat hand palm down is VMC's rest (identity rotations); the local poses chained from the hand give back
+    every joint in Unity's frame (the rig's y negated); 16 bones, Unity's names, unit quaternions."""
+    from handstream.bridges.vmc import BONES, MIRROR, hand_bones
+    from handstream.openxr import JOINTS, quaternion_to_matrix
+
+    j = _tpose(side)
+    ones = np.ones(21, np.float32)
+    bones = hand_bones(HandPose(side, 1.0, j.astype(np.float32), ones, ones, np.ones(21, np.uint8)))
+    assert [n for n, _, _ in bones] == [n for n in BONES if n.startswith(side.capitalize())]
+    assert len(bones) == 16
+    for name, p, q in bones:
+        assert abs(np.linalg.norm(q) - 1) < 1e-9
+        if name.endswith("Hand"):
+            np.testing.assert_allclose(p, j[0] * MIRROR, atol=1e-9)
+        else:
+            np.testing.assert_allclose(q, [0, 0, 0, 1], atol=1e-9, err_msg=name)  # straight: no bend
+    # bend the whole hand: the chain of local poses still lands on the joints (Unity's frame)
+    rng = np.random.default_rng(3)
+    bent = j + rng.normal(0, 0.004, j.shape)
+    xr = HandPose(side, 1.0, bent.astype(np.float32), ones, ones, np.ones(21, np.uint8)).openxr()
+    cap = side.capitalize()
+
+    def parent_of(name: str) -> str | None:
+        for child, parent in (("Distal", "Intermediate"), ("Intermediate", "Proximal"), ("Proximal", None)):
+            if name.endswith(child):
+                return name[: -len(child)] + parent if parent else f"{cap}Hand"
+        return None
+
+    got: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # name -> global (position, rotation)
+    for name, p, q in hand_bones(HandPose(side, 1.0, bent.astype(np.float32), ones, ones, np.ones(21, np.uint8))):
+        r, parent = quaternion_to_matrix(q), parent_of(name)
+        if parent is None:
+            got[name] = (p, r)
+        else:
+            pp, pr = got[parent]
+            got[name] = (pp + pr @ p, pr @ r)
+    finger = {"Thumb": "thumb_metacarpal", "Index": "index_proximal", "Little": "little_proximal"}
+    for f, first in finger.items():
+        for k, phalanx in enumerate(("Proximal", "Intermediate", "Distal")):
+            i = JOINTS.index(first) + k
+            position, rotation = got[f"{cap}{f}{phalanx}"]
+            np.testing.assert_allclose(position, xr.positions[i] * MIRROR, atol=1e-6)
+            # the rest frame's finger axis (-x left, +x right) turned onto the bone: OpenXR's -Z, mirrored
+            axis = rotation[:, 0] * (-1 if side == "left" else 1)
+            np.testing.assert_allclose(axis, -xr.matrices()[i][:, 2] * MIRROR, atol=1e-6)
+
+
+def test_vmc_bundles_from_serve_demo(tmp_path):
+    """``serve --demo --bridge osc:vmc=1`` to a python-osc server: VMC bundles with OK, T and, per tracked hand,
+    its 15 finger bones and the hand, Unity's names, unit quaternions."""
+    pytest.importorskip("pythonosc", reason="python-osc not installed (pip install 'handstream[bridges]')")
+    from pythonosc.osc_bundle import OscBundle
+    from pythonosc.osc_server import BlockingOSCUDPServer
+
+    from handstream.bridges.vmc import BONES
+
+    bundles: list[list[tuple[str, list]]] = []
+
+    class Server(BlockingOSCUDPServer):
+        def verify_request(self, request, client_address):
+            if OscBundle.dgram_is_bundle(request[0]):
+                bundles.append([(m.address, list(m.params)) for m in OscBundle(request[0])])
+            return False  # kept above; the dispatcher is not needed
+
+    server = Server(("127.0.0.1", 0), None)
+    server.timeout = 0.2
+    frames, poses = free_tcp_port(), free_tcp_port()
+    log = (tmp_path / "serve.log").open("w")
+    cmd = [sys.executable, "-m", "handstream.cli", "serve", "--demo", "--frames-endpoint", f"tcp://127.0.0.1:{frames}",
+           "--poses-endpoint", f"tcp://127.0.0.1:{poses}", "--bridge",
+           f"osc:port={server.server_address[1]},vmc=1", "-q"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stderr=log)
+
+    def full_hands(bundle) -> list[str]:
+        names = [args[0] for address, args in bundle if address == "/VMC/Ext/Bone/Pos"]
+        return [side for side in ("Left", "Right") if sum(n.startswith(side) for n in names) == 16]
+
+    try:
+        t_end = time.monotonic() + 90  # the first start renders the demo's loop
+        while time.monotonic() < t_end and proc.poll() is None and sum(bool(full_hands(b)) for b in bundles) < 5:
+            server.handle_request()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+        server.server_close()
+    assert sum(bool(full_hands(b)) for b in bundles) >= 5, (len(bundles), (tmp_path / "serve.log").read_text())
+    times = []
+    for bundle in bundles:
+        assert bundle[0] == ("/VMC/Ext/OK", [1]) and bundle[1][0] == "/VMC/Ext/T"
+        times.append(bundle[1][1][0])
+        for address, args in bundle[2:]:
+            assert address == "/VMC/Ext/Bone/Pos" and len(args) == 8 and args[0] in BONES, (address, args)
+            assert all(isinstance(v, float) and np.isfinite(v) for v in args[1:])
+            assert abs(np.linalg.norm(args[4:]) - 1) < 1e-5, args
+            assert np.linalg.norm(args[1:4]) < 2.0  # metres
+    assert times == sorted(times)
+
+
 # --- lsl -------------------------------------------------------------------------------------------------------
 
 
@@ -311,6 +427,8 @@ def test_bad_options_give_one_line_and_exit_2():
             (["bridge", "websocket", "--port", "70000"], "--port", "1..65535"),
             (["bridge", "websocket", "--host", "0.0.0.0"], "--host 0.0.0.0", "--allow-remote"),
             (["bridge", "osc", "--rate", "5"], "--rate", "osc bridge"),
+            (["bridge", "lsl", "--vmc"], "--vmc", "lsl bridge"),
+            (["serve", "--demo", "--bridge", "osc:vmc=maybe"], "--vmc", "true or false"),
             (["bridge", "lsl", "--endpoint", "nope://x"], "nope://x"),
             (["serve", "--demo", "--bridge", f"websocket:port={taken}"], f"--port {taken}", "cannot listen"),
             (["serve", "--demo", "--bridge", "websocket:speed=3"], "no option 'speed'"),
@@ -420,19 +538,21 @@ def test_the_docs_browser_receiver_reads_the_binary_poses(publishing):
     assert lines and all(ln.split()[1] in ("left", "right") for ln in lines), r.stdout
 
 
-def test_the_bridge_command_runs_in_the_foreground_and_stops(publishing):
-    """``handstream bridge osc`` as a user runs it: says where the poses go, delivers them, stops on SIGTERM."""
+@pytest.mark.parametrize("vmc", [False, True], ids=["osc", "vmc"])
+def test_the_bridge_command_runs_in_the_foreground_and_stops(publishing, vmc):
+    """``handstream bridge osc [--vmc]`` as a user runs it: says where the poses go, delivers them, stops on
+    SIGTERM."""
     pytest.importorskip("pythonosc", reason="python-osc not installed (pip install 'handstream[bridges]')")
     from pythonosc.dispatcher import Dispatcher
     from pythonosc.osc_server import BlockingOSCUDPServer
 
-    frames: list[int] = []
+    frames: list[float] = []
     dispatcher = Dispatcher()
-    dispatcher.map("/handstream/frame", lambda _, seq, *__: frames.append(seq))
+    dispatcher.map("/VMC/Ext/T" if vmc else "/handstream/frame", lambda _, t, *__: frames.append(t))
     server = BlockingOSCUDPServer(("127.0.0.1", 0), dispatcher)
     server.timeout = 0.2
     cmd = [sys.executable, "-m", "handstream.cli", "bridge", "osc", "--endpoint", publishing.endpoint, "--port",
-           str(server.server_address[1])]  # fmt: skip
+           str(server.server_address[1]), *(["--vmc"] if vmc else [])]  # fmt: skip
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
     try:
         t_end = time.monotonic() + 30
@@ -443,7 +563,7 @@ def test_the_bridge_command_runs_in_the_foreground_and_stops(publishing):
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=5)
         assert time.monotonic() - t0 < 2.0 and proc.returncode == 0, err
-        assert f"OSC bundles to udp://127.0.0.1:{server.server_address[1]}" in err
+        assert f"{'VMC' if vmc else 'OSC'} bundles to udp://127.0.0.1:{server.server_address[1]}" in err
     finally:
         server.server_close()
         if proc.poll() is None:

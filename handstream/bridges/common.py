@@ -22,7 +22,7 @@ KINDS = ("websocket", "osc", "lsl")
 
 DEFAULTS: dict[str, dict[str, Any]] = {
     "websocket": {"host": "127.0.0.1", "port": 8765, "allow_remote": False},
-    "osc": {"host": "127.0.0.1", "port": 9000},
+    "osc": {"host": "127.0.0.1", "port": 9000, "vmc": False},
     "lsl": {"rate": 0.0, "name": "handstream"},
 }
 """Every option of each kind with its default (``rate`` 0 = irregular)."""

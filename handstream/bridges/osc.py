@@ -12,18 +12,20 @@ Address space (one bundle per pose, timetag "immediately"; ``<side>`` is ``left`
 not tracked is not sent (a receiver keeps its last value or checks ``tracked``). UDP never blocks: a receiver that
 is not there costs nothing.
 
-VMC (``/VMC/Ext/Bone/Pos``) is not sent: VMC bones are humanoid bone-local rotations relative to the avatar's
-rest pose, which takes retargeting to a skeleton the engine does not have; not cheap to do right.
+With the ``vmc`` option the bundles are the VMC protocol's instead (``/VMC/Ext/OK``, ``/VMC/Ext/T``,
+``/VMC/Ext/Bone/Pos`` per hand and finger bone, Unity's frame): :mod:`handstream.bridges.vmc`.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
 
 from handstream.bridges.deps import require
 from handstream.bridges.stream import latest_poses
+from handstream.bridges.vmc import vmc_bundle
 from handstream.poses import PoseMessage
 from handstream.runtime import StopFlag
 from handstream.skeleton import JOINT_NAMES
@@ -64,18 +66,21 @@ def pose_bundle(msg: PoseMessage):
 
 
 def run_osc(opts: dict[str, Any], stop: StopFlag, *, endpoint: str, curve_dir: str | None, on_ready=None) -> int:
-    """Send every pose as a bundle until ``stop`` is set (``opts``: ``host``, ``port``). Returns 0."""
+    """Send every pose as a bundle until ``stop`` is set (``opts``: ``host``, ``port``, ``vmc``: VMC's bundles in
+    place of the address space above). Returns 0."""
     require("pythonosc")
     from pythonosc.udp_client import UDPClient
 
     client = UDPClient(opts["host"], opts["port"])
     sub = PoseSubscriber(endpoint, curve=curve_config(curve_dir))
     if on_ready is not None:
-        on_ready(f"OSC bundles to udp://{opts['host']}:{opts['port']} (poses from {endpoint})")
+        what = "VMC" if opts.get("vmc") else "OSC"
+        on_ready(f"{what} bundles to udp://{opts['host']}:{opts['port']} (poses from {endpoint})")
+    t0 = time.monotonic()
     try:
         for msg in latest_poses(sub, stop):
             try:
-                client.send(pose_bundle(msg))
+                client.send(vmc_bundle(msg, time.monotonic() - t0) if opts.get("vmc") else pose_bundle(msg))
             except OSError:  # e.g. ICMP port unreachable reported on the next send: nobody listens, fine
                 pass
     finally:

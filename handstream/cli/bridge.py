@@ -39,6 +39,9 @@ def bridge_command(
     allow_remote: bool = typer.Option(
         False, "--allow-remote", help="websocket: accept connections from other machines (listen on 0.0.0.0)."
     ),
+    vmc: bool = typer.Option(
+        False, "--vmc", help="osc: send VMC protocol bone messages (/VMC/Ext/Bone/Pos, Unity's frame) instead."
+    ),
     rate: float = typer.Option(None, "--rate", help="lsl: nominal rate of the streams, Hz (0: irregular)."),
     name: str = typer.Option(None, "--name", help="lsl: stream name prefix (default handstream)."),
     curve_dir: str = typer.Option(None, "--curve-dir", help="CURVE key folder, when the engine uses CURVE."),
@@ -50,11 +53,13 @@ def bridge_command(
     Examples:
       handstream bridge websocket --port 8765        # ws://127.0.0.1:8765/?format=json (or binary)
       handstream bridge osc --host 127.0.0.1 --port 9000
+      handstream bridge osc --vmc --port 39539       # VMC protocol (VSeeFace, EVMC4U, VMC4B)
       handstream bridge lsl
     """
     from handstream.bridges import check_options, run_bridge
 
-    given = {"host": host, "port": port, "allow_remote": allow_remote or None, "rate": rate, "name": name}
+    given = {"host": host, "port": port, "allow_remote": allow_remote or None, "vmc": vmc or None, "rate": rate,
+             "name": name}  # fmt: skip
     opts = check_options(kind, {k: v for k, v in given.items() if v is not None and k in _KEYS.get(kind, ())})
     extra = [f"--{k.replace('_', '-')}" for k, v in given.items() if v is not None and k not in _KEYS.get(kind, ())]
     if extra:
@@ -70,4 +75,4 @@ def bridge_command(
     raise typer.Exit(run_bridge(kind, opts, stop, endpoint=endpoint, curve_dir=curve_dir, on_ready=ready))
 
 
-_KEYS = {"websocket": ("host", "port", "allow_remote"), "osc": ("host", "port"), "lsl": ("rate", "name")}
+_KEYS = {"websocket": ("host", "port", "allow_remote"), "osc": ("host", "port", "vmc"), "lsl": ("rate", "name")}
