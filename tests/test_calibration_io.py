@@ -63,6 +63,22 @@ def test_save_load_round_trip(tmp_path, ext):
     assert_same_rig(rig, load_calibration(path))
 
 
+def test_toml_round_trip_is_bit_exact_and_rotation_wins_over_an_edited_copy(tmp_path):
+    # a recording's calibration.toml must give the engine the live session's cameras bit for bit: a Rodrigues
+    # round trip is off by ~1e-16 (as here), and a replay's tracker grew that to mm (docs/serving.md, issue 19)
+    rig = example_rig()
+    assert any(not np.array_equal(rodrigues_to_matrix(matrix_to_rodrigues(c.R)), c.R) for c in rig)
+    path = tmp_path / "calib.toml"
+    save_calibration(rig, path)
+    assert_same_rig(rig, load_calibration(path), tol=0.0)
+    # a copy that is only near 'rotation' (e.g. rounded by a hand edit) is not used: 'rotation' stays authoritative
+    data = tomllib.loads(path.read_text())
+    R = np.array(data["cam_0"]["rotation_matrix"]) + 1e-9
+    data["cam_0"]["rotation_matrix"] = R.tolist()
+    path.write_text(tomli_w.dumps(data))
+    np.testing.assert_array_equal(load_calibration(path)[0].R, rodrigues_to_matrix(data["cam_0"]["rotation"]))
+
+
 def test_toml_is_aniposelib_layout(tmp_path):
     path = tmp_path / "calib.toml"
     save_calibration(example_rig(), path)

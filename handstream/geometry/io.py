@@ -123,8 +123,9 @@ def load_calibration(
 def save_calibration(rig: Rig, path: str | Path) -> None:
     """Write a rig to ``.toml`` (aniposelib layout) or ``.yaml``/``.yml``/``.xml`` (OpenCV FileStorage).
 
-    Lengths are written in the rig's own units. Loading the file again gives the same cameras to
-    ~1e-15 (TOML rotations go through a Rodrigues vector, converted without OpenCV's ~1e-12 loss).
+    Lengths are written in the rig's own units. Loading the file again gives the same cameras bit for bit
+    (TOML: R is read back from its exact ``rotation_matrix`` copy, :data:`ROTATION_COPY_EXACT`; the Rodrigues
+    vector aniposelib reads is converted without OpenCV's ~1e-12 loss, to ~1e-16).
 
     Raises:
         HandstreamError: unsupported extension or the file cannot be written.
@@ -253,6 +254,12 @@ def _read_toml(path: Path) -> list[Camera]:
     return [_toml_camera(path, key, tables[key]) for key in sorted(tables, key=natural_key)]
 
 
+ROTATION_COPY_EXACT = 1e-12
+"""A TOML camera's ``rotation_matrix`` within this of its ``rotation`` (max abs element difference) is the same
+rotation, and is used as it is: handstream writes R there exactly, while the Rodrigues vector gives it back only
+to ~1e-16. A copy further off (up to the 1e-6 that is an error) leaves ``rotation`` authoritative."""
+
+
 def _toml_camera(path: Path, key: str, table: dict[str, Any]) -> Camera:
     def field(name: str) -> Any:
         if name not in table:
@@ -281,6 +288,11 @@ def _toml_camera(path: Path, key: str, table: dict[str, Any]) -> Camera:
             raise HandstreamError(
                 f"{at('rotation_matrix')}: does not match 'rotation' (edit both, or delete rotation_matrix)"
             )
+        if np.abs(R_copy - R).max() <= ROTATION_COPY_EXACT:
+            # the same rotation: the copy is R exactly as written, the vector only to ~1e-16 (a Rodrigues round
+            # trip), and an engine's tracker grows such a difference (a replay gives the live session's poses
+            # only with the live session's cameras bit for bit, docs/serving.md)
+            R = R_copy
     return _make_camera(
         f"{path}: {key}",
         name=str(name),
