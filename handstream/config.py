@@ -28,6 +28,7 @@ A complete example (every key is optional except where noted; see docs/serving.m
     sync_tolerance_ms = 16.7           # default: half a frame interval
     min_views = 2
     presence_threshold = 0.5
+    thumbnail_fps = 5                  # camera thumbnails for handstream view --include-2d (0: none)
 
     [filter]
     enabled = true
@@ -63,6 +64,9 @@ SOURCE_KINDS = ("synthetic", "video", "images", "device")
 RENDER_MODES = ("cached", "live")
 ACQUIRE_MODES = ("auto", "detector", "search")
 BACKENDS = ("auto", "onnxruntime", "torch", "tensorrt")
+MAX_THUMBNAIL_FPS = 30  # thumbnails per second and camera: a view, not a video
+
+
 @dataclass
 class RigConfig:
     """Which cameras: a calibration file or a synthetic preset (exactly one).
@@ -178,6 +182,9 @@ class EngineConfig:
         max_bone_change: tracking: a hand whose bone lengths change by more than this fraction (median) from
             its track's own is lost.
         status_interval_s: how often the engine publishes ``status.engine``.
+        thumbnail_fps: most small camera images (longest side <= 160 px) per second and camera that the engine
+            republishes on the pose socket as ``frame.<camera>``, for ``handstream view --include-2d``
+            (:mod:`handstream.engine.thumbnails`); made only while a subscriber asks for them; 0: never.
         fps: nominal camera rate (None: the sources'); sets the default tolerance.
     """
 
@@ -200,6 +207,7 @@ class EngineConfig:
     max_bone_change: float = 0.35
     crop_presence_threshold: float = 0.2
     status_interval_s: float = 1.0
+    thumbnail_fps: float = 5.0
     fps: float | None = None
 
 
@@ -447,6 +455,11 @@ def validate(cfg: ServeConfig, where: str = "config") -> None:
         e.status_interval_s > 0,
         where,
         f"engine.status_interval_s: expected a positive number, got {e.status_interval_s}",
+    )
+    _check(
+        0 <= e.thumbnail_fps <= MAX_THUMBNAIL_FPS,
+        where,
+        f"engine.thumbnail_fps: expected a number in [0, {MAX_THUMBNAIL_FPS}] (0: none), got {e.thumbnail_fps}",
     )
     _check(e.fps is None or 0 < e.fps <= 1000, where, f"engine.fps: expected a number in (0, 1000], got {e.fps}")
     f = cfg.filter

@@ -4,7 +4,10 @@ Loop: drain each camera to its newest frame (``FrameReceiver.drain_latest``), of
 :class:`~handstream.engine.sync.FrameSync`, run the pipeline on each released frame set, publish the pose.
 Every ``status_interval_s`` it publishes ``status.engine`` (rates, drops by reason, latency percentiles)
 and republishes the captures' own status messages, so one subscription to the pose socket sees the whole
-system. A frame that does not fit the calibration is dropped and counted, never fatal.
+system. A frame that does not fit the calibration is dropped and counted, never fatal. With
+``engine.thumbnail_fps > 0``, after each pose it also publishes small thumbnails of that frame set's images
+(``frame.<camera>``, :mod:`handstream.engine.thumbnails`) for the cameras that are due, only while a subscriber
+asks for them.
 """
 
 from __future__ import annotations
@@ -19,11 +22,13 @@ from handstream.config import ServeConfig
 from handstream.engine.backends import open_backend
 from handstream.engine.pipeline import Pipeline
 from handstream.engine.sync import FrameSync
+from handstream.engine.thumbnails import Thumbnails
 from handstream.errors import HandstreamError
 from handstream.geometry import Rig
 from handstream.runtime import StopFlag, child_main
 from handstream.transport.pubsub import FrameReceiver, PosePublisher
 from handstream.transport.security import curve_config
+from handstream.transport.topics import FRAME_PREFIX
 
 
 class Engine:
@@ -57,7 +62,8 @@ class Engine:
         curve = curve_config(ep.curve_dir)
         self.receiver = FrameReceiver(ep.frames, cameras=rig.names, allow_remote=ep.allow_remote, curve=curve)
         try:
-            self.publisher = PosePublisher(ep.poses, allow_remote=ep.allow_remote, curve=curve)
+            self.publisher = PosePublisher(ep.poses, allow_remote=ep.allow_remote, curve=curve,
+                                           track_subscriptions=e.thumbnail_fps > 0)  # fmt: skip
         except BaseException:
             self.receiver.close()
             raise
@@ -66,6 +72,8 @@ class Engine:
         self._frames_in: dict[str, int] = {c: 0 for c in rig.names}
         self.poses = 0
         self._due_in: float | None = None
+        self.thumbnails = Thumbnails(e.thumbnail_fps) if e.thumbnail_fps > 0 else None
+        self._thumb_topics = {c: FRAME_PREFIX + c.encode("ascii") for c in rig.names}
 
     def close(self) -> None:
         self.receiver.close()
@@ -102,6 +110,10 @@ class Engine:
         self.publisher.publish(pose)
         pose.timings["publish"] = (time.perf_counter() - t) * 1e3
         self.poses += 1
+        if self.thumbnails is not None:  # after the pose: its latency first; the images of this very frame set
+            wanted = {c: m for c, m in fset.frames.items() if self.publisher.subscribed(self._thumb_topics[c])}
+            if wanted:
+                self.thumbnails.publish(self.publisher, wanted, pose.seq)
         if not any(m.meta.get("clock") == "media" for m in fset.frames.values()):
             self._latency_ms.append((time.time_ns() - fset.t_ref_ns) * 1e-6)
         return True
@@ -120,6 +132,7 @@ class Engine:
             "dropped_frames": dict(self.dropped_frames),
             "backend": self.backend.name,
             "tracking": None if self.pipeline.tracker is None else self.pipeline.tracker.stats.as_dict(),
+            "thumbnails": {"fps": 0} if self.thumbnails is None else self.thumbnails.stats(),
         }
 
     def run(self, stop: StopFlag) -> int:

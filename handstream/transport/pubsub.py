@@ -3,7 +3,7 @@
 ::
 
     FrameSender (PUSH, connect) --frame.<cam>--> FrameReceiver (PULL, bind)    [engine]
-    [engine] PosePublisher (PUB, bind) --pose, status.*--> PoseSubscriber (SUB, connect)
+    [engine] PosePublisher (PUB, bind) --pose, status.*, frame.* thumbnails--> PoseSubscriber (SUB, connect)
 
 * The engine binds both sockets; captures and subscribers connect. Default endpoints are on
   127.0.0.1; binding any other address needs ``allow_remote=True`` (and should use CURVE, see
@@ -13,7 +13,10 @@
   the queue to the engine is full (or no engine is connected) the frame is dropped and counted.
   :meth:`FrameReceiver.drain_latest` reads everything queued and keeps only the newest frame per
   camera (the older ones are counted as ``superseded``). PUB drops poses for a subscriber whose
-  queue is full, so a subscriber that never reads cannot slow the engine.
+  queue is full, so a subscriber that never reads cannot slow the engine. The engine's small thumbnails
+  (``frame.<camera>``, ``engine.thumbnail_fps``) travel on the pose socket too: only a subscriber that asks
+  for them (``PoseSubscriber(frames=True)``, a ``frame.`` or ``""`` subscription) receives them, and the
+  engine makes them only while one is subscribed (:meth:`PosePublisher.subscribed`, an XPUB socket).
 * Every receiver validates each message (:func:`handstream.transport.decoding.decode`) and counts invalid
   ones by reason in :class:`Counters`; ``ZMQ_MAXMSGSIZE`` bounds every incoming part.
 * Every wait is a poll with a timeout, ``close()`` returns at once, and linger is bounded: 0 on the
@@ -30,7 +33,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -38,6 +40,7 @@ import zmq
 
 from handstream.errors import HandstreamError
 from handstream.poses import PoseMessage
+from handstream.transport.counters import Counters
 from handstream.transport.decoding import decode
 from handstream.transport.encoding import encode, encode_frame
 from handstream.transport.endpoints import (
@@ -50,7 +53,7 @@ from handstream.transport.endpoints import (
 )
 from handstream.transport.messages import DEFAULT_LIMITS, FrameMessage, Limits, Message, StatusMessage, WireError
 from handstream.transport.security import CurveConfig, make_curve_client, make_curve_server, release_zap
-from handstream.transport.topics import POSE, STATUS_PREFIX, check_name
+from handstream.transport.topics import FRAME_PREFIX, POSE, STATUS_PREFIX, check_name
 
 log = logging.getLogger("handstream.transport")
 
@@ -64,52 +67,6 @@ hangs; not 0 because of zeromq/libzmq#3442 (see the module docstring)."""
 
 
 # ---------------------------------------------------------------------------------------------------
-# counters
-
-
-@dataclass
-class Counters:
-    """Traffic counters of one socket wrapper; publish them with ``StatusMessage(data=c.as_dict())``.
-
-    Attributes:
-        sent: messages handed to ZeroMQ.
-        send_dropped: messages dropped at the sender because the queue was full / no peer (never blocks).
-        received: valid messages received.
-        superseded: valid frames/poses received but replaced by a newer one in the same drain.
-        missed: gaps in sequence numbers seen by a receiver (messages lost upstream, e.g. PUB drops).
-        dropped: invalid messages dropped, by :data:`handstream.transport.messages.REASONS` code (plus
-            ``"camera"`` for a camera the receiver was not told to expect).
-    """
-
-    sent: int = 0
-    send_dropped: int = 0
-    received: int = 0
-    superseded: int = 0
-    missed: int = 0
-    dropped: dict[str, int] = field(default_factory=dict)
-
-    def drop(self, reason: str) -> None:
-        """Count one invalid message with this reason code."""
-        self.dropped[reason] = self.dropped.get(reason, 0) + 1
-
-    @property
-    def total_dropped(self) -> int:
-        """All invalid messages dropped, any reason."""
-        return sum(self.dropped.values())
-
-    def as_dict(self) -> dict[str, Any]:
-        """Plain-data snapshot (ints and a map of ints), suitable for :class:`StatusMessage` ``data``."""
-        return {
-            "sent": self.sent,
-            "send_dropped": self.send_dropped,
-            "received": self.received,
-            "superseded": self.superseded,
-            "missed": self.missed,
-            "dropped": dict(self.dropped),
-        }
-
-
-# ---------------------------------------------------------------------------------------------------
 # socket wrappers
 
 
@@ -119,7 +76,7 @@ class _Socket:
     def __init__(self, socket_type: int, context: zmq.Context | None, limits: Limits) -> None:
         self._context = context if context is not None else zmq.Context.instance()
         self.socket: zmq.Socket = self._context.socket(socket_type)
-        self._linger = SEND_LINGER_MS if socket_type in (zmq.PUB, zmq.PUSH) else 0
+        self._linger = SEND_LINGER_MS if socket_type in (zmq.PUB, zmq.XPUB, zmq.PUSH) else 0
         self.socket.linger = self._linger
         self.limits = limits
         self.counters = Counters()
@@ -440,6 +397,9 @@ class PosePublisher(_Socket):
         sndbuf: kernel send buffer per connection, bytes (default 256 KiB, so a stalled subscriber
             holds a bounded backlog; None: the OS default).
         context: ZeroMQ context (default: ``zmq.Context.instance()``).
+        track_subscriptions: an XPUB socket instead of PUB (the same on the wire), so that
+            :meth:`subscribed` knows which topic prefixes the connected subscribers asked for (the engine
+            makes thumbnails only while someone wants them).
     """
 
     def __init__(
@@ -452,9 +412,12 @@ class PosePublisher(_Socket):
         sndhwm: int = 16,
         sndbuf: int | None = 256 << 10,
         context: zmq.Context | None = None,
+        track_subscriptions: bool = False,
     ) -> None:
-        super().__init__(zmq.PUB, context, limits)
+        super().__init__(zmq.XPUB if track_subscriptions else zmq.PUB, context, limits)
         self._status_seq = 0
+        self._tracking = track_subscriptions
+        self._subscriptions: set[bytes] = set()
         self._setup(sndhwm=sndhwm, sndbuf=sndbuf, maxmsgsize=_CONTROL_MAXMSGSIZE)
         self._bind(endpoint, allow_remote, curve)
 
@@ -473,6 +436,24 @@ class PosePublisher(_Socket):
         self._status_seq += 1
         return self.send(msg)
 
+    def subscribed(self, topic: bytes) -> bool:
+        """True when a connected subscriber's subscription (a prefix, ``b""`` for everything) matches ``topic``.
+        Reads the subscription changes queued since the last call, without blocking. Needs
+        ``track_subscriptions=True`` (else raises HandstreamError). ZeroMQ reports a prefix once however many
+        subscribers hold it, and its removal when the last one unsubscribes or disconnects."""
+        if not self._tracking:
+            raise HandstreamError("PosePublisher.subscribed: create the publisher with track_subscriptions=True")
+        for _ in range(1024):  # bounded: a flood of (un)subscriptions cannot hold the engine here
+            try:
+                change = self.socket.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            if change[:1] == b"\x01":
+                self._subscriptions.add(change[1:])
+            elif change[:1] == b"\x00":
+                self._subscriptions.discard(change[1:])
+        return any(topic.startswith(p) for p in self._subscriptions)
+
 
 class PoseSubscriber(_Socket):
     """Client side of the pose path: connects a SUB socket to the engine's pose endpoint.
@@ -481,6 +462,9 @@ class PoseSubscriber(_Socket):
         endpoint: the engine's pose endpoint (default ``tcp://127.0.0.1:5556``).
         status: also subscribe to ``status.*`` messages (kept newest per process in :attr:`statuses`
             and returned by :meth:`recv`).
+        frames: also subscribe to the engine's thumbnails, ``frame.*`` (:class:`FrameMessage`, kept newest per
+            camera in :attr:`frames` and returned by :meth:`recv`; their sequence numbers are not counted as
+            missed poses). Without it no frame reaches this subscriber.
         curve: CURVE keys (client side); None for none.
         limits: message limits; ``limits.max_message_bytes`` is also ``ZMQ_MAXMSGSIZE``.
         rcvhwm: receive high-water mark, in messages (small: a slow reader gets fresh poses, not a backlog).
@@ -502,22 +486,30 @@ class PoseSubscriber(_Socket):
         rcvhwm: int = 16,
         rcvbuf: int | None = 256 << 10,
         context: zmq.Context | None = None,
+        frames: bool = False,
     ) -> None:
         super().__init__(zmq.SUB, context, limits)
         self.statuses: dict[str, StatusMessage] = {}
+        self.frames: dict[str, FrameMessage] = {}
+        self._want_frames = frames
         self._seq = _SeqTracker(self.counters)
         self._setup(rcvhwm=rcvhwm, rcvbuf=rcvbuf, maxmsgsize=max(limits.max_message_bytes, limits.max_header_bytes))
         self.socket.setsockopt(zmq.SUBSCRIBE, POSE)
         if status:
             self.socket.setsockopt(zmq.SUBSCRIBE, STATUS_PREFIX)
+        if frames:
+            self.socket.setsockopt(zmq.SUBSCRIBE, FRAME_PREFIX)
         self._connect(endpoint, curve)
 
-    def _message(self, parts: list) -> PoseMessage | StatusMessage | None:
+    def _message(self, parts: list) -> PoseMessage | StatusMessage | FrameMessage | None:
         msg = self._decode(parts)
         if msg is None:
             return None
         if isinstance(msg, StatusMessage):
             self.statuses[msg.process] = msg
+            return msg
+        if isinstance(msg, FrameMessage) and self._want_frames:
+            self.frames[msg.camera] = msg
             return msg
         if not isinstance(msg, PoseMessage):
             self.counters.received -= 1
@@ -526,8 +518,8 @@ class PoseSubscriber(_Socket):
         self._seq.see("pose", msg.seq)
         return msg
 
-    def recv(self, timeout_ms: float | None = 1000) -> PoseMessage | StatusMessage | None:
-        """The next valid message (a pose, or a status when subscribed), or None after ``timeout_ms``
+    def recv(self, timeout_ms: float | None = 1000) -> PoseMessage | StatusMessage | FrameMessage | None:
+        """The next valid message (a pose, or a status / thumbnail when subscribed), or None after ``timeout_ms``
         (None: wait indefinitely, in 100 ms polls, until a message arrives or :meth:`close`)."""
         deadline = _deadline(timeout_ms)
         while not self._closed:
