@@ -13,12 +13,15 @@ from tests.conftest import free_tcp_port
 
 class Publishing:
     """Publishes ``make_pose(seq)`` every ``period`` s on a free loopback port until :meth:`close`; remembers each
-    pose's publish time (``published``: seq -> ns)."""
+    pose's publish time (``published``: seq -> ns). ``after(pose)``: more messages to send after each pose (e.g. the
+    engine's thumbnails of its frame set)."""
 
-    def __init__(self, make_pose: Callable[[int], PoseMessage], period: float = 0.02):
+    def __init__(self, make_pose: Callable[[int], PoseMessage], period: float = 0.02,
+                 after: Callable[[PoseMessage], list] | None = None):  # fmt: skip
         self.endpoint = f"tcp://127.0.0.1:{free_tcp_port()}"
         self.pub = PosePublisher(self.endpoint)
         self.make_pose = make_pose
+        self.after = after
         self.period = period
         self.published: dict[int, int] = {}
         self._stop = threading.Event()
@@ -32,6 +35,8 @@ class Publishing:
             msg.t_publish_ns = time.time_ns()
             self.published[seq] = msg.t_publish_ns
             self.pub.publish(msg)
+            for extra in self.after(msg) if self.after is not None else []:
+                self.pub.send(extra)
             seq += 1
             time.sleep(self.period)
 

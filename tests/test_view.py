@@ -10,6 +10,7 @@ The server tests publish real ``PoseMessage``s through a real ``PosePublisher`` 
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import signal
 import socket
@@ -20,6 +21,7 @@ import time
 import urllib.error
 import urllib.request
 
+import cv2
 import numpy as np
 import pytest
 
@@ -28,6 +30,7 @@ from handstream.geometry import save_calibration
 from handstream.poses import HandPose, PoseMessage
 from handstream.runtime import StopFlag
 from handstream.synth.rigs import get_preset
+from handstream.transport.messages import FrameMessage
 from handstream.view import load_rig, run_view, scene_message
 from handstream.view.scene import BORDER_SAMPLES, preset_for_cameras, rig_up
 from tests.browser import Chromium, find_chromium, page_state, wait_for
@@ -177,6 +180,38 @@ def test_scene_on_connect_then_poses_with_their_2d_views(publishing, stereo):
     assert reported == [{"type": "state", "posesReceived": 3}]  # what the page said about itself: GET /state
 
 
+def test_thumbnails_come_as_jpeg_with_the_joints_of_their_own_pose(stereo):
+    rig, path = stereo
+    cam = rig["left"]
+    image = np.tile(np.arange(160, dtype=np.uint8), (120, 1))  # a horizontal ramp: survives JPEG
+    sent: dict[int, PoseMessage] = {}
+
+    def thumbs(pose: PoseMessage) -> list:
+        sent[pose.seq] = pose
+        meta = {"thumbnail": True, "width": cam.width, "height": cam.height, "pose_seq": pose.seq}
+        return [FrameMessage("left", pose.seq, pose.t_capture_ns, image, meta=meta)] if pose.seq % 3 == 0 else []
+
+    publishing = Publishing(_pose, 0.02, after=thumbs)
+    viewer = Viewer(publishing.endpoint, rig=load_rig(path), source=str(path), include_2d=True)
+    try:
+        msgs = asyncio.run(_messages(viewer.url, lambda m: sum(x["type"] == "thumbnail" for x in m) >= 2))
+    finally:
+        viewer.close()
+        publishing.close()
+    got = [m for m in msgs if m["type"] == "thumbnail"]
+    t_arrival = [i for i, m in enumerate(msgs) if m["type"] == "thumbnail"]
+    assert t_arrival[0] > 0 and msgs[0]["type"] == "scene"
+    for m in got:
+        pose = sent[m["pose_seq"]]
+        assert m["camera"] == "left" and m["t_capture_ns"] == pose.t_capture_ns
+        assert m["size"] == [160, 120] and m["frame_size"] == list(cam.size)
+        decoded = cv2.imdecode(np.frombuffer(base64.b64decode(m["jpeg"]), np.uint8), cv2.IMREAD_UNCHANGED)
+        assert decoded.shape == (120, 160) and np.abs(decoded.astype(int) - image).mean() < 2
+        left, right = m["hands"]
+        assert left["side"] == "left" and left["uv"][20] is None and right["uv"] == [None] * 21
+        np.testing.assert_allclose(np.array(left["uv"][:20]), cam.project(pose.hands[0].joints[:20]), atol=0.06)
+
+
 def test_the_status_message_carries_the_engines_own_status(publishing):
     viewer = Viewer(publishing.endpoint)
     try:
@@ -272,11 +307,13 @@ def test_the_page_draws_the_demo_and_survives_restarts(tmp_path):
             time.sleep(0.1)
         browser = Chromium(url)
         t0 = time.monotonic()
-        s = wait_for(url, lambda s: s["maxJointsDrawn"] >= 21 and s["camerasDrawn"] == 4 and s["views2dDrawn"] > 0,
-                     60, "hands, the 4 demo cameras and a 2D view drawn")  # fmt: skip
+        s = wait_for(url, lambda s: s["maxJointsDrawn"] >= 21 and s["camerasDrawn"] == 4 and s["views2dDrawn"] > 0
+                     and s["thumbnailsDrawn"] > 0, 60,
+                     "hands, the 4 demo cameras and a 2D view with its camera image drawn")  # fmt: skip
         print(f"\nfirst hands drawn {time.monotonic() - t0:.1f} s after the browser started: {s}")
         assert s["connected"] and not s["waiting"] and s["posesReceived"] > 0 and s["lastSeq"] is not None
         assert "headset4" in s["sceneSource"]
+        assert s["thumbnailsReceived"] > 0 and s["thumbnailSize"] == [159, 120]  # the engine's 636x480 / 4
         shot = browser.screenshot(tmp_path / "view.png", settle_s=0.2)
         assert shot.stat().st_size > 20_000  # a drawn picture, not a blank page
 

@@ -1,5 +1,5 @@
-"""What the viewer's page draws besides the hands: the cameras of the calibration, the rig's "up", and each
-pose's joints projected into every view (``--include-2d``).
+"""What the viewer's page draws besides the hands: the cameras of the calibration, the rig's "up", each pose's
+joints projected into every view and the engine's camera thumbnails as JPEG with their own pose (``--include-2d``).
 
 All geometry runs here, through the project's own camera model (:class:`~handstream.geometry.Camera`: pinhole,
 OpenCV and fisheye lenses), so the page's JavaScript only draws lines: a fisheye camera's frustum is its real
@@ -8,6 +8,7 @@ image border, not a pinhole guess.
 
 from __future__ import annotations
 
+import base64
 import math
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ import numpy as np
 from handstream.geometry import Rig, load_calibration
 from handstream.poses import PoseMessage
 from handstream.skeleton import HAND_CONNECTIONS, JOINT_NAMES
+from handstream.transport.messages import FrameMessage
 
 BORDER_SAMPLES = 4
 """Points per image edge in a frustum's outline (corners included once): a fisheye's border is curved."""
@@ -125,3 +127,37 @@ def project_views(rig: Rig, msg: PoseMessage) -> dict[str, list]:
         return {cam.name: [] for cam in rig.cameras}
     joints = np.stack([h.joints for h in msg.hands]).astype(np.float64)  # (H, 21, 3) metres
     return {cam.name: _rows(cam.project(joints), 1) for cam in rig.cameras}
+
+
+JPEG_QUALITY = 80
+"""Quality of the thumbnails sent to the pages (a 160x120 grey one is about 3-5 KB)."""
+
+
+def thumbnail_message(frame: FrameMessage, rig: Rig | None, pose: PoseMessage | None) -> dict[str, Any]:
+    """The ``thumbnail`` message of one engine thumbnail (``frame.<camera>``, :mod:`handstream.engine.thumbnails`).
+
+    Args:
+        frame: the thumbnail, ``image`` ``(h, w)`` grey or ``(h, w, 3)`` BGR uint8; ``meta`` has the full frame's
+            ``width`` / ``height`` and the ``pose_seq`` of the pose of the same frame set.
+        rig: the calibration (None: no joints).
+        pose: that pose when the viewer still has it, else None.
+    Returns:
+        ``{"type": "thumbnail", "camera", "seq", "t_capture_ns", "pose_seq", "size": [w, h] of the thumbnail,
+        "frame_size": [W, H] of the camera's frame, "jpeg": base64 JPEG, "hands": None or per hand of that pose
+        {"side", "conf" (21,), "uv": [[u, v] | None] x 21 in the calibrated image's pixels}}``: the page scales the
+        joints from the calibrated size to its canvas, so the skeleton lies on the picture it was found in.
+    """
+    import cv2
+
+    ok, jpeg = cv2.imencode(".jpg", np.asarray(frame.image), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+    h, w = frame.image.shape[:2]
+    meta = frame.meta
+    hands = None
+    if pose is not None and rig is not None and frame.camera in rig.names:
+        cam = rig[frame.camera]
+        hands = [{"side": hd.side, "conf": [round(float(c), 3) if np.isfinite(c) else None for c in hd.conf],
+                  "uv": _rows(cam.project(hd.joints.astype(np.float64)), 1)} for hd in pose.hands]  # fmt: skip
+    return {"type": "thumbnail", "camera": frame.camera, "seq": frame.seq, "t_capture_ns": frame.t_capture_ns,
+            "pose_seq": meta.get("pose_seq"), "size": [w, h],
+            "frame_size": [meta.get("width", w), meta.get("height", h)],
+            "jpeg": base64.b64encode(jpeg.tobytes()).decode("ascii") if ok else None, "hands": hands}  # fmt: skip

@@ -8,13 +8,17 @@
     WS  /ws          server -> page: {"type": "scene"} on connect and when the cameras become known,
                      {"type": "status"} twice a second, {"type": "pose"} per pose (the websocket bridge's JSON
                      object, :func:`handstream.bridges.formats.pose_json`, plus "type", "views" and, with
-                     --include-2d, "views2d"); page -> server: {"type": "state", ...} (stored for GET /state)
+                     --include-2d, "views2d"), {"type": "thumbnail"} per camera image with --include-2d
+                     (:func:`handstream.view.scene.thumbnail_message`: a JPEG and the joints of its own pose);
+                     page -> server: {"type": "state", ...} (stored for GET /state)
 
-The engine side is the websocket bridge's: a ZeroMQ subscriber (pose and ``status.*`` topics) in its own thread
-encodes each newest pose once and hands it to the event loop; every page has a latest-message slot per kind
-(scene, status, pose) that its own sender task empties, so a pose that arrives while the previous one has not
-left replaces it (a drop, counted for that page) and a slow page never slows the engine or another page. ZeroMQ
-reconnects by itself, so the viewer outlives an engine restart; the page reconnects to the viewer by itself.
+The engine side is the websocket bridge's: a ZeroMQ subscriber (pose and ``status.*`` topics; with --include-2d
+also the engine's thumbnails, ``frame.*``, ``engine.thumbnail_fps``) in its own thread encodes each newest pose
+and each newest thumbnail once and hands them to the event loop; every page has a latest-message slot per kind
+(scene, status, pose, one per camera's thumbnail) that its own sender task empties, so a pose that arrives while
+the previous one has not left replaces it (a drop, counted for that page) and a slow page never slows the engine
+or another page. ZeroMQ reconnects by itself, so the viewer outlives an engine restart; the page reconnects to the
+viewer by itself.
 """
 
 from __future__ import annotations
@@ -34,11 +38,13 @@ from handstream.bridges.deps import require
 from handstream.bridges.formats import pose_json
 from handstream.errors import HandstreamError
 from handstream.geometry import Rig
+from handstream.poses import PoseMessage
 from handstream.runtime import StopFlag
 from handstream.transport.endpoints import check_connect_endpoint, is_loopback_host
+from handstream.transport.messages import FrameMessage
 from handstream.transport.pubsub import PoseSubscriber
 from handstream.transport.security import curve_config
-from handstream.view.scene import preset_for_cameras, project_views, scene_message
+from handstream.view.scene import preset_for_cameras, project_views, scene_message, thumbnail_message
 
 STATIC = Path(__file__).resolve().parent / "static"
 """The page's files (package data)."""
@@ -51,7 +57,11 @@ STATUS_PERIOD_S = 0.5
 STALE_STATUS_S = 5.0
 """A process whose last status is older than this is shown as silent (the engine sends one per second)."""
 SLOTS = ("scene", "status", "pose")
-"""A page's message kinds, in the order its sender sends what is pending."""
+"""A page's message kinds, in the order its sender sends what is pending (then the thumbnails, ``thumb.<camera>``)."""
+RECENT_POSES = 64
+"""Poses kept by seq for the thumbnails that follow them (the engine sends a set's thumbnails after its pose)."""
+MAX_THUMBNAIL_FPS = 10.0
+"""Thumbnails per camera and second forwarded at most, whatever the engine sends (also capped at its own rate)."""
 
 
 def check_view_options(host: str, port: int, allow_remote: bool) -> tuple[str, int]:
@@ -99,7 +109,8 @@ class _Page:
         self.ready.set()
 
     def take(self) -> list[tuple[str, str]]:
-        out = [(k, self.pending.pop(k)) for k in SLOTS if k in self.pending]
+        kinds = [k for k in SLOTS if k in self.pending] + sorted(k for k in self.pending if k not in SLOTS)
+        out = [(k, self.pending.pop(k)) for k in kinds]
         self.ready.clear()
         return out
 
@@ -119,6 +130,8 @@ class ViewServer:
         self.t_last_pose: float | None = None
         self.statuses: dict[str, tuple[float, dict[str, Any]]] = {}  # process -> (monotonic time, data)
         self.subscriber: dict[str, Any] = {}  # the ZeroMQ subscriber's counters (received, missed, ...)
+        self.thumbnails: dict[str, str] = {}  # camera -> its newest thumbnail message (a new page gets them)
+        self.thumbnails_received = 0
 
     # -- from the subscriber thread -------------------------------------------------------------------------
 
@@ -132,6 +145,12 @@ class ViewServer:
         self.t_last_pose = time.monotonic()
         for p in self.pages:
             p.offer("pose", text)
+
+    def offer_thumbnail(self, camera: str, text: str) -> None:
+        self.thumbnails_received += 1
+        self.thumbnails[camera] = text
+        for p in self.pages:
+            p.offer(f"thumb.{camera}", text)
 
     def set_statuses(self, statuses: dict[str, dict[str, Any]], counters: dict[str, Any]) -> None:
         now = time.monotonic()
@@ -149,7 +168,7 @@ class ViewServer:
                      for name, (t, data) in sorted(self.statuses.items())}  # fmt: skip
         age = None if self.t_last_pose is None else round(now - self.t_last_pose, 2)
         viewer = {"received": self.received, "subscriber": self.subscriber, "pages": len(self.pages),
-                  "last_pose_age_s": age}  # fmt: skip
+                  "last_pose_age_s": age, "thumbnails_received": self.thumbnails_received}  # fmt: skip
         if page is not None:
             viewer["poses_sent"], viewer["poses_dropped"] = page.sent, page.dropped
         return {"type": "status", "processes": processes, "viewer": viewer}
@@ -166,6 +185,8 @@ class ViewServer:
         self.pages.add(page)
         page.offer("scene", self.scene)
         page.offer("status", json.dumps(self.status(page), separators=(",", ":")))
+        for camera, text in self.thumbnails.items():
+            page.offer(f"thumb.{camera}", text)
         reader = asyncio.ensure_future(self._read(connection, page))
         try:
             while not reader.done():
@@ -225,18 +246,25 @@ def _subscribe(endpoint: str, curve, rig: Rig | None, include_2d: bool, scene_ar
     Without a calibration, the demo's cameras are recognised by the names in the engine's status. An exception
     goes into ``failed`` (the server then stops with it: a viewer that silently shows nothing is worse)."""
     try:
-        sub = PoseSubscriber(endpoint, status=True, curve=curve)
+        sub = PoseSubscriber(endpoint, status=True, curve=curve, frames=include_2d)
     except Exception as exc:  # noqa: BLE001 - handed to the main thread
         failed.append(exc)
         return
     detect = rig is None
+    recent: dict[int, PoseMessage] = {}  # seq -> pose, for the thumbnails of its frame set
+    t_thumb: dict[str, float] = {}  # camera -> when its last thumbnail was forwarded (monotonic s)
+    min_interval = 1.0 / MAX_THUMBNAIL_FPS
     try:
         while not done.is_set():
-            msg = sub.latest(timeout_ms=100)
+            newest, frames = _drain(sub, recent)
             if sub.statuses:
                 statuses = {name: st.data for name, st in sub.statuses.items()}
                 sub.statuses.clear()
                 engine = statuses.get("engine", {})
+                thumbs = engine.get("thumbnails")
+                fps = thumbs.get("fps") if isinstance(thumbs, dict) else None
+                if isinstance(fps, (int, float)) and fps > 0:  # cap at the engine's own rate (a little slack)
+                    min_interval = max(1.0 / MAX_THUMBNAIL_FPS, 0.8 / fps)
                 if detect and isinstance(engine.get("fps_in"), dict):
                     detect = False  # once: the engine's cameras do not change while it runs
                     found = preset_for_cameras(list(engine["fps_in"]))
@@ -245,15 +273,43 @@ def _subscribe(endpoint: str, curve, rig: Rig | None, include_2d: bool, scene_ar
                         source = f"synthetic preset {found[0]} (recognised by the engine's camera names)"
                         loop.call_soon_threadsafe(server.set_scene, scene_message(rig, source, **scene_args))
                 loop.call_soon_threadsafe(server.set_statuses, statuses, sub.counters.as_dict())
-            if msg is not None:
-                payload = {"type": "pose", **pose_json(msg), "views": list(msg.views)}
+            if newest is not None:
+                payload = {"type": "pose", **pose_json(newest), "views": list(newest.views)}
                 if include_2d and rig is not None:
-                    payload["views2d"] = project_views(rig, msg)
+                    payload["views2d"] = project_views(rig, newest)
                 loop.call_soon_threadsafe(server.offer_pose, json.dumps(payload, separators=(",", ":")))
+            now = time.monotonic()
+            for cam, frame in frames.items():
+                if now - t_thumb.get(cam, -1e9) < min_interval:
+                    continue
+                t_thumb[cam] = now
+                msg = thumbnail_message(frame, rig, recent.get(frame.meta.get("pose_seq", -1)))
+                loop.call_soon_threadsafe(server.offer_thumbnail, cam, json.dumps(msg, separators=(",", ":")))
     except Exception as exc:  # noqa: BLE001 - handed to the main thread
         failed.append(exc)
     finally:
         sub.close()
+
+
+def _drain(sub: PoseSubscriber, recent: dict[int, PoseMessage]) -> tuple[PoseMessage | None, dict[str, FrameMessage]]:
+    """Everything queued (waiting up to 100 ms for the first message): the newest pose (older ones count as
+    superseded) and the newest thumbnail per camera; every pose goes into ``recent`` (its last RECENT_POSES), so a
+    thumbnail finds the pose of its own frame set even when a newer pose came in the same drain."""
+    newest, frames = None, {}
+    msg = sub.recv(timeout_ms=100)
+    for _ in range(4096):
+        if msg is None:
+            break
+        if isinstance(msg, PoseMessage):
+            if newest is not None:
+                sub.counters.superseded += 1
+            newest = recent[msg.seq] = msg
+            while len(recent) > RECENT_POSES:
+                del recent[next(iter(recent))]
+        elif isinstance(msg, FrameMessage):
+            frames[msg.camera] = msg
+        msg = sub.recv(timeout_ms=0)
+    return newest, frames
 
 
 def run_view(opts: dict[str, Any], stop: StopFlag, *, endpoint: str, curve_dir: str | None = None,

@@ -3,12 +3,15 @@
 //   scene  {cameras: [{name, size, center, border (unit rays), image_up, ...}], up, bones, source, include_2d}
 //   status {processes: {engine: {age_s, stale, data}, "capture-<cam>": ...}, viewer: {...}}
 //   pose   the websocket bridge's JSON pose (+ views, views2d with --include-2d)
+//   thumbnail  {camera, size, frame_size, jpeg (base64), hands: [{side, conf, uv}] of its own pose} (--include-2d,
+//          while the engine's thumbnail_fps > 0)
 // The page's state is window.handstreamView (also sent to the server every 0.5 s: GET /state).
 "use strict";
 (() => {
   const WAIT_AFTER_MS = 1000; // no pose for this long: "waiting for poses"
   const FOV = (50 * Math.PI) / 180; // vertical field of view of the orbit camera
   const HAND_COLOR = { left: "#5aa9ff", right: "#ff9a4d" };
+  const THUMB_STALE_MS = 2000; // a camera image older than this is not drawn (the engine stopped sending)
 
   const state = (window.handstreamView = {
     connected: false, // the WebSocket to the viewer server is open
@@ -22,6 +25,9 @@
     framesWithHands: 0,
     camerasDrawn: 0,
     views2dDrawn: 0, // 2D views with at least one joint in the last frame
+    thumbnailsReceived: 0,
+    thumbnailsDrawn: 0, // 2D views showing a camera image in the last frame
+    thumbnailSize: null, // [w, h] of the last camera image drawn
     reconnects: 0,
     sceneSource: null,
   });
@@ -333,42 +339,77 @@
       cv.width = tw;
       cv.height = Math.round((tw * ih) / iw);
       const cap = document.createElement("figcaption");
-      cap.textContent = `${cam.name} · ${iw}x${ih} · reprojected`;
       fig.style.width = `${tw}px`;
       fig.append(cv, cap);
       box.append(fig);
-      thumbs.set(cam.name, { fig, canvas: cv, scale: tw / iw });
+      thumbs.set(cam.name, { fig, canvas: cv, cap, label: `${cam.name} · ${iw}x${ih}`, scale: tw / iw });
     }
   }
 
+  const images = new Map(); // camera name -> {img, msg, t, loaded}: the newest camera image (thumbnail message)
+  function onThumbnail(msg) {
+    if (!msg.jpeg) return;
+    const img = new Image();
+    const entry = { img, msg, t: performance.now(), loaded: false };
+    img.onload = () => { entry.loaded = true; images.set(msg.camera, entry); schedule(); };
+    img.src = `data:image/jpeg;base64,${msg.jpeg}`;
+    state.thumbnailsReceived++;
+  }
+
+  function drawSkeleton(g, hands, uvOf, scale, w, h) {
+    // the 2D joints (pixels of the calibrated image, pixel centres at integers) scaled to the canvas
+    let any = false;
+    hands.forEach((hand, k) => {
+      const s = (uvOf(hand, k) || []).map((p) => (p ? [(p[0] + 0.5) * scale, (p[1] + 0.5) * scale] : null));
+      g.strokeStyle = HAND_COLOR[hand.side] || "#ddd";
+      g.lineWidth = 2;
+      g.beginPath();
+      for (const [i, j] of scene.bones) if (s[i] && s[j]) { g.moveTo(...s[i]); g.lineTo(...s[j]); }
+      g.stroke();
+      s.forEach((p, j) => {
+        if (!p || p[0] < 0 || p[1] < 0 || p[0] > w || p[1] > h) return;
+        any = true;
+        g.fillStyle = confColor(hand.conf[j]);
+        g.fillRect(p[0] - 1.5, p[1] - 1.5, 3, 3);
+      });
+    });
+    return any;
+  }
+
   function drawViews() {
-    let drawn = 0;
+    let drawn = 0, withImage = 0;
     const used = new Set(pose && pose.views ? pose.views : []);
+    const now = performance.now();
     for (const [name, t] of thumbs) {
       const g = t.canvas.getContext("2d");
-      g.fillStyle = "#1b1f26"; // no camera image: the frame topic is not reachable (docs/use-the-poses.md, Viewer)
-      g.fillRect(0, 0, t.canvas.width, t.canvas.height);
+      const W = t.canvas.width, H = t.canvas.height;
       t.fig.classList.toggle("used", used.has(name));
-      const views = !state.waiting && pose && pose.views2d ? pose.views2d[name] : null;
-      if (!views) continue;
+      const im = images.get(name);
+      const fresh = im && im.loaded && !state.waiting && now - im.t < THUMB_STALE_MS;
+      if (fresh) {
+        // the camera image under the skeleton of its own pose (same frame set), so both show the same instant
+        g.drawImage(im.img, 0, 0, W, H);
+        withImage++;
+        state.thumbnailSize = im.msg.size;
+        t.cap.textContent = `${t.label} · camera image`;
+      } else {
+        g.fillStyle = "#1b1f26";
+        g.fillRect(0, 0, W, H);
+        g.fillStyle = "rgba(170, 180, 195, 0.75)";
+        g.font = "10px ui-monospace, monospace";
+        g.fillText("no camera image", 6, 14);
+        g.fillText("(engine.thumbnail_fps = 0)", 6, 27);
+        t.cap.textContent = `${t.label} · reprojected`;
+      }
       let any = false;
-      pose.hands.forEach((hand, h) => {
-        const uv = views[h] || [];
-        const s = uv.map((p) => (p ? [(p[0] + 0.5) * t.scale, (p[1] + 0.5) * t.scale] : null));
-        g.strokeStyle = HAND_COLOR[hand.side] || "#ddd";
-        g.lineWidth = 2;
-        g.beginPath();
-        for (const [i, j] of scene.bones) if (s[i] && s[j]) { g.moveTo(...s[i]); g.lineTo(...s[j]); }
-        g.stroke();
-        s.forEach((p, k) => {
-          if (!p || p[0] < 0 || p[1] < 0 || p[0] > t.canvas.width || p[1] > t.canvas.height) return;
-          any = true;
-          g.fillStyle = confColor(hand.conf[k]);
-          g.fillRect(p[0] - 1.5, p[1] - 1.5, 3, 3);
-        });
-      });
+      if (fresh && im.msg.hands) any = drawSkeleton(g, im.msg.hands, (hand) => hand.uv, t.scale, W, H);
+      else {
+        const views = !state.waiting && pose && pose.views2d ? pose.views2d[name] : null;
+        if (views) any = drawSkeleton(g, pose.hands, (_, k) => views[k], t.scale, W, H);
+      }
       drawn += any ? 1 : 0;
     }
+    state.thumbnailsDrawn = withImage;
     return drawn;
   }
 
@@ -459,6 +500,7 @@
       if (msg.type === "pose") onPose(msg);
       else if (msg.type === "status") status = msg;
       else if (msg.type === "scene") onScene(msg);
+      else if (msg.type === "thumbnail") onThumbnail(msg);
     };
     ws.onclose = () => {
       // back off 0.25, 0.5, 1, 2, 4 s (then every 4 s): the viewer server may be restarting
