@@ -273,3 +273,31 @@ def test_a_rig_with_one_camera_still_builds_a_pipeline():
     cam = rig[0]
     msg = pipe.process({cam.name: np.zeros((cam.height, cam.width), np.uint8)}, 0)
     assert all(not np.isfinite(h.joints).any() for h in msg.hands)
+
+
+def test_a_new_hand_takes_the_side_its_crops_say_when_that_side_is_free():
+    """check_sides: a hand found this frame set as the left one whose crops say "right" moves to the right slot;
+    not when the right hand is tracked already, and never for a tracked hand."""
+    from handstream.engine.tracking import HandResult, check_sides
+
+    def result(found: bool) -> HandResult:
+        joints = np.full((21, 3), np.nan)
+        if found:
+            joints[:] = 0.1
+        return HandResult(joints=joints, reproj_error=np.full(21, np.nan), conf=np.full(21, np.nan),
+                          n_views=np.zeros(21, np.uint8), presence=0.9 if found else 0.0,
+                          joints_2d=np.full((2, 21, 2), np.nan))  # fmt: skip
+
+    right_crops = np.array([0.9, 0.8], np.float32)
+    results = [result(True), result(False)]
+    check_sides(results, [0, 0], right_crops, targets={})
+    assert not np.isfinite(results[0].joints).any() and np.isfinite(results[1].joints).all()
+    results = [result(True), result(False)]
+    check_sides(results, [0, 0], np.array([0.2, 0.3], np.float32), targets={})  # its crops agree: stays left
+    assert np.isfinite(results[0].joints).all()
+    results = [result(True), result(False)]
+    check_sides(results, [0, 0], right_crops, targets={1: np.zeros((21, 3))})  # the right hand is tracked
+    assert np.isfinite(results[0].joints).all()
+    results = [result(True), result(False)]
+    check_sides(results, [0, 0], right_crops, targets={0: np.zeros((21, 3))})  # a tracked hand keeps its side
+    assert np.isfinite(results[0].joints).all()

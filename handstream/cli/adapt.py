@@ -150,6 +150,7 @@ def _adapt_config(
     anatomy: str,
     landmarks: bool = False,
     bone_sigma: float | None = None,
+    seed: int = 0,
 ):
     """The flags as an :class:`~handstream.adapt.adapt.AdaptConfig` (its consensus settings included), or for an
     imported landmarks model (``landmarks``) a :class:`~handstream.adapt.landmarks.LandmarkAdaptConfig`
@@ -164,7 +165,7 @@ def _adapt_config(
         from handstream.adapt.landmarks import LandmarkAdaptConfig
 
         cfg = LandmarkAdaptConfig(rounds=rounds, steps=steps, batch=batch, lr=lr, threads=threads,
-                                  consensus=consensus)  # fmt: skip
+                                  consensus=consensus, seed=seed)  # fmt: skip
         return cfg if bone_sigma is None else replace(cfg, bone_sigma=bone_sigma)
     cfg = AdaptConfig(
         rounds=rounds,
@@ -175,6 +176,7 @@ def _adapt_config(
         estimate_extrinsics=estimate_extrinsics,
         hand_scale=hand_scale,
         refiner_steps=refiner_steps,
+        seed=seed,
     )
     return replace(cfg, consensus=consensus)
 
@@ -227,6 +229,7 @@ def adapt_command(
         "tolerating this relative change per pixel of reprojection (default 0.05; 0: off).",
     ),
     name: str = typer.Option("adapted", "--name", help="Name of the exported model (OUT/NAME.onnx)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the crop sampling and jitter: the same seed, the same run."),
     threads: opt.Threads = 0,
     no_export: bool = typer.Option(False, "--no-export", help="Do not export OUT/NAME.onnx."),
     no_progress: opt.NoProgress = False,
@@ -266,7 +269,7 @@ def adapt_command(
     cfg = _adapt_config(
         rounds=rounds, steps=steps, batch=batch, lr=lr, threads=threads, estimate_extrinsics=estimate_extrinsics,
         hand_scale=hand_scale, refiner_steps=refiner_steps, threshold_px=threshold_px, min_views=min_views,
-        min_conf=min_conf, anatomy=anatomy, landmarks=landmarks, bone_sigma=bone_sigma,
+        min_conf=min_conf, anatomy=anatomy, landmarks=landmarks, bone_sigma=bone_sigma, seed=seed,
     )  # fmt: skip
     report = adapt(
         rec, model, out, cfg, teacher=teacher, refiner=refiner_path, name=name, export=not no_export,

@@ -43,7 +43,7 @@ def infer_and_decode(
 
 def infer_landmarks(
     backend: Backend, batch: np.ndarray, hands: np.ndarray, timings: dict[str, float]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Infer a batch of one-hand crops with a ``landmarks`` model, in the heatmap step's layout.
 
     Args:
@@ -53,7 +53,8 @@ def infer_landmarks(
     Returns:
         keypoints (N, H, K, 2) float64 crop px, the crop's own hand filled, NaN for the other; conf (N, H, K)
         float32: the crop's hand presence on every joint (the network gives no per-joint score; the tracker
-        weighs joints by how the views agree after triangulation); presence (N, H) float32, 0 for the other hand.
+        weighs joints by how the views agree after triangulation); presence (N, H) float32, 0 for the other hand;
+        handedness (N,) float32, the network's probability that the crop holds a right hand.
     """
     t0 = time.perf_counter()
     out = backend.infer_landmarks(batch)
@@ -68,7 +69,7 @@ def infer_landmarks(
     presence[rows, hands] = out.presence
     timings["infer"] = (t1 - t0) * 1e3
     timings["decode"] = (time.perf_counter() - t1) * 1e3
-    return kp, conf, presence
+    return kp, conf, presence, np.asarray(out.handedness, np.float32).reshape(n)
 
 
 def gate(

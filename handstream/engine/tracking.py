@@ -205,6 +205,29 @@ def bone_lengths(joints: np.ndarray) -> np.ndarray:
     return np.linalg.norm(joints[_BONES[:, 1]] - joints[_BONES[:, 0]], axis=-1)
 
 
+def check_sides(results: list[HandResult], crop_hands: list[int], handedness: np.ndarray,
+                targets: dict[int, np.ndarray]) -> None:  # fmt: skip
+    """Move a hand found this frame set (no track yet) to the side its crops' mean handedness says, in place, when
+    that side is free: the acquisition took the side from one search window's handedness, which is unsure on a
+    hand seen edge-on, and the upright crops in every view are better evidence. Tracked hands keep theirs.
+
+    Args:
+        results: one :class:`HandResult` per hand (left, right) of this frame set.
+        crop_hands: (N,) the hand each crop of the frame set was for; handedness: (N,) the crops' probability
+            of a right hand (the landmarks model's output); targets: the hands tracked before this frame set.
+    """
+    for h in range(len(HANDS)):
+        other = 1 - h
+        if h in targets or other in targets or not np.isfinite(results[h].joints).any():
+            continue
+        if np.isfinite(results[other].joints).any():
+            return  # both found at once: nothing to swap with
+        p_right = float(np.mean([handedness[j] for j, hh in enumerate(crop_hands) if hh == h]))
+        if (p_right >= 0.5) != (HANDS[h] == "right"):
+            results[h], results[other] = results[other], results[h]
+        return
+
+
 class Tracker:
     """Tracks both hands across frame sets with perspective crops.
 
@@ -316,7 +339,7 @@ class Tracker:
         self.stats.crops += len(jobs)
         view_index = {n: i for i, n in enumerate(names)}
         batch = self._input[: len(jobs)]
-        kp = conf = pres = None
+        kp = conf = pres = handedness = None
         if jobs:
             views, cams = [view_index[n] for _, n, _ in jobs], [c for _, _, c in jobs]
             if self.landmarks:
@@ -331,7 +354,7 @@ class Tracker:
         timings["infer"] = timings["decode"] = 0.0  # no crop, no crop model run
         if jobs and self.landmarks:
             hands = np.array([h for h, _, _ in jobs])
-            kp, conf, pres = infer_landmarks(self.backend, batch, hands, timings)  # (N, H, K, 2) crop px
+            kp, conf, pres, handedness = infer_landmarks(self.backend, batch, hands, timings)  # (N, H, K, 2) crop px
         elif jobs:
             kp, conf, pres = infer_and_decode(self.backend, batch, rays, timings)  # (N, H, K, 2) crop px
         t3 = time.perf_counter()
@@ -348,6 +371,8 @@ class Tracker:
                 results[h].presence = float(pres[idx, h].max())
                 continue
             results[h] = res
+        if handedness is not None:
+            check_sides(results, [h for h, _, _ in jobs], handedness, targets)
         self._separate(results)
         for h, res in enumerate(results):
             if np.isfinite(res.joints).any():

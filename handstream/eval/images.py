@@ -78,7 +78,7 @@ class CropRunner:
         hands = np.asarray(slots, np.int64)
         if self.landmarks:
             batch = resample([image], [0] * len(crops), crops, color="rgb")
-            kp, _, pres = infer_landmarks(self.backend, batch, hands, timings)
+            kp, _, pres, _ = infer_landmarks(self.backend, batch, hands, timings)
         else:
             batch = resample([image], [0] * len(crops), crops)[:, None]
             m = self.backend.manifest
