@@ -30,7 +30,10 @@ def view_command(
     calibration: Calibration = None,
     unit_scale: UnitScale = None,
     include_2d: bool = typer.Option(
-        False, "--include-2d", help="Also draw each view's 2D skeleton (the 3D joints projected into every camera)."
+        False,
+        "--include-2d",
+        help="Also draw each view's 2D skeleton (the 3D joints projected into every camera) on its live camera image "
+        "(the engine's thumbnails, engine.thumbnail_fps).",
     ),
     open_browser: bool = typer.Option(
         None, "--open/--no-open", help="Open the page in a browser (default: when there is a display)."

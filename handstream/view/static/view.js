@@ -391,7 +391,7 @@
         g.drawImage(im.img, 0, 0, W, H);
         withImage++;
         state.thumbnailSize = im.msg.size;
-        t.cap.textContent = `${t.label} · camera image`;
+        t.cap.textContent = `${t.label} · image`;
       } else {
         g.fillStyle = "#1b1f26";
         g.fillRect(0, 0, W, H);
