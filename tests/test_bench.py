@@ -52,6 +52,7 @@ def test_short_run_writes_every_field(tmp_path, random_model, capsys):
         seconds=2.5, warmup=0.5, cameras=2, resolution=(320, 240), fps=30.0, model=str(random_model), threads=1,
         loop_frames=12, inprocess_seconds=1.0, sweep=True, sweep_views=(4, 8), sweep_resolutions=((160, 120),),
         sweep_calls=2, sweep_settle=1, compare=("mediapipe",), compare_frames=2, out=str(tmp_path / "out"),
+        thumbnails=True,
     )  # fmt: skip
     result = run_bench(opts, log=lambda s: None, argv=["test"])
     path = tmp_path / "out" / "latency.json"
@@ -94,6 +95,8 @@ def test_short_run_writes_every_field(tmp_path, random_model, capsys):
         assert isinstance(drops[key], int) and drops[key] >= 0, key
     assert set(drops["sync"]) == {"sets", "stale", "unmatched", "late", "incomplete"} and drops["sync"]["sets"] > 0
     assert live["subscriber_missed"] >= 0
+    # the subscriber asked for frame.*: the engine's thumbnails came (engine.thumbnail_fps, default 5 per camera)
+    assert live["thumbnails"]["received"] > 0 and live["thumbnails"]["rate"] <= 2 * cfg["fps"]
 
     procs = live["processes"]
     names = {"engine", *(f"capture-{c}" for c in cfg["camera_names"])}

@@ -100,7 +100,7 @@ class LiveSession:
     subscriber to its poses and status messages in this one. Steps: :meth:`start`, :meth:`wait_first_pose`,
     :meth:`warm_up`, :meth:`open_window`, :meth:`measure`, :meth:`close_window`, :meth:`stop`."""
 
-    def __init__(self, config) -> None:
+    def __init__(self, config, thumbnails: bool = False) -> None:
         from handstream.serve import Supervisor, plan
         from handstream.transport.pubsub import PoseSubscriber
 
@@ -109,7 +109,9 @@ class LiveSession:
         self.sup = Supervisor(self.plan)
         self.codes: list[int] = []
         self.error: BaseException | None = None
-        self.sub = PoseSubscriber(config.endpoints.poses, status=True)
+        # thumbnails: subscribe to frame.* as the viewer does (the engine's XPUB makes them only while asked)
+        self.sub = PoseSubscriber(config.endpoints.poses, status=True, frames=thumbnails)
+        self.thumbnails = 0  # frame.* messages received
         self.thread = threading.Thread(target=self._supervise, name="handstream-supervisor", daemon=True)
         self.statuses: dict[str, dict[str, Any]] = {}  # process (engine or camera) -> newest status data
         self.status_t: dict[str, int] = {}  # process -> its send time, ns
@@ -122,10 +124,12 @@ class LiveSession:
             self.error = exc
 
     def take(self, msg) -> None:
-        """Keep a status message (the newest per process); anything else is ignored."""
-        from handstream.transport.messages import StatusMessage
+        """Keep a status message (the newest per process); count a thumbnail; anything else is ignored."""
+        from handstream.transport.messages import FrameMessage, StatusMessage
 
-        if isinstance(msg, StatusMessage):
+        if isinstance(msg, FrameMessage):
+            self.thumbnails += 1
+        elif isinstance(msg, StatusMessage):
             key = "engine" if msg.process == "engine" else str(msg.data.get("camera", msg.process))
             self.statuses[key] = msg.data
             self.status_t[key] = msg.t_send_ns
@@ -181,6 +185,7 @@ class LiveSession:
         from handstream.poses import PoseMessage
 
         rec = LiveRecord()
+        self.thumbnails = 0
         monitor.start(self.pids())
         t0_ns = time.time_ns()
         t_end = time.monotonic() + seconds
@@ -220,17 +225,19 @@ def run_live(
     warmup: float,
     log: Callable[[str], None],
     startup_timeout_s: float = 120.0,
+    thumbnails: bool = False,
 ) -> dict[str, Any]:
     """Start the system of ``config`` (a :class:`handstream.config.ServeConfig`), measure, stop it.
 
     Returns ``poses``, ``pose_rate`` (/s), ``window_s``, ``complete_sets`` (fraction of poses with every
-    view), ``subscriber_missed`` (sequence gaps at the subscriber), ``latency_ms`` (stage -> summary, with
+    view), ``subscriber_missed`` (sequence gaps at the subscriber), ``thumbnails`` (with ``thumbnails``: the
+    ``frame.*`` messages received in the window and their rate, /s; else None), ``latency_ms`` (stage -> summary, with
     ``end_to_end`` and ``residual``), ``drops`` (:func:`drops_from_status`), ``processes`` and ``machine``
     (:class:`ProcessMonitor`), ``samples`` (per-pose arrays), ``startup_s``, ``engine_status`` (the last
     ``status.engine``: counters since start) and ``tracking`` (its tracker counters over the window, by
     :func:`tracking_delta`; None when the engine does not track).
     """
-    live = LiveSession(config)
+    live = LiveSession(config, thumbnails=thumbnails)
     live.start()
     try:
         startup_s = live.wait_first_pose(startup_timeout_s)
@@ -240,6 +247,7 @@ def run_live(
         monitor = ProcessMonitor()
         log(f"measuring {seconds:g} s")
         rec, window_s = live.measure(seconds, monitor)
+        thumbnails_received = live.thumbnails
         live.close_window()
         end_status, end_t = live.snapshot()
     finally:
@@ -257,6 +265,9 @@ def run_live(
         "complete_sets": round(float((views == n_cams).mean()), 4) if views.size else None,
         "mean_views": round(float(views.mean()), 3) if views.size else None,
         "subscriber_missed": int(sum(max(0, b - a - 1) for a, b in zip(rec.seq, rec.seq[1:], strict=False))),
+        "thumbnails": {"received": thumbnails_received,
+                       "rate": round(thumbnails_received / window_s, 3) if window_s > 0 else None}
+        if thumbnails else None,  # fmt: skip
         "latency_ms": live_latency(rec),
         "drops": drops,
         "engine_status": end_status.get("engine", {}),

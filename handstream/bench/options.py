@@ -103,6 +103,8 @@ class BenchOptions:
         compare: peers to time (``("mediapipe",)``); mediapipe_model: the hand landmarker ``.task`` bundle.
         compare_frames: multi-view frames timed with each peer.
         transport: ``tcp`` (loopback, free ports) or ``ipc`` (sockets in a temporary folder).
+        thumbnails: the bench's subscriber also asks for the engine's camera thumbnails (``frame.*``), as
+            ``handstream view --include-2d`` does; without one the engine makes none.
         out: folder for ``latency.json`` and ``latency.png`` (None: write nothing).
         seed: synthetic scene seed.
     """
@@ -135,6 +137,7 @@ class BenchOptions:
     mediapipe_model: str | None = None
     compare_frames: int = 60
     transport: str = "tcp"
+    thumbnails: bool = False
     out: str | None = "handstream-bench"
     seed: int = 0
 

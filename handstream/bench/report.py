@@ -316,6 +316,8 @@ def print_report(result: dict[str, Any], console=None) -> None:
     t.add_row("frames skipped by captures (reader late)", str(d["frames_skipped_by_captures"]))
     t.add_row("incomplete frame sets (sync)", str(d["sync"]["incomplete"]))
     t.add_row("poses missed by the subscriber", str(live["subscriber_missed"]))
+    if live.get("thumbnails"):
+        t.add_row("camera thumbnails received / s (frame.*)", fmt(live["thumbnails"]["rate"], 2))
     console.print(t)
     t = Table(title="processes (CPU % of one core, RSS MiB)")
     for col in ("process", "pid", "CPU %", "RSS mean", "RSS max"):

@@ -78,7 +78,7 @@ def run_bench(
         s = prepare(o, tmp, log)
         result = describe_run(o, s, argv, background)
         log(f"starting the live system: {len(s.cameras)} capture processes + engine ({o.backend}), {s.fps:g} fps")
-        live = run_live(s.config, seconds=o.seconds, warmup=o.warmup, log=log)
+        live = run_live(s.config, seconds=o.seconds, warmup=o.warmup, log=log, thumbnails=o.thumbnails)
         result["live"] = live
         result["config"]["backend_used"] = live["engine_status"].get("backend")
         result.update(measure_inprocess(o, s, live, log))

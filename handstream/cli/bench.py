@@ -91,6 +91,9 @@ def bench_command(
     ),
     compare_frames: int = typer.Option(60, "--compare-frames", help="Multi-view frames timed with each peer."),
     transport: str = typer.Option("tcp", "--transport", help="tcp (loopback, free ports) | ipc."),
+    thumbnails: bool = typer.Option(
+        False, "--thumbnails", help="Also subscribe to the engine's camera thumbnails, as view --include-2d does."
+    ),
     out: Path = typer.Option(Path("handstream-bench"), "--out", help="Folder for latency.json and latency.png."),
     seed: Seed = 0,
     quiet: Quiet = False,
@@ -141,6 +144,7 @@ def bench_command(
         mediapipe_model=None if mediapipe_model is None else str(mediapipe_model),
         compare_frames=compare_frames,
         transport=transport,
+        thumbnails=thumbnails,
         out=str(out),
         seed=seed,
     )
