@@ -2,34 +2,18 @@
 
 from __future__ import annotations
 
-import signal
 import sys
-import time
 
 import typer
 
-from handstream.cli.options import Quiet, StopAfter
+from handstream.cli.options import CurveDir, PoseEndpoint, Quiet, StopAfter, stop_flag
 from handstream.errors import HandstreamError
-from handstream.runtime import StopFlag
 from handstream.transport import DEFAULT_POSE_ENDPOINT
-
-
-class _Until(StopFlag):
-    """Set by Ctrl-C / SIGTERM, or once ``seconds`` have passed (None: never)."""
-
-    def __init__(self, seconds: float | None):
-        super().__init__()
-        self.deadline = None if seconds is None else time.monotonic() + seconds
-
-    def is_set(self) -> bool:
-        if self.deadline is not None and time.monotonic() >= self.deadline:
-            self.set()
-        return super().is_set()
 
 
 def bridge_command(
     kind: str = typer.Argument(..., help="websocket, osc or lsl."),
-    endpoint: str = typer.Option(DEFAULT_POSE_ENDPOINT, "--endpoint", "-e", help="The engine's pose socket."),
+    endpoint: PoseEndpoint = DEFAULT_POSE_ENDPOINT,
     host: str = typer.Option(
         None, "--host", help="websocket: address to listen on (default 127.0.0.1); osc: where to send (127.0.0.1)."
     ),
@@ -44,7 +28,7 @@ def bridge_command(
     ),
     rate: float = typer.Option(None, "--rate", help="lsl: nominal rate of the streams, Hz (0: irregular)."),
     name: str = typer.Option(None, "--name", help="lsl: stream name prefix (default handstream)."),
-    curve_dir: str = typer.Option(None, "--curve-dir", help="CURVE key folder, when the engine uses CURVE."),
+    curve_dir: CurveDir = None,
     seconds: StopAfter = None,
     quiet: Quiet = False,
 ) -> None:
@@ -64,15 +48,14 @@ def bridge_command(
     extra = [f"--{k.replace('_', '-')}" for k, v in given.items() if v is not None and k not in _KEYS.get(kind, ())]
     if extra:
         raise HandstreamError(f"{extra[0]}: not an option of the {kind} bridge")
-    stop = _Until(seconds)
-    for s in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(s, lambda *_: stop.set())
+    stop = stop_flag(seconds)
 
     def ready(line: str) -> None:
         if not quiet:
             print(f"handstream bridge: {line}; Ctrl-C stops", file=sys.stderr, flush=True)
 
-    raise typer.Exit(run_bridge(kind, opts, stop, endpoint=endpoint, curve_dir=curve_dir, on_ready=ready))
+    keys = None if curve_dir is None else str(curve_dir)
+    raise typer.Exit(run_bridge(kind, opts, stop, endpoint=endpoint, curve_dir=keys, on_ready=ready))
 
 
 _KEYS = {"websocket": ("host", "port", "allow_remote"), "osc": ("host", "port", "vmc"), "lsl": ("rate", "name")}

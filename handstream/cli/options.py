@@ -23,10 +23,14 @@ Flags that share a name but not a meaning keep their own definition in their com
 
 from __future__ import annotations
 
+import signal
+import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
+
+from handstream.runtime import StopFlag
 
 # --- cameras and their calibration ------------------------------------------------------------------------------
 
@@ -127,8 +131,37 @@ Teacher = Annotated[
     ),
 ]
 
+# --- the pose socket (subscribers: subscribe, view, bridge) -------------------------------------------------------
+
+PoseEndpoint = Annotated[str, typer.Option("--endpoint", "-e", help="The engine's pose socket.")]
+CurveDir = Annotated[Path, typer.Option("--curve-dir", help="CURVE key folder, when the engine uses CURVE.")]
+
 # --- output ------------------------------------------------------------------------------------------------------
 
 StopAfter = Annotated[float, typer.Option("--seconds", help="Stop after this many seconds.")]
+
+
+class _Until(StopFlag):
+    """Set by Ctrl-C / SIGTERM, or once ``seconds`` have passed (None: never)."""
+
+    def __init__(self, seconds: float | None):
+        super().__init__()
+        self.deadline = None if seconds is None else time.monotonic() + seconds
+
+    def is_set(self) -> bool:
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            self.set()
+        return super().is_set()
+
+
+def stop_flag(seconds: float | None) -> StopFlag:
+    """The stop of a long-running subscriber command (view, bridge): a flag that Ctrl-C and SIGTERM set (their
+    handlers are installed here), and that sets itself after ``seconds`` (:data:`StopAfter`; None: never)."""
+    stop = _Until(seconds)
+    for s in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(s, lambda *_: stop.set())
+    return stop
+
+
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No status or progress lines on stderr.")]
 NoProgress = Annotated[bool, typer.Option("--no-progress", help="No progress bars.")]

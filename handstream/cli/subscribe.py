@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from handstream.cli.options import StopAfter
+from handstream.cli.options import CurveDir, PoseEndpoint, StopAfter
 from handstream.errors import HandstreamError
 from handstream.transport import DEFAULT_POSE_ENDPOINT
 
@@ -25,13 +25,13 @@ def _open_record(record: Path | None, sub):
 
 
 def subscribe_command(
-    endpoint: str = typer.Option(DEFAULT_POSE_ENDPOINT, "--endpoint", "-e", help="The engine's pose socket."),
+    endpoint: PoseEndpoint = DEFAULT_POSE_ENDPOINT,
     as_json: bool = typer.Option(False, "--json", help="One JSON object per pose on stdout."),
     record: Path = typer.Option(None, "--record", help="Also write every pose to this file (JSON lines)."),
     count: int = typer.Option(None, "--count", "-n", help="Stop after this many poses."),
     seconds: StopAfter = None,
     timeout: float = typer.Option(None, "--timeout", help="Stop when no pose arrives for this many seconds."),
-    curve_dir: Path = typer.Option(None, "--curve-dir", help="CURVE key folder, when the engine uses CURVE."),
+    curve_dir: CurveDir = None,
 ) -> None:
     """Print the poses a running engine publishes (and optionally record them).
 

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import os
-import signal
 import sys
-from pathlib import Path
 
 import typer
 
-from handstream.cli.bridge import _Until
-from handstream.cli.options import Calibration, Quiet, StopAfter, UnitScale
+from handstream.cli.options import Calibration, CurveDir, PoseEndpoint, Quiet, StopAfter, UnitScale, stop_flag
 from handstream.transport import DEFAULT_POSE_ENDPOINT
 
 
@@ -26,7 +23,7 @@ def view_command(
     allow_remote: bool = typer.Option(
         False, "--allow-remote", help="Accept connections from other machines (listen on 0.0.0.0 by default)."
     ),
-    endpoint: str = typer.Option(DEFAULT_POSE_ENDPOINT, "--endpoint", "-e", help="The engine's pose socket."),
+    endpoint: PoseEndpoint = DEFAULT_POSE_ENDPOINT,
     calibration: Calibration = None,
     unit_scale: UnitScale = None,
     include_2d: bool = typer.Option(
@@ -38,7 +35,7 @@ def view_command(
     open_browser: bool = typer.Option(
         None, "--open/--no-open", help="Open the page in a browser (default: when there is a display)."
     ),
-    curve_dir: Path = typer.Option(None, "--curve-dir", help="CURVE key folder, when the engine uses CURVE."),
+    curve_dir: CurveDir = None,
     seconds: StopAfter = None,
     quiet: Quiet = False,
 ) -> None:
@@ -66,9 +63,7 @@ def view_command(
 
         raise HandstreamError("--unit-scale: only with --calibration")
     require("websockets")
-    stop = _Until(seconds)
-    for s in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(s, lambda *_: stop.set())
+    stop = stop_flag(seconds)
 
     def ready(url: str) -> None:
         if not quiet:
