@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 
@@ -23,3 +24,14 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *needles: str) ->
     for needle in needles:
         assert needle in lines[0], lines[0]
     return lines[0]
+
+
+def stop_cli(proc: subprocess.Popen, timeout: float = 10) -> None:
+    """Stop a long-running command as Ctrl-C does (SIGINT), killing it if it has not exited after ``timeout`` s."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)

@@ -30,7 +30,7 @@ from handstream.poses import HandPose, PoseMessage
 from handstream.runtime import StopFlag
 from handstream.skeleton import JOINT_NAMES
 from handstream.transport.pubsub import PoseSubscriber
-from tests.cli_run import assert_one_line_error
+from tests.cli_run import assert_one_line_error, stop_cli
 from tests.conftest import free_tcp_port
 from tests.publishing import Publishing
 
@@ -347,11 +347,7 @@ def test_vmc_bundles_from_serve_demo(tmp_path):
         while time.monotonic() < t_end and proc.poll() is None and sum(bool(full_hands(b)) for b in bundles) < 5:
             server.handle_request()
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_cli(proc)
         log.close()
         server.server_close()
     assert sum(bool(full_hands(b)) for b in bundles) >= 5, (len(bundles), (tmp_path / "serve.log").read_text())
@@ -502,11 +498,7 @@ def test_serve_demo_bridge_delivers_poses_and_survives_its_bridge_dying(tmp_path
         assert again[-1]["seq"] > got[-1]["seq"]
         assert proc.poll() is None
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_cli(proc)
         log.close()
     assert proc.returncode == 0, (tmp_path / "serve.log").read_text()
     assert "bridge-websocket exited" in (tmp_path / "serve.log").read_text()

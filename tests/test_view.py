@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import signal
 import socket
 import subprocess
 import sys
@@ -34,7 +33,7 @@ from handstream.transport.messages import FrameMessage
 from handstream.view import load_rig, run_view, scene_message
 from handstream.view.scene import BORDER_SAMPLES, preset_for_cameras, rig_up
 from tests.browser import Chromium, find_chromium, page_state, wait_for
-from tests.cli_run import assert_one_line_error
+from tests.cli_run import assert_one_line_error, stop_cli
 from tests.conftest import free_tcp_port
 from tests.publishing import Publishing
 
@@ -278,16 +277,6 @@ def _start(cmd: list[str], log) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "handstream.cli", *cmd], stdout=log, stderr=log)
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-
-
 @pytest.mark.slow
 def test_the_page_draws_the_demo_and_survives_restarts(tmp_path):
     if find_chromium() is None:
@@ -317,22 +306,22 @@ def test_the_page_draws_the_demo_and_survives_restarts(tmp_path):
         shot = browser.screenshot(tmp_path / "view.png", settle_s=0.2)
         assert shot.stat().st_size > 20_000  # a drawn picture, not a blank page
 
-        _stop(serve)  # the engine goes away: the page says it waits
+        stop_cli(serve)  # the engine goes away: the page says it waits
         s = wait_for(url, lambda s: s["waiting"] and s["connected"], 10, "waiting (engine stopped)")
         received = s["posesReceived"]
         serve = _start(serve_cmd, log)  # ... and comes back: the viewer's subscriber reconnects by itself
         s = wait_for(url, lambda s: not s["waiting"] and s["posesReceived"] > received + 10, 60, "poses again")
         assert s["reconnects"] == 0  # the page's own connection never dropped
 
-        _stop(view)  # the viewer restarts: the page reconnects by itself (backoff)
+        stop_cli(view)  # the viewer restarts: the page reconnects by itself (backoff)
         view = _start(view_cmd, log)
         s = wait_for(url, lambda s: s["reconnects"] >= 1 and not s["waiting"], 30, "reconnected to the viewer")
         print(f"after restarts: {s}")
     finally:
         if browser is not None:
             browser.close()
-        _stop(view)
-        _stop(serve)
+        stop_cli(view)
+        stop_cli(serve)
         log.close()
     assert view.returncode == 0 and serve.returncode == 0, (tmp_path / "log.txt").read_text()
 
