@@ -172,14 +172,23 @@ def run_websocket(opts: dict[str, Any], stop: StopFlag, *, endpoint: str, curve_
         thread.start()
         if on_ready is not None:
             on_ready(f"ws://{opts['host']}:{opts['port']}/?format=json|binary (poses from {endpoint})")
-        try:
-            while not stop.is_set():
-                await asyncio.sleep(0.1)
-        finally:
-            done.set()
-            server.close()
-            await server.wait_closed()
-            thread.join(2.0)
+        await serve_until(stop, server, thread, done)
 
     asyncio.run(main())
     return 0
+
+
+async def serve_until(stop: StopFlag, server, thread: threading.Thread, done: threading.Event, tick=None) -> None:
+    """Keep ``server`` (a websockets server) up until ``stop`` is set, calling ``tick()`` (if given) every 0.1 s
+    (it may raise to end the run); then tell the subscriber ``thread`` to end (``done``), close the server and wait
+    for both (the thread at most 2 s). The websocket bridge and ``handstream view`` end the same way."""
+    try:
+        while not stop.is_set():
+            await asyncio.sleep(0.1)
+            if tick is not None:
+                tick()
+    finally:
+        done.set()
+        server.close()
+        await server.wait_closed()
+        thread.join(2.0)

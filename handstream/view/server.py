@@ -36,6 +36,7 @@ from urllib.parse import urlsplit
 
 from handstream.bridges.deps import require
 from handstream.bridges.formats import pose_json
+from handstream.bridges.websocket import serve_until
 from handstream.errors import HandstreamError
 from handstream.geometry import Rig
 from handstream.poses import PoseMessage
@@ -354,20 +355,16 @@ def run_view(opts: dict[str, Any], stop: StopFlag, *, endpoint: str, curve_dir: 
         if on_ready is not None:
             host = "127.0.0.1" if opts["host"] in ("0.0.0.0", "::") else opts["host"]
             on_ready(f"http://{host}:{port}/")
-        try:
-            t_status = 0.0
-            while not stop.is_set():
-                await asyncio.sleep(0.1)
-                if failed:
-                    raise HandstreamError(f"view: the pose subscriber stopped: {failed[0]}")
-                if time.monotonic() - t_status >= STATUS_PERIOD_S:
-                    t_status = time.monotonic()
-                    server_state.send_statuses()
-        finally:
-            done.set()
-            server.close()
-            await server.wait_closed()
-            thread.join(2.0)
+        t_status = [0.0]
+
+        def tick() -> None:
+            if failed:
+                raise HandstreamError(f"view: the pose subscriber stopped: {failed[0]}")
+            if time.monotonic() - t_status[0] >= STATUS_PERIOD_S:
+                t_status[0] = time.monotonic()
+                server_state.send_statuses()
+
+        await serve_until(stop, server, thread, done, tick)
 
     asyncio.run(main())
     return 0
