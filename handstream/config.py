@@ -138,6 +138,9 @@ class ModelConfig:
             each detected hand (:mod:`handstream.engine.refine`); ``"default"``: the one the detector's
             manifest names (an adapted detector's adapted refiner), else the shipped refiner; ``"none"`` or
             ``""`` turns the refine stage off.
+        palm_detector: an imported MediaPipe palm detector (``.onnx`` + its ``.onnx.json``, from ``handstream
+            import-model mediapipe palm_detection_lite.tflite``): acquisition by search looks where it finds palms
+            instead of sweeping windows (:mod:`handstream.engine.search`; RGB cameras); ``""``: none.
         backend: ``auto`` (the fastest available for the artifact), ``onnxruntime``, ``torch``, ``tensorrt``.
         threads: inference threads (0: one per core).
         device: torch device for the torch backend (``cpu``, ``cuda``, ``cuda:1``).
@@ -145,6 +148,7 @@ class ModelConfig:
 
     path: str = str(DEFAULT_MODEL)
     refiner: str = "default"
+    palm_detector: str = ""
     backend: str = "auto"
     threads: int = 0
     device: str = "cpu"

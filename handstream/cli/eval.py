@@ -41,6 +41,7 @@ from handstream.cli.options import (
     MaxViewsPerHand,
     Model,
     NoProgress,
+    PalmDetectorPath,
     Recordings,
     Refiner,
     Teacher,
@@ -73,6 +74,7 @@ class EvalFlags:
     max_views_per_hand: int | None
     threads: int
     progress: bool
+    palm_detector: Path | None = None
 
 
 def pick_mode(f: EvalFlags) -> str:
@@ -84,6 +86,8 @@ def pick_mode(f: EvalFlags) -> str:
     if f.images is not None:
         _check_images_flags(f)
         return "images"
+    if f.palm_detector is not None:
+        raise HandstreamError("--palm-detector: only with --images (the engine's acquisition on labelled images)")
     if f.label_noise is not None and (f.data is None or f.model is not None or f.teacher is not None):
         raise HandstreamError(
             "--label-noise: only with --data and without --model/--teacher (it triangulates the dataset's own labels)"
@@ -186,6 +190,7 @@ def eval_command(
     max_views_per_hand: MaxViewsPerHand = None,
     threads: Threads = 0,
     no_progress: NoProgress = False,
+    palm_detector: PalmDetectorPath = None,
 ) -> None:
     """Evaluate 2D and 3D hand pose: against synthetic labels (--data), or without labels (--recording).
 
@@ -197,7 +202,7 @@ def eval_command(
       label-noise   --data DIR --label-noise PX,PX,...         --pair --limit --json
       recording     --recording P (one per camera) and         --calibration --unit-scale --frames --threads --json
                     --model M (.onnx or .pt) or --teacher T    --refiner (with --model), --mirrored (with --teacher)
-      images        --images DIR [--model CROP.onnx]           --threads --json --no-progress
+      images        --images DIR [--model CROP.onnx]           --palm-detector --threads --json --no-progress
 
     A flag of another mode is a one-line error where it would change the meaning (e.g. --frames with --data).
 
@@ -225,7 +230,7 @@ def eval_command(
         unit_scale=unit_scale,
         frames=frames, teacher=teacher, mirrored=mirrored, json_out=json_out, pair=pair, limit=limit,
         label_noise=label_noise, refiner=refiner, tracked=tracked, max_views_per_hand=max_views_per_hand,
-        threads=threads, progress=not no_progress,
+        threads=threads, progress=not no_progress, palm_detector=palm_detector,
     )  # fmt: skip
     MODES[pick_mode(flags)](flags)
 
@@ -351,7 +356,7 @@ def run_images(f: EvalFlags) -> None:
     from handstream.models.defaults import DEFAULT_CROP_MODEL
 
     model = f.model or DEFAULT_CROP_MODEL
-    res = evaluate_images(f.images, model, threads=f.threads, progress=f.progress)
+    res = evaluate_images(f.images, model, threads=f.threads, progress=f.progress, palm_detector=f.palm_detector)
     console = Console()
     console.print(
         f"{model} ({res['kind']}) on {f.images}: {res['frames']} images, {res['ideal']['hands']} labelled hands; "

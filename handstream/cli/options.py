@@ -113,6 +113,14 @@ Refiner = Annotated[
         "else the shipped engines/handstream-refiner.onnx), none (the detector alone), or a path.",
     ),
 ]
+PalmDetectorPath = Annotated[
+    Path,
+    typer.Option(
+        "--palm-detector",
+        help="An imported MediaPipe palm detector (handstream import-model mediapipe palm_detection_lite.tflite): "
+        "acquisition by search looks where it finds palms (RGB cameras, with MediaPipe's landmark network).",
+    ),
+]
 Backend = Annotated[str, typer.Option("--backend", help="Inference backend: auto | onnxruntime | torch | tensorrt.")]
 Threads = Annotated[int, typer.Option("--threads", help="CPU threads of inference and training (0: one per core).")]
 MaxViewsPerHand = Annotated[

@@ -70,6 +70,8 @@ class Pipeline:
             ``engine.tracking`` (the default) it is the tracker's crop model (:mod:`handstream.engine.tracking`);
             without tracking it refines the detector's hands in windows (:mod:`handstream.engine.refine`).
             None: the detector runs on every frame set and its keypoints are triangulated as they are.
+        palm: a :class:`handstream.models.palm.PalmDetector` (``model.palm_detector``) for acquisition by search,
+            or None (:class:`handstream.engine.search.LandmarkSearch`).
     """
 
     def __init__(
@@ -79,6 +81,7 @@ class Pipeline:
         engine: EngineConfig | None = None,
         smoothing: FilterConfig | None = None,
         refiner: Backend | None = None,
+        palm=None,
     ):
         if backend.manifest.crop is not None:
             raise HandstreamError(
@@ -113,7 +116,7 @@ class Pipeline:
             cams = {cam.name: cam for cam in rig}
             self.tracker = Tracker(cams, refiner, tc, max_crops=len(HANDS) * (tc.max_views_per_hand + len(rig)))
             if searching:
-                self.search = LandmarkSearch(cams, refiner, c.search_crops_per_view)
+                self.search = LandmarkSearch(cams, refiner, c.search_crops_per_view, palm=palm)
         elif refiner is not None:
             if (refiner.manifest.crop or {}).get("camera") == "perspective":
                 raise HandstreamError(
@@ -122,6 +125,12 @@ class Pipeline:
                     "window refiner (e.g. engines/handstream-refiner.onnx)"
                 )
             self.refiner = Refiner(refiner, 2 * len(rig))
+        if palm is not None and self.search is None:
+            raise HandstreamError(
+                "model.palm_detector: the palm detector places the windows of acquisition by search, which needs "
+                "engine.tracking = true and a landmarks crop model (e.g. MediaPipe's imported network) as "
+                "model.refiner, with engine.acquire = auto or search"
+            )
         f = smoothing or FilterConfig()
         self.filter = OneEuroFilter(f.min_cutoff, f.beta, f.d_cutoff, f.enabled)
         self.seq = 0

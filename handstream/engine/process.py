@@ -57,7 +57,12 @@ class Engine:
         refiner = None
         if m.refiner:
             refiner = open_backend(config.resolve(m.refiner), m.backend, threads=m.threads, device=m.device)
-        self.pipeline = Pipeline(rig, self.backend, e, config.filter, refiner=refiner)
+        palm = None
+        if m.palm_detector:
+            from handstream.models.palm import PalmDetector
+
+            palm = PalmDetector(config.resolve(m.palm_detector), threads=m.threads)
+        self.pipeline = Pipeline(rig, self.backend, e, config.filter, refiner=refiner, palm=palm)
         ep = config.endpoints
         curve = curve_config(ep.curve_dir)
         self.receiver = FrameReceiver(ep.frames, cameras=rig.names, allow_remote=ep.allow_remote, curve=curve)

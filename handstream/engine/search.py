@@ -115,13 +115,18 @@ class LandmarkSearch:
         cameras: name -> Camera of the rig.
         backend: an opened landmarks model (``infer_landmarks``).
         crops_per_view: windows evaluated per view and call.
+        palm: an imported palm detector (:class:`handstream.models.palm.PalmDetector`), or None. With one, the
+            detector runs first on each view whose turn it is (at most :data:`SEARCH_VIEWS` a call) and each palm
+            it finds away from the tracked hands gives one window, MediaPipe's hand window rotated upright
+            (:meth:`~handstream.models.palm.Palm.window`); only a view where it finds none is swept. For RGB
+            cameras (the detector has seen RGB images of real hands; on mono IR it mostly finds nothing).
         presence_threshold: a window holds a hand when its presence is at least this (low: a window that
             only grazes a hand, or holds it at the wrong angle, still places its keypoints roughly; the tracker's
             upright crop around them is the real test, by the crop model and the triangulation).
     """
 
     def __init__(self, cameras: dict[str, Camera], backend: Backend, crops_per_view: int = 3,
-                 presence_threshold: float = 0.2):  # fmt: skip
+                 presence_threshold: float = 0.2, palm=None):  # fmt: skip
         w, h = backend.manifest.input_size
         self.size = (int(w), int(h))
         self.backend = backend
@@ -136,6 +141,9 @@ class LandmarkSearch:
         self.hits: dict[str, np.ndarray] = {}  # view -> (K, 2) frame px of the hand the last call found there
         self.depth_cursor = dict.fromkeys(cameras, 0)
         self.next_view = 0  # the view whose sweep goes first in the next call (SEARCH_VIEWS)
+        self.palm = palm
+        self.palm_calls = 0  # views the palm detector ran on
+        self.palms_found = 0  # palms it found there, away from the tracked hands
 
     def __call__(self, names: list[str], images: list[np.ndarray], sides: list[int] | None = None,
                  tracked: dict[int, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
@@ -167,12 +175,20 @@ class LandmarkSearch:
                 view_of.append(v)
                 index.append(-1)
         swept = 0
+        tracked_px = self._tracked_px(names, tracked or {})
         for k in range(V):  # then the sweeps, the views in turn from where the last call stopped
             if len(crops) >= budget:
                 break
             v = (self.next_view + k) % V
             n, wins = names[v], self.windows[names[v]]
             take = min(self.crops_per_view - len(own[v]), budget - len(crops), len(wins))
+            palms = self._from_palms(n, images[v], tracked_px[v])[: max(0, take)] if self.palm and take > 0 else []
+            if palms:  # the palm detector's windows instead of the sweep's; where it finds none, the sweep goes on
+                crops += palms
+                view_of += [v] * len(palms)
+                index += [-1] * len(palms)
+                swept += 1
+                continue
             for j in range(max(0, take)):
                 index.append((self.cursor[n] + j) % len(wins))
                 crops.append(wins[index[-1]])
@@ -186,7 +202,6 @@ class LandmarkSearch:
         batch = resample(images, view_of, crops, out=self._input[: len(crops)], color="rgb")
         out = self.backend.infer_landmarks(batch)
         wanted = list(range(len(HANDS))) if sides is None else list(sides)
-        tracked_px = self._tracked_px(names, tracked or {})
         for i, (v, crop) in enumerate(zip(view_of, crops, strict=True)):
             p = float(out.presence[i])
             if p < self.threshold or not wanted:
@@ -204,6 +219,21 @@ class LandmarkSearch:
                 if index[i] >= 0:
                     self.cursor[names[v]] = index[i]  # this window again if the hit's own crop misses next time
         return keypoints, presence
+
+    def _from_palms(self, name: str, image: np.ndarray, tracked_px: list[tuple[np.ndarray, float]]) -> list[CropCamera]:
+        """Windows of view ``name`` around the palms the palm detector finds in ``image`` (best first), those on
+        a tracked hand left out."""
+        palms = self.palm(image, color="bgr" if image.ndim == 3 else "grey")
+        self.palm_calls += 1
+        cam = self.cameras[name]
+        out = []
+        for p in palms:
+            if _on_a_tracked_hand(p.keypoints, tracked_px):
+                continue
+            centre, side, angle = p.window()
+            out.append(search_window(cam, centre, side, angle, self.size))
+        self.palms_found += len(out)
+        return out
 
     def _tracked_px(self, names: list[str], tracked: dict[int, np.ndarray]) -> list[list[tuple[np.ndarray, float]]]:
         """Per view, the (centre (2,), side) frame px box of each tracked hand's projected joints."""

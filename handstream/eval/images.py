@@ -133,6 +133,7 @@ def evaluate_images(
     threads: int = 0,
     fov_deg: float = DEFAULT_REAL_FOV_DEG,
     progress: bool = False,
+    palm_detector: str | Path | None = None,
 ) -> dict[str, Any]:
     """Score a crop model on real labelled images, ideal crops and the engine's own acquisition (module docstring).
 
@@ -140,6 +141,8 @@ def evaluate_images(
         images: an ``annotations_op21.json`` or its folder (or a folder of such folders: every one is read).
         model: the crop model (``.onnx`` with its manifest): a landmarks model or a perspective heatmap crop model.
         detector: the engine mode's detector for a heatmap crop model (default: the shipped one).
+        palm_detector: an imported palm detector: the engine's acquisition by search looks at its palms'
+            windows first, the sweep where it finds none (landmarks crop models only).
     Returns:
         ``images``, ``model``, ``kind``, ``ideal`` and ``engine`` (the figures above), ``settings``, ``seconds``.
     """
@@ -149,6 +152,13 @@ def evaluate_images(
     runner = CropRunner(model, threads)
     threshold = EngineConfig().crop_presence_threshold
     det = None if runner.landmarks else open_backend(detector or DEFAULT_MODEL, "onnxruntime", threads=threads)
+    palm = None
+    if palm_detector is not None:
+        if not runner.landmarks:
+            raise HandstreamError(f"--palm-detector: acquisition by search needs a landmarks crop model, not {model}")
+        from handstream.models.palm import PalmDetector
+
+        palm = PalmDetector(palm_detector, threads=max(1, threads))
     ideal: dict[str, list] = {"errors": [], "sizes": [], "joints": []}
     engine: dict[str, list] = {"errors": [], "sizes": [], "joints": [], "false": []}
     total = 0
@@ -172,7 +182,7 @@ def evaluate_images(
             kp, pres = _run_hand(runner, image, crop, hand.side)
             if pres >= threshold:
                 _add(ideal, kp, hand.keypoints)
-        found = _acquire(runner, det, cam, image)
+        found = _acquire(runner, det, cam, image, palm)
         _match(engine, found, hands, runner, image, cam, threshold)
     seconds = time.perf_counter() - t0
     return {
@@ -184,7 +194,8 @@ def evaluate_images(
         "engine": {**_score(engine["errors"], engine["sizes"], engine["joints"], total),
                    "false_finds": len(engine["false"])},  # fmt: skip
         "settings": {"pck_at": PCK_AT, "match_at": MATCH_AT, "presence_threshold": threshold, "fov_deg": fov_deg,
-                     "acquire": "search" if runner.landmarks else f"detector {detector or DEFAULT_MODEL}"},  # fmt: skip
+                     "acquire": (f"search, palm detector {palm_detector}" if palm is not None else "search")
+                     if runner.landmarks else f"detector {detector or DEFAULT_MODEL}"},  # fmt: skip
         "seconds": round(seconds, 2),
     }
 
@@ -208,13 +219,13 @@ def _add(acc: dict[str, list], pred: np.ndarray, label: np.ndarray) -> None:
     acc["joints"].append(e)
 
 
-def _acquire(runner: CropRunner, det, cam, image: np.ndarray) -> list[np.ndarray]:
+def _acquire(runner: CropRunner, det, cam, image: np.ndarray, palm=None) -> list[np.ndarray]:
     """The engine's acquisition on one image: the found hands' keypoints ((K, 2) frame px each)."""
     from handstream.engine.search import LandmarkSearch
 
     if runner.landmarks:
-        search = LandmarkSearch({cam.name: cam}, runner.backend)
-        sweeps = -(-len(search.windows[cam.name]) // search.crops_per_view)
+        search = LandmarkSearch({cam.name: cam}, runner.backend, palm=palm)
+        sweeps = -(-len(search.windows[cam.name]) // search.crops_per_view)  # (palm windows first in each call)
         for _ in range(sweeps):  # as the engine does over frames, on the one image: until a hit, one sweep at most
             kp, pres = search([cam.name], [image])
             hits = [kp[0, h] for h in range(len(HANDS)) if pres[0, h] > 0]
