@@ -242,6 +242,18 @@ def plan(config: ServeConfig, *, progress: Progress | None = None, record: str |
             f"{refiner}: model.refiner is a detector (its manifest has no 'crop' rule); "
             "train a refiner with a [hand_crop] recipe"
         )
+    if config.model.palm_detector:  # a bad file: one line now, not an engine that exits at its start
+        from handstream.models.palm import PalmDetector
+
+        config.model.palm_detector = config.resolve(config.model.palm_detector)
+        PalmDetector(config.model.palm_detector)  # manifest, ONNX file and session: each a one-line error
+        searching = refiner is not None and refiner.suffix != ".pt" and config.engine.tracking
+        searching = searching and config.engine.acquire != "detector" and load_manifest(refiner)[0].kind == "landmarks"
+        if not searching:
+            raise HandstreamError(
+                "model.palm_detector: it places the windows of acquisition by search: needs engine.tracking, a "
+                "landmarks crop model as model.refiner (MediaPipe's imported network) and engine.acquire auto or search"
+            )
     curve_config(config.endpoints.curve_dir)
     fps = config.engine.fps or (min(fps_seen) if fps_seen else 30.0)
     record_dir = _check_record_dir(record) if record is not None else None

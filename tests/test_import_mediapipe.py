@@ -198,16 +198,6 @@ def test_truncated_tflite(tmp_path):
     _one_line(exc, str(bad), "not a readable TFLite model")
 
 
-def test_palm_detector_is_not_converted_yet(tmp_path):
-    _need(PALM)
-    _need_packages("tflite")
-    from handstream.models.importer import import_mediapipe
-
-    with pytest.raises(HandstreamError) as exc:
-        import_mediapipe(PALM, tmp_path, log=lambda _: None)
-    _one_line(exc, str(PALM), "palm detector", "not converted yet", "1x192x192x3")
-
-
 def test_not_a_tflite_nor_a_bundle(tmp_path):
     from handstream.models.importer import import_mediapipe
 

@@ -267,17 +267,19 @@ def path_summary(run: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 def run_inprocess_paths(rig, backend, engine_cfg, filter_cfg, crop, window, frames: FrameSets, *, calls: int,
-                        fps: float | None, live_path: str, log: Callable[[str], None]) -> dict[str, Any]:  # fmt: skip
+                        fps: float | None, live_path: str, log: Callable[[str], None],
+                        palm=None) -> dict[str, Any]:  # fmt: skip
     """Both engine paths in process on the same frames, paced the same (:func:`run_inprocess`), the live run's
-    path (``live_path``) first. Returns path -> run (``tracking``: the tracker's counters, None on the detect
-    path; ``processes`` / ``machine`` of the bench process), the tracked path None without a crop model."""
+    path (``live_path``) first (``palm``: the tracked path's palm detector, or None). Returns path -> run
+    (``tracking``: the tracker's counters, None on the detect path; ``processes`` / ``machine`` of the bench
+    process), the tracked path None without a crop model."""
     from handstream.engine.pipeline import Pipeline
 
     pipes = {"detect_every_frame": Pipeline(rig, backend, dataclasses.replace(engine_cfg, tracking=False),
                                             filter_cfg, refiner=window)}  # fmt: skip
     if crop is not None:
         pipes["tracked"] = Pipeline(rig, backend, dataclasses.replace(engine_cfg, tracking=True), filter_cfg,
-                                    refiner=crop)  # fmt: skip
+                                    refiner=crop, palm=palm)  # fmt: skip
     out: dict[str, Any] = {p: None for p in PATHS}
     for path in sorted(pipes, key=lambda p: p != live_path):
         pipe = pipes[path]

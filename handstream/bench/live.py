@@ -311,7 +311,8 @@ def build_live_config(o: BenchOptions, model: Path, rig_file: Path | None, folde
     else:
         endpoints = {"frames": f"tcp://127.0.0.1:{free_tcp_port()}", "poses": f"tcp://127.0.0.1:{free_tcp_port()}"}
     data: dict[str, Any] = {
-        "model": {"path": str(model), "refiner": str(refiner or ""), "backend": o.backend, "threads": o.threads},
+        "model": {"path": str(model), "refiner": str(refiner or ""), "backend": o.backend, "threads": o.threads,
+                  "palm_detector": str(Path(o.palm_detector).resolve()) if o.palm_detector else ""},  # fmt: skip
         "engine": {
             "status_interval_s": 0.5, "tracking": o.tracking, "max_views_per_hand": o.max_views_per_hand,
             **({"fps": fps} if fps else {}),

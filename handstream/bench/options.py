@@ -87,6 +87,7 @@ class BenchOptions:
         backend / model / threads: the estimator (``model`` None: the shipped default; ``"random-init"``).
         refiner: the refine stage's model (``"default"``: the detector's own or the shipped refiner, see
             :func:`~handstream.models.defaults.default_refiner`; ``"none"``: no refine stage).
+        palm_detector: an imported palm detector for acquisition by search (``model.palm_detector``; None: none).
         tracking: the live run and the first in-process run use the tracked path (the engine's default); the
             detect-every-frame path is measured in process beside it. False: the detect-every-frame path only.
         max_views_per_hand: the tracked path's crops per hand and frame set.
@@ -117,6 +118,7 @@ class BenchOptions:
     backend: str = "auto"
     model: str | None = None
     refiner: str = "default"
+    palm_detector: str | None = None
     tracking: bool = True
     max_views_per_hand: int = 2
     threads: int = 0

@@ -43,6 +43,7 @@ class Setup:
         rig / cameras / size / fps / frames: the views (metres), their names, pixels (w, h), frames per second,
             the frame sets; config: the live system's :class:`~handstream.config.ServeConfig`.
         mp_model: the MediaPipe bundle for ``--compare mediapipe`` (None: not found).
+        palm: the opened palm detector of ``--palm-detector`` (the in-process runs'), or None.
     """
 
     model: Path
@@ -59,6 +60,7 @@ class Setup:
     frames: Any
     config: Any
     mp_model: str | None
+    palm: Any = None
 
 
 def run_bench(
@@ -109,6 +111,11 @@ def prepare(o: BenchOptions, tmp: Path, log: Callable[[str], None]) -> Setup:
     # both paths are timed in process: the tracked path's crop model, the other path's refine stage
     crop, window = open_path_models(o.refiner, model, o.backend, o.threads, log)
     live_path = "tracked" if o.tracking and crop is not None else "detect_every_frame"
+    palm = None
+    if o.palm_detector is not None:
+        from handstream.models.palm import PalmDetector
+
+        palm = PalmDetector(o.palm_detector, threads=1)  # as the engine opens it
     mp_model = (
         o.mediapipe_model
         if o.mediapipe_model is not None
@@ -138,7 +145,7 @@ def prepare(o: BenchOptions, tmp: Path, log: Callable[[str], None]) -> Setup:
     frames.fps = fps
     config = build_live_config(o, model, rig_file, folders, cameras, fps, tmp, refiner)
     return Setup(model, model_label, backend, refiner, crop, window, live_path, rig, cameras, rig[0].size, fps,
-                 frames, config, mp_model)  # fmt: skip
+                 frames, config, mp_model, palm)  # fmt: skip
 
 
 def describe_run(o: BenchOptions, s: Setup, argv: Sequence[str] | None, background: float | None) -> dict[str, Any]:
@@ -167,6 +174,7 @@ def describe_run(o: BenchOptions, s: Setup, argv: Sequence[str] | None, backgrou
             "backend": o.backend,
             "model": s.model_label,
             "refiner": str(s.refiner) if s.refiner else None,
+            "palm_detector": o.palm_detector,
             "tracking": o.tracking,
             "live_path": s.live_path,
             "max_views_per_hand": o.max_views_per_hand,
@@ -190,7 +198,7 @@ def measure_inprocess(o: BenchOptions, s: Setup, live: dict[str, Any], log: Call
     in_s = o.inprocess_seconds if o.inprocess_seconds is not None else max(2.0, o.seconds / 2)
     calls = max(10, int(round(in_s * s.fps)))
     runs = run_inprocess_paths(s.rig, s.backend, s.config.engine, s.config.filter, s.crop, s.window, s.frames,
-                               calls=calls, fps=s.fps, live_path=s.live_path, log=log)  # fmt: skip
+                               calls=calls, fps=s.fps, live_path=s.live_path, log=log, palm=s.palm)  # fmt: skip
     other = "detect_every_frame" if s.live_path == "tracked" else "tracked"
     paths = compare_paths(runs, s.live_path, live.get("tracking"))
     if runs["tracked"] is not None:

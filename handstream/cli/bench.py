@@ -14,6 +14,7 @@ from handstream.cli.options import (
     LiveRender,
     MaxViewsPerHand,
     ModelName,
+    PalmDetectorPath,
     Quiet,
     Refiner,
     Seed,
@@ -49,6 +50,7 @@ def bench_command(
     backend: Backend = "auto",
     model: ModelName = None,
     refiner: Refiner = "default",
+    palm_detector: PalmDetectorPath = None,
     threads: Threads = 0,
     source: str = typer.Option(
         "synthetic", "--source", help="synthetic (pre-rendered frames played by the captures) | video."
@@ -122,6 +124,7 @@ def bench_command(
         backend=backend,
         model=model,
         refiner=refiner,
+        palm_detector=None if palm_detector is None else str(palm_detector),
         tracking=tracking,
         max_views_per_hand=max_views_per_hand,
         threads=threads,

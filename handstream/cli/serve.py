@@ -15,6 +15,7 @@ from handstream.cli.options import (
     Fps,
     LiveRender,
     Model,
+    PalmDetectorPath,
     Quiet,
     Refiner,
     Seed,
@@ -107,6 +108,7 @@ def build_config(
     refiner: str | None = None,
     backend: str | None = None,
     threads: int | None = None,
+    palm_detector: Path | None = None,
     frames_endpoint: str | None = None,
     poses_endpoint: str | None = None,
     no_filter: bool = False,
@@ -140,6 +142,8 @@ def build_config(
         cfg, calibration, unit_scale, videos, images, devices, fps=fps, loop=loop, fast=fast, synthetic=synthetic_rig
     )
     _use_model(cfg, model, refiner, backend, threads, shipped_model=config is None)
+    if palm_detector is not None:
+        cfg.model.palm_detector = str(Path(palm_detector).resolve())
     _use_endpoints(cfg, frames_endpoint, poses_endpoint)
     _use_engine_flags(cfg, no_filter=no_filter, include_2d=include_2d, fast=fast)
     if cfg.rig.preset is None and cfg.rig.calibration is None:
@@ -290,6 +294,7 @@ def serve_command(
     fast: bool = typer.Option(False, "--fast", help="Play videos/folders as fast as the engine takes them."),
     model: Model = None,
     refiner: Refiner = None,
+    palm_detector: PalmDetectorPath = None,
     backend: Backend = None,
     threads: Threads = None,
     frames_endpoint: str = typer.Option(
@@ -335,8 +340,8 @@ def serve_command(
     cfg = build_config(
         config=config, demo=demo, synthetic=synthetic, calibration=calibration, unit_scale=unit_scale, videos=video,
         images=images, devices=device, fps=fps, loop=loop, fast=fast, model=model, refiner=refiner, backend=backend,
-        threads=threads, frames_endpoint=frames_endpoint, poses_endpoint=poses_endpoint, no_filter=no_filter,
-        include_2d=include_2d, seed=seed, live_render=live_render, replay=replay,
+        palm_detector=palm_detector, threads=threads, frames_endpoint=frames_endpoint, poses_endpoint=poses_endpoint,
+        no_filter=no_filter, include_2d=include_2d, seed=seed, live_render=live_render, replay=replay,
     )  # fmt: skip
     bridges = [(kind, check_options(kind, opts)) for kind, opts in map(parse_spec, bridge)]  # before anything starts
     with _RenderProgress(quiet) as progress:

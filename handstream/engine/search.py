@@ -115,11 +115,13 @@ class LandmarkSearch:
         cameras: name -> Camera of the rig.
         backend: an opened landmarks model (``infer_landmarks``).
         crops_per_view: windows evaluated per view and call.
-        palm: an imported palm detector (:class:`handstream.models.palm.PalmDetector`), or None. With one, the
-            detector runs first on each view whose turn it is (at most :data:`SEARCH_VIEWS` a call) and each palm
-            it finds away from the tracked hands gives one window, MediaPipe's hand window rotated upright
-            (:meth:`~handstream.models.palm.Palm.window`); only a view where it finds none is swept. For RGB
-            cameras (the detector has seen RGB images of real hands; on mono IR it mostly finds nothing).
+        palm: an imported palm detector (:class:`handstream.models.palm.PalmDetector`), or None. With one, a call
+            looks at one view besides the follow-ups (the views in turn; the detector costs 7-10 ms a 720x720
+            view on this project's 2-core VM): the detector runs on it and each palm it finds away from the tracked
+            hands gives one window, MediaPipe's hand window rotated upright
+            (:meth:`~handstream.models.palm.Palm.window`); only when it finds none is the view swept. The
+            follow-ups then confirm a find in the other views. For RGB cameras: the detector was trained on RGB
+            images of real hands (mono IR is not measured here).
         presence_threshold: a window holds a hand when its presence is at least this (low: a window that
             only grazes a hand, or holds it at the wrong angle, still places its keypoints roughly; the tracker's
             upright crop around them is the real test, by the crop model and the triangulation).
@@ -177,7 +179,7 @@ class LandmarkSearch:
         swept = 0
         tracked_px = self._tracked_px(names, tracked or {})
         for k in range(V):  # then the sweeps, the views in turn from where the last call stopped
-            if len(crops) >= budget:
+            if len(crops) >= budget or (self.palm is not None and k >= 1):  # palm: one view a call (its cost)
                 break
             v = (self.next_view + k) % V
             n, wins = names[v], self.windows[names[v]]

@@ -158,7 +158,7 @@ def evaluate_images(
             raise HandstreamError(f"--palm-detector: acquisition by search needs a landmarks crop model, not {model}")
         from handstream.models.palm import PalmDetector
 
-        palm = PalmDetector(palm_detector, threads=max(1, threads))
+        palm = PalmDetector(palm_detector, threads=1)  # as the engine opens it
     ideal: dict[str, list] = {"errors": [], "sizes": [], "joints": []}
     engine: dict[str, list] = {"errors": [], "sizes": [], "joints": [], "false": []}
     total = 0

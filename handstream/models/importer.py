@@ -6,9 +6,8 @@ whose input is 1x224x224x3), or nothing: then ``mediapipe==0.10.14`` is fetched 
 --no-deps``, else ``npm pack @mediapipe/hands``) and the network taken out of it. Never from a model hub.
 
 1. The TFLite flatbuffer is read (``tflite``) and checked: one float32 input 1x224x224x3, outputs 1x63, 1x1,
-   1x1, 1x63 (landmarks, hand flag, handedness, world landmarks). A palm detector (1x192x192x3 -> anchors) gets
-   its own message: tflite2onnx 0.4.1 fails on it (layout propagation through the DEQUANTIZE of its PReLU
-   slopes) and tf2onnx needs TensorFlow.
+   1x1, 1x63 (landmarks, hand flag, handedness, world landmarks). A palm detector (1x192x192x3 -> anchors) is
+   imported by :mod:`handstream.models.palm_import` instead (its fp16 weights folded first).
 2. ``tflite2onnx`` converts it without TensorFlow (the full network's fp16 weights come out float32) into an
    NCHW graph (``input_1`` (1, 3, 224, 224)), opset 11, no Reshape: the batch axis is made dynamic by naming it
    ``N``, checked (a batch of 3 = 3 single runs); a graph where that fails keeps batch 1 (``max_views=1``).
@@ -66,6 +65,8 @@ MEDIAPIPE_NPM = "@mediapipe/hands@0.4.1675469240"
 """The npm package tried when pip cannot fetch the wheel (its files sit in ``package/``)."""
 WHEEL_FOLDER = "mediapipe/modules/hand_landmark/"
 INPUT_SHAPE = (1, 224, 224, 3)
+PALM_INPUT_SHAPE = (1, 192, 192, 3)
+PALM_WHEEL_FOLDER = "mediapipe/modules/palm_detection/"
 OUTPUT_SHAPES = ((1, 63), (1, 1), (1, 1), (1, 63))
 """MediaPipe's order: landmarks, hand flag (presence), handedness, world landmarks (:data:`ROLES`)."""
 LAYER_NAMES = {"conv_landmarks": "landmarks", "conv_handflag": "presence", "conv_handedness": "handedness",
@@ -100,9 +101,11 @@ def import_mediapipe(
     check_parity: bool = True,
     parity_images: str | Path | None = None,
     max_views: int = 16,
+    palm: bool = False,
     log: Callable[[str], object] = print,
 ) -> list[Path]:
-    """Convert MediaPipe's hand landmark network into ``out_dir/NAME.onnx`` and its manifest.
+    """Convert MediaPipe's hand landmark network into ``out_dir/NAME.onnx`` and its manifest; or its palm
+    detector (a ``palm_detection_*.tflite`` given, or ``palm=True``), by :mod:`handstream.models.palm_import`.
 
     Args:
         path: a ``hand_landmark_{full,lite}.tflite``, a ``.task`` bundle, or None: fetch :data:`MEDIAPIPE_WHEEL`
@@ -117,6 +120,8 @@ def import_mediapipe(
         parity_images: folder of real hand images for the parity check (default :data:`DEFAULT_PARITY_IMAGES`
             when it exists; else random crops only).
         max_views: the batch the manifest promises (the graph's batch axis is dynamic).
+        palm: take the palm detector out of a ``.task`` bundle or the fetched package instead (a ``.tflite``
+            given says what it is by itself).
         log: one line per step.
     Returns:
         [``NAME.onnx``, ``NAME.onnx.json``].
@@ -131,9 +136,16 @@ def import_mediapipe(
     with tempfile.TemporaryDirectory(prefix="handstream-import-") as tmp:
         tmp_dir = Path(tmp)
         if path is None:
-            tflite_path, where, source = fetch_landmark_network(variant or "full", tmp_dir, log)
+            tflite_path, where, source = fetch_landmark_network(variant or "full", tmp_dir, log, palm=palm)
         else:
-            tflite_path, where, source = landmark_tflite(path, tmp_dir)
+            tflite_path, where, source = landmark_tflite(path, tmp_dir, palm=palm)
+        from handstream.models.palm_import import import_palm, is_palm_tflite
+
+        if is_palm_tflite(tflite_path.read_bytes()):
+            return import_palm(tflite_path, where, source, out_dir, tmp_dir, name=name, variant=variant,
+                               check_parity=check_parity, parity_images=parity_images, log=log)  # fmt: skip
+        if palm:
+            raise HandstreamError(f"{where}: not a MediaPipe palm detector (input 1x192x192x3)")
         check_landmark_tflite(tflite_path.read_bytes(), where)
         model, seconds = convert(tflite_path, tmp_dir / "converted.onnx", where)
         log(f"{where}: converted with tflite2onnx in {seconds:.2f} s")
@@ -197,9 +209,10 @@ def import_mediapipe(
 # --- finding the network -------------------------------------------------------------------------------------
 
 
-def landmark_tflite(path: str | Path, tmp_dir: Path) -> tuple[Path, str, dict]:
+def landmark_tflite(path: str | Path, tmp_dir: Path, palm: bool = False) -> tuple[Path, str, dict]:
     """The landmark ``.tflite`` of a file the user gave: itself, or the member of a ``.task`` bundle whose input is
-    1x224x224x3 (extracted into ``tmp_dir``). Returns (path, name for messages, provenance)."""
+    1x224x224x3 (``palm``: 1x192x192x3, the palm detector), extracted into ``tmp_dir``. Returns (path, name for
+    messages, provenance)."""
     path = Path(path)
     if not path.is_file():
         raise HandstreamError(f"{path}: file not found")
@@ -217,11 +230,13 @@ def landmark_tflite(path: str | Path, tmp_dir: Path) -> tuple[Path, str, dict]:
             shapes = {m: _input_shape(bundle.read(m)) for m in members}
     except (zipfile.BadZipFile, OSError) as exc:
         raise HandstreamError(f"{path}: not a readable .task bundle ({exc})") from None
-    found = [m for m in members if shapes[m] == INPUT_SHAPE]
+    wanted = PALM_INPUT_SHAPE if palm else INPUT_SHAPE
+    found = [m for m in members if shapes[m] == wanted]
     if not found:
         listed = ", ".join(f"{m} ({'x'.join(map(str, shapes[m])) if shapes[m] else 'unreadable'})" for m in members)
+        what = "palm detector" if palm else "hand landmark network"
         raise HandstreamError(
-            f"{path}: no hand landmark network in the bundle (a .tflite with input 1x224x224x3); it holds: "
+            f"{path}: no {what} in the bundle (a .tflite with input {'x'.join(map(str, wanted))}); it holds: "
             f"{listed or 'no .tflite file'}"
         )
     member = found[0]
@@ -231,10 +246,13 @@ def landmark_tflite(path: str | Path, tmp_dir: Path) -> tuple[Path, str, dict]:
     return out, f"{path}:{member}", {**source, "source_member": member, "source_member_sha256": file_sha256(out)}
 
 
-def fetch_landmark_network(variant: str, tmp_dir: Path, log: Callable[[str], object] = print) -> tuple[Path, str, dict]:
-    """``hand_landmark_{variant}.tflite`` fetched by package name: the ``mediapipe`` wheel with pip (any
-    platform's, no dependencies, not installed), else the npm package with ``npm pack``. Needs a registry."""
-    file = f"hand_landmark_{variant}.tflite"
+def fetch_landmark_network(variant: str, tmp_dir: Path, log: Callable[[str], object] = print,
+                           palm: bool = False) -> tuple[Path, str, dict]:  # fmt: skip
+    """``hand_landmark_{variant}.tflite`` (``palm``: ``palm_detection_{variant}.tflite``) fetched by package name:
+    the ``mediapipe`` wheel with pip (any platform's, no dependencies, not installed), else the npm package with
+    ``npm pack``. Needs a registry."""
+    file = f"palm_detection_{variant}.tflite" if palm else f"hand_landmark_{variant}.tflite"
+    folder = PALM_WHEEL_FOLDER if palm else WHEEL_FOLDER
     out = tmp_dir / file
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--platform",
            "manylinux_2_17_x86_64", "--python-version", "3.11", "--implementation", "cp", "--abi", "cp311",
@@ -244,10 +262,10 @@ def fetch_landmark_network(variant: str, tmp_dir: Path, log: Callable[[str], obj
     wheels = sorted((tmp_dir / "wheel").glob("mediapipe-*.whl"))
     if why is None and wheels:
         with zipfile.ZipFile(wheels[0]) as wheel:
-            if WHEEL_FOLDER + file not in wheel.namelist():
-                raise HandstreamError(f"{wheels[0].name}: holds no {WHEEL_FOLDER}{file}")
-            out.write_bytes(wheel.read(WHEEL_FOLDER + file))
-        where = f"{wheels[0].name}:{WHEEL_FOLDER}{file}"
+            if folder + file not in wheel.namelist():
+                raise HandstreamError(f"{wheels[0].name}: holds no {folder}{file}")
+            out.write_bytes(wheel.read(folder + file))
+        where = f"{wheels[0].name}:{folder}{file}"
         return out, where, {"source": where, "source_package": MEDIAPIPE_WHEEL, "source_sha256": file_sha256(out)}
     if shutil.which("npm") is None:
         raise HandstreamError(f"could not fetch {MEDIAPIPE_WHEEL} with pip ({why}); pass the .tflite or .task file")
@@ -339,9 +357,7 @@ def check_landmark_tflite(buf: bytes, where: str) -> None:
     out_dims = ", ".join("x".join(map(str, s)) for s in outs) or "none"
     if len(ins) == 1 and ins[0][0][1:] == (192, 192, 3) and len(outs) == 2 and all(len(s) == 3 for s in outs):
         raise HandstreamError(
-            f"{where}: a MediaPipe palm detector (input {dims}, outputs {out_dims}): palm detectors are not converted "
-            "yet (tflite2onnx fails on them); import the hand landmark network (hand_landmark_full.tflite, "
-            "hand_landmark_lite.tflite or a hand_landmarker.task bundle)"
+            f"{where}: a MediaPipe palm detector (input {dims}, outputs {out_dims}), not a hand landmark network"
         )
     if len(ins) != 1 or ins[0][0] != INPUT_SHAPE or ins[0][1] != 0:  # 0: tflite's FLOAT32
         raise HandstreamError(

@@ -216,12 +216,32 @@ def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return inter / np.maximum(area(a) + area(b) - inter, 1e-12)
 
 
+def palm_input(image: np.ndarray, color: str = "bgr", out: np.ndarray | None = None) -> np.ndarray:
+    """``image`` (h, w, 3) uint8 BGR (``color="rgb"``: RGB) or (h, w) grey -> the detector's input
+    (1, 3, 192, 192) float32 RGB in [0, 1], letterboxed, centred, black padding (:func:`letterbox`)."""
+    import cv2
+
+    h, w = image.shape[:2]
+    _, (ox, oy), (sw, sh) = letterbox((w, h))
+    ox, oy = int(ox), int(oy)
+    sq = np.zeros((INPUT_SIZE, INPUT_SIZE, *image.shape[2:]), np.uint8)
+    sq[oy : oy + sh, ox : ox + sw] = cv2.resize(image, (sw, sh), interpolation=cv2.INTER_AREA)
+    if sq.ndim == 2:
+        sq = np.repeat(sq[:, :, None], 3, axis=2)
+    elif color == "bgr":
+        sq = sq[:, :, ::-1]
+    out = np.zeros((1, 3, INPUT_SIZE, INPUT_SIZE), np.float32) if out is None else out
+    np.multiply(sq.transpose(2, 0, 1), 1.0 / 255.0, out=out[0])
+    return out
+
+
 class PalmDetector:
-    """An imported palm detector run with ONNX Runtime (one image a call; ``threads`` 0: the runtime's default).
+    """An imported palm detector run with ONNX Runtime (one image a call).
 
     Args:
         path: ``NAME.onnx`` (its ``NAME.onnx.json`` manifest beside it) or the manifest.
-        threads: intra-op threads.
+        threads: intra-op threads (the engine uses 1: beside the crop model's session, a second thread pool on
+            the same cores spins against it).
     """
 
     def __init__(self, path: str | Path, threads: int = 1):
@@ -246,20 +266,8 @@ class PalmDetector:
         self._input = np.zeros((1, 3, INPUT_SIZE, INPUT_SIZE), np.float32)
 
     def prepare(self, image: np.ndarray, color: str = "bgr") -> np.ndarray:
-        """``image`` (h, w, 3) uint8 BGR (``color="rgb"``: RGB) or (h, w) grey -> the input (1, 3, 192, 192)."""
-        import cv2
-
-        h, w = image.shape[:2]
-        _, (ox, oy), (sw, sh) = letterbox((w, h))
-        ox, oy = int(ox), int(oy)
-        sq = np.zeros((INPUT_SIZE, INPUT_SIZE, *image.shape[2:]), np.uint8)
-        sq[oy : oy + sh, ox : ox + sw] = cv2.resize(image, (sw, sh), interpolation=cv2.INTER_AREA)
-        if sq.ndim == 2:
-            sq = np.repeat(sq[:, :, None], 3, axis=2)
-        elif color == "bgr":
-            sq = sq[:, :, ::-1]
-        np.multiply(sq.transpose(2, 0, 1), 1.0 / 255.0, out=self._input[0])
-        return self._input
+        """:func:`palm_input` into this detector's reused input buffer."""
+        return palm_input(image, color, out=self._input)
 
     def __call__(self, image: np.ndarray, color: str = "bgr", min_score: float | None = None) -> list[Palm]:
         """The palms in ``image`` (see :meth:`prepare`), frame px, best first."""
