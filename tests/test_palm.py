@@ -8,6 +8,7 @@ the ``import`` extra skip with the reason.
 from __future__ import annotations
 
 import json
+import os
 import zipfile
 
 import numpy as np
@@ -207,3 +208,15 @@ def test_cli_errors_name_the_palm_detector(tmp_path, palm_lite):
                           "model.palm_detector", "landmarks crop model")  # the demo's crop model is a heatmap one
     assert_one_line_error(run_cli("eval", "--data", str(tmp_path), "--palm-detector", str(fake)),
                           "--palm-detector: only with --images")  # fmt: skip
+
+
+@pytest.mark.skipif(not os.environ.get("HANDSTREAM_TEST_NETWORK"), reason="fetches mediapipe==0.10.14 (36 MB) from "
+                    "the package registry: set HANDSTREAM_TEST_NETWORK=1")  # fmt: skip
+def test_fetch_the_palm_detector_by_package_name(tmp_path):
+    _need_packages("tflite2onnx", "tflite", "ai_edge_litert")
+    from handstream.models.importer import import_mediapipe
+
+    _, json_path = import_mediapipe(None, tmp_path, variant="lite", palm=True, check_parity=False, log=lambda _: None)
+    data = json.loads(json_path.read_text())
+    assert data["kind"] == "palm" and data["provenance"]["variant"] == "lite"
+    assert "palm_detection_lite.tflite" in data["provenance"]["source"]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from handstream.cli.options import Calibration, Model, NoProgress, Refiner, Threads, UnitScale, Videos
+from handstream.cli.options import Calibration, Model, NoProgress, PalmDetectorPath, Refiner, Threads, UnitScale, Videos
 from handstream.errors import HandstreamError
 
 
@@ -25,6 +25,7 @@ def annotate_command(
     no_table: bool = typer.Option(False, "--no-table", help="Write no joints table."),
     model: Model = None,
     refiner: Refiner = "default",
+    palm_detector: PalmDetectorPath = None,
     threads: Threads = 0,
     frames: int = typer.Option(None, "--frames", help="Annotate at most this many frame sets."),
     no_progress: NoProgress = False,
@@ -67,5 +68,10 @@ def annotate_command(
     crop_path = refiner_option(refiner, detector_path, tracking=True)
     detector = open_backend(detector_path, "auto", threads=threads)
     crop = open_backend(crop_path, "auto", threads=threads) if crop_path else None
-    pipeline = Pipeline(rig, detector, EngineConfig(), FilterConfig(), refiner=crop)
+    palm = None
+    if palm_detector is not None:
+        from handstream.models.palm import PalmDetector
+
+        palm = PalmDetector(palm_detector)
+    pipeline = Pipeline(rig, detector, EngineConfig(), FilterConfig(), refiner=crop, palm=palm)
     annotate_videos(video, rig, out, pipeline, limit=frames, table=table_arg, progress=not no_progress)

@@ -15,7 +15,9 @@ from this view at those of 9 distances along the finding view's rays (0.12 to 3 
 (the views predict each other's crops, so one view's find is confirmed in the next call instead of waiting for a
 blind sweep); then the next windows of its sweep. While one hand is tracked, finds on it are dropped and a find
 elsewhere is the other hand, whatever the handedness output says (:meth:`LandmarkSearch.__call__`); the tracker
-follows a find up in the next frame sets (``engine/tracking.py::FOLLOW_UPS``). The windows are interleaved
+follows a find up in the next frame sets (``engine/tracking.py::FOLLOW_UPS``). With MediaPipe's palm detector
+(``model.palm_detector``, :mod:`handstream.models.palm`) a call looks first where it finds palms, in one view a
+call, and sweeps only a view where it finds none (:class:`LandmarkSearch`, ``palm``). The windows are interleaved
 across sizes and angles so every call looks at all scales; a full sweep of a view takes
 ``ceil(116 / crops_per_view)`` acquisitions (39 at the default 3 per view).
 
