@@ -206,8 +206,12 @@ def test_cli_errors_name_the_palm_detector(tmp_path, palm_lite):
     real = palm_lite[0][0]
     assert_one_line_error(run_cli("serve", "--demo", "--palm-detector", str(real), "--seconds", "1"),
                           "model.palm_detector", "landmarks crop model")  # the demo's crop model is a heatmap one
+    assert_one_line_error(run_cli("adapt", "--recording", str(tmp_path), "--recording", str(tmp_path),
+                                  "--calibration", str(tmp_path / "c.toml"), "--out", str(tmp_path / "o"),
+                                  "--palm-detector", str(real)),
+                          "--palm-detector: only with an imported landmarks model")  # fmt: skip
     assert_one_line_error(run_cli("eval", "--data", str(tmp_path), "--palm-detector", str(fake)),
-                          "--palm-detector: only with --images")  # fmt: skip
+                          "--palm-detector: only with --images, or --recording")  # fmt: skip
 
 
 @pytest.mark.skipif(not os.environ.get("HANDSTREAM_TEST_NETWORK"), reason="fetches mediapipe==0.10.14 (36 MB) from "

@@ -80,6 +80,7 @@ class LandmarkAdaptConfig:
             relative change per pixel of reprojection (:func:`handstream.adapt.bone_fit.fit_bone_lengths`);
             0: the consensus as it is.
         seed: randomness of the sampling and jitter.
+        palm_detector: an imported palm detector guiding each round's search (``model.palm_detector``); None.
     """
 
     rounds: int = 2
@@ -98,6 +99,7 @@ class LandmarkAdaptConfig:
     presence_weight: float = 0.1
     bone_sigma: float = 0.05
     seed: int = 0
+    palm_detector: str | None = None
 
 
 def is_landmarks_model(path: str | Path) -> bool:
@@ -264,7 +266,8 @@ def open_student(model: str | Path):
 def _track(recording: Recording, current: str | Path, cfg: LandmarkAdaptConfig, progress: bool, r: int
            ) -> Detections2D:  # fmt: skip
     """Round ``r``'s detections: the engine's tracked path with the current model (an ``.onnx`` file)."""
-    return track_recording(recording, current, threads=cfg.threads, progress=progress, desc=f"round {r}: tracking")
+    return track_recording(recording, current, threads=cfg.threads, progress=progress, desc=f"round {r}: tracking",
+                           palm=cfg.palm_detector)  # fmt: skip
 
 
 def _detections_summary(recording: Recording, det: Detections2D) -> dict[str, Any]:

@@ -151,6 +151,7 @@ def _adapt_config(
     landmarks: bool = False,
     bone_sigma: float | None = None,
     seed: int = 0,
+    palm_detector: Path | None = None,
 ):
     """The flags as an :class:`~handstream.adapt.adapt.AdaptConfig` (its consensus settings included), or for an
     imported landmarks model (``landmarks``) a :class:`~handstream.adapt.landmarks.LandmarkAdaptConfig`
@@ -165,7 +166,8 @@ def _adapt_config(
         from handstream.adapt.landmarks import LandmarkAdaptConfig
 
         cfg = LandmarkAdaptConfig(rounds=rounds, steps=steps, batch=batch, lr=lr, threads=threads,
-                                  consensus=consensus, seed=seed)  # fmt: skip
+                                  consensus=consensus, seed=seed,
+                                  palm_detector=None if palm_detector is None else str(palm_detector))  # fmt: skip
         return cfg if bone_sigma is None else replace(cfg, bone_sigma=bone_sigma)
     cfg = AdaptConfig(
         rounds=rounds,
@@ -230,6 +232,7 @@ def adapt_command(
     ),
     name: str = typer.Option("adapted", "--name", help="Name of the exported model (OUT/NAME.onnx)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the crop sampling and jitter: the same seed, the same run."),
+    palm_detector: opt.PalmDetectorPath = None,
     threads: opt.Threads = 0,
     no_export: bool = typer.Option(False, "--no-export", help="Do not export OUT/NAME.onnx."),
     no_progress: opt.NoProgress = False,
@@ -263,6 +266,12 @@ def adapt_command(
         hand_scale=hand_scale, min_views=min_views, anatomy=anatomy, min_conf=min_conf,
     )  # fmt: skip
     _check_landmarks(model, landmarks, teacher, refiner, estimate_extrinsics, bone_sigma)
+    if palm_detector is not None:
+        if not landmarks:
+            raise HandstreamError(f"--palm-detector: only with an imported landmarks model as --model, not {model}")
+        from handstream.models.palm import PalmDetector
+
+        PalmDetector(palm_detector)  # a bad file: one line before minutes of reading the recording
     _check_teacher(teacher)
     refiner_path = None if landmarks else refiner_option(refiner, model)
     rec = _open_recording(recording, calibration, unit_scale, frames, progress=not no_progress)
@@ -270,6 +279,7 @@ def adapt_command(
         rounds=rounds, steps=steps, batch=batch, lr=lr, threads=threads, estimate_extrinsics=estimate_extrinsics,
         hand_scale=hand_scale, refiner_steps=refiner_steps, threshold_px=threshold_px, min_views=min_views,
         min_conf=min_conf, anatomy=anatomy, landmarks=landmarks, bone_sigma=bone_sigma, seed=seed,
+        palm_detector=palm_detector,
     )  # fmt: skip
     report = adapt(
         rec, model, out, cfg, teacher=teacher, refiner=refiner_path, name=name, export=not no_export,

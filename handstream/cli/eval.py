@@ -86,8 +86,8 @@ def pick_mode(f: EvalFlags) -> str:
     if f.images is not None:
         _check_images_flags(f)
         return "images"
-    if f.palm_detector is not None:
-        raise HandstreamError("--palm-detector: only with --images (the engine's acquisition on labelled images)")
+    if f.palm_detector is not None and (not f.recording or f.model is None):
+        raise HandstreamError("--palm-detector: only with --images, or --recording with a landmarks --model")
     if f.label_noise is not None and (f.data is None or f.model is not None or f.teacher is not None):
         raise HandstreamError(
             "--label-noise: only with --data and without --model/--teacher (it triangulates the dataset's own labels)"
@@ -201,7 +201,8 @@ def eval_command(
       tracked       --data DIR --model M.onnx --tracked        --max-views-per-hand --refiner --limit --threads --json
       label-noise   --data DIR --label-noise PX,PX,...         --pair --limit --json
       recording     --recording P (one per camera) and         --calibration --unit-scale --frames --threads --json
-                    --model M (.onnx or .pt) or --teacher T    --refiner (with --model), --mirrored (with --teacher)
+                    --model M (.onnx or .pt) or --teacher T    --refiner, --palm-detector (with --model),
+                                                               --mirrored (with --teacher)
       images        --images DIR [--model CROP.onnx]           --palm-detector --threads --json --no-progress
 
     A flag of another mode is a one-line error where it would change the meaning (e.g. --frames with --data).
@@ -335,7 +336,7 @@ def run_recording(f: EvalFlags) -> None:
     res = evaluate_recording(
         [str(p) for p in f.recording], f.calibration, model=f.model, teacher=f.teacher, unit_scale=f.unit_scale,
         frames=parse_frame_range(f.frames), mirrored=f.mirrored, threads=f.threads, progress=f.progress,
-        refiner=refiner,
+        refiner=refiner, palm_detector=f.palm_detector,
     )  # fmt: skip
     console = Console()
     span = res["recording"].get("frames") or [0, res["frames"]]

@@ -18,6 +18,7 @@ import numpy as np
 
 from handstream.capture.recording import Recording
 from handstream.config import EngineConfig
+from handstream.errors import HandstreamError
 from handstream.skeleton import HANDS, NUM_JOINTS
 
 
@@ -65,6 +66,7 @@ def predict_recording(
     progress: bool = False,
     desc: str = "predicting",
     refiner: str | Path | None = None,
+    palm=None,
 ) -> Detections2D:
     """Run an estimator over every frame of ``recording`` with :meth:`Pipeline.detect` (letterbox, rays,
     inference, decode, presence and confidence gating: exactly what the engine does).
@@ -75,6 +77,8 @@ def predict_recording(
         engine: gating thresholds (presence, confidence); default :class:`EngineConfig`.
         refiner: a refiner model for the engine's refine stage (None: the detector's keypoints as they are;
             adaptation trains the detector and runs without it).
+        palm: with a landmarks model, an imported palm detector (path or :class:`~handstream.models.palm.
+            PalmDetector`) guiding its search (:func:`track_recording`); None: none.
     Returns:
         :class:`Detections2D` with ``F = len(recording)``.
     """
@@ -83,7 +87,10 @@ def predict_recording(
     from handstream.geometry import Rig
 
     if _is_landmarks(model):  # one hand per crop: it runs on the tracked path (the refiner is not used)
-        return track_recording(recording, model, engine=engine, threads=threads, progress=progress, desc=desc)
+        return track_recording(recording, model, engine=engine, threads=threads, progress=progress, desc=desc,
+                               palm=palm)  # fmt: skip
+    if palm is not None:
+        raise HandstreamError("--palm-detector: only with a landmarks crop model (it guides acquisition by search)")
     backend = open_backend(model, threads=threads) if isinstance(model, (str, Path)) else model
     rig = recording.rig
     if rig is None:
@@ -133,6 +140,7 @@ def track_recording(
     threads: int = 0,
     progress: bool = False,
     desc: str = "tracking",
+    palm=None,
 ) -> Detections2D:
     """Run the engine's tracked path (:class:`handstream.engine.tracking.Tracker`) over ``recording``, frame sets
     in order as live, and keep each view's 2D keypoints of each hand.
@@ -144,6 +152,7 @@ def track_recording(
             (default: the shipped one; not run when acquisition is by search).
         engine: the engine's settings (default :class:`EngineConfig`); tracking is on and 2D joints are kept.
         fps: the frame rate the capture times are made from (frame ids / fps: the tracker's velocity model).
+        palm: an imported palm detector (path or opened) guiding the search (``model.palm_detector``); None: none.
     Returns:
         :class:`Detections2D` with ``F = len(recording)``: ``keypoints`` the crops' keypoints in frame px
         (distorted) in the views the tracker looked at (NaN elsewhere and where gated); ``conf`` the engine's
@@ -167,8 +176,13 @@ def track_recording(
         detector = DEFAULT_MODEL
     det_backend = open_backend(detector, threads=threads) if isinstance(detector, (str, Path)) else detector
     engine = dataclasses.replace(engine or EngineConfig(), tracking=True, include_2d=True)
-    pipe = Pipeline(Rig(list(rig)), det_backend, engine, FilterConfig(enabled=False), refiner=crop)
+    if isinstance(palm, (str, Path)):
+        from handstream.models.palm import PalmDetector
+
+        palm = PalmDetector(palm)
+    pipe = Pipeline(Rig(list(rig)), det_backend, engine, FilterConfig(enabled=False), refiner=crop, palm=palm)
     source = f"tracked:{crop_model}" if isinstance(crop_model, (str, Path)) else "tracked"
+    source += f" + palm:{palm.path}" if palm is not None else ""
     out = Detections2D.empty(len(recording), recording.num_views, source)
     view_of = {n: v for v, n in enumerate(recording.names)}
     it = range(len(recording))

@@ -204,6 +204,7 @@ def evaluate_recording(
     min_joints: int = 8,
     progress: bool = False,
     refiner: str | Path | None = None,
+    palm_detector: str | Path | None = None,
 ) -> dict[str, Any]:
     """Load a recording, detect 2D keypoints with a model or the teacher, and score their consistency.
 
@@ -220,6 +221,7 @@ def evaluate_recording(
         mirrored: teacher only: the images are horizontally flipped (selfie view).
         threshold_px, min_views, min_joints: see :func:`consistency_metrics`.
         refiner: with ``model``: a refiner for the engine's refine stage (None: off).
+        palm_detector: with a landmarks ``model``: an imported palm detector guiding its search (None: off).
     Returns:
         :func:`consistency_metrics`'s dict plus ``detector`` (``model:<path>`` / ``teacher:<path>``),
         ``recording`` (sources, calibration, frame range) and ``length_unit`` (``"m"`` with a unit scale or a
@@ -260,7 +262,7 @@ def evaluate_recording(
     else:
         from handstream.engine.offline import predict_recording
 
-        det = predict_recording(rec, model, threads=threads, progress=progress, refiner=refiner)
+        det = predict_recording(rec, model, threads=threads, progress=progress, refiner=refiner, palm=palm_detector)
     seconds = time.perf_counter() - t0
     res = consistency_metrics(rec.rig, det, threshold_px=threshold_px, min_views=min_views, min_joints=min_joints)
     synthetic = rec.truth is not None

@@ -163,12 +163,7 @@ def import_mediapipe(
         parity = {"checked": False, "why": "check_parity=False"}
         if check_parity:
             parity = parity_check(tflite_path, staged, roles, layout, parity_images, where, log)
-        onnx_path = Path(out_dir) / staged.name
-        try:
-            onnx_path.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(staged, onnx_path)
-        except OSError as exc:
-            raise HandstreamError(f"{onnx_path}: cannot write it ({exc.strerror or exc})") from None
+        onnx_path = publish(staged, out_dir)
     provenance = {
         **source,
         "variant": found,
@@ -204,6 +199,17 @@ def import_mediapipe(
     mpath = manifest.save(manifest_path(onnx_path))
     log(f"written {onnx_path} and {mpath.name} ({found}, {n_params:,} parameters, input {layout})")
     return [onnx_path, mpath]
+
+
+def publish(staged: Path, out_dir: str | Path) -> Path:
+    """Copy a verified ``staged`` file into ``out_dir`` (created); returns its path there."""
+    out = Path(out_dir) / staged.name
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(staged, out)
+    except OSError as exc:
+        raise HandstreamError(f"{out}: cannot write it ({exc.strerror or exc})") from None
+    return out
 
 
 # --- finding the network -------------------------------------------------------------------------------------
@@ -481,12 +487,9 @@ def parity_check(
     log: Callable[[str], object] = print,
 ) -> dict:
     """ONNX Runtime against the TFLite interpreter (module docstring, step 4): the manifest's ``parity``."""
-    try:
-        from ai_edge_litert.interpreter import Interpreter
-    except ImportError as exc:
-        why = f"ai_edge_litert is not importable ({exc}); pip install 'handstream[import]' to compare with TFLite"
-        log(f"{where}: parity not checked: {why}")
-        return {"checked": False, "why": why}
+    Interpreter, unchecked = tflite_interpreter(where, log)
+    if Interpreter is None:
+        return unchecked
     sets = {"random": np.random.default_rng(0).random((4, *INPUT_SHAPE[1:]), dtype=np.float32)}
     real, said = real_crops(images)
     if real is not None:
@@ -532,6 +535,33 @@ def parity_check(
     return parity
 
 
+def tflite_interpreter(where: str, log: Callable[[str], object] = print):
+    """(the TFLite ``Interpreter`` class, None), or (None, the manifest's ``parity`` saying why it is not checked)
+    when ``ai_edge_litert`` is not importable (said in ``log``)."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError as exc:
+        why = f"ai_edge_litert is not importable ({exc}); pip install 'handstream[import]' to compare with TFLite"
+        log(f"{where}: parity not checked: {why}")
+        return None, {"checked": False, "why": why}
+    return Interpreter, None
+
+
+def parity_image_files(folder: str | Path | None) -> tuple[list[Path], str | None, Path | None]:
+    """The real images for a parity check: every ``*.jpg``/``*.png`` under ``folder`` (default
+    :data:`DEFAULT_PARITY_IMAGES`; a dataset's ``images/`` only). Returns (files, why there are none or None,
+    the folder); a ``folder`` given that does not exist is a one-line error."""
+    if folder is None and not DEFAULT_PARITY_IMAGES.is_dir():
+        return [], f"no real images ({DEFAULT_PARITY_IMAGES} not found)", None
+    root = Path(folder) if folder is not None else DEFAULT_PARITY_IMAGES
+    if not root.is_dir():
+        raise HandstreamError(f"{root}: parity images folder not found")
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    if any(p.parent.name == "images" for p in files):  # a dataset's layout: not its vis/ overlays
+        files = [p for p in files if p.parent.name == "images"]
+    return files, None if files else f"no readable images under {root}", root
+
+
 def _layout(x: np.ndarray, layout: str) -> np.ndarray:
     """(N, 224, 224, 3) crops in the ONNX graph's layout."""
     return np.ascontiguousarray(x.transpose(0, 3, 1, 2) if layout == "NCHW" else x)
@@ -550,14 +580,9 @@ def real_crops(folder: str | Path | None) -> tuple[np.ndarray | None, str]:
     """
     import cv2
 
-    if folder is None and not DEFAULT_PARITY_IMAGES.is_dir():
-        return None, f"no real images ({DEFAULT_PARITY_IMAGES} not found): random crops only"
-    root = Path(folder) if folder is not None else DEFAULT_PARITY_IMAGES
-    if not root.is_dir():
-        raise HandstreamError(f"{root}: parity images folder not found")
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
-    if any(p.parent.name == "images" for p in files):  # a dataset's layout: not its vis/ overlays
-        files = [p for p in files if p.parent.name == "images"]
+    files, none, root = parity_image_files(folder)
+    if not files:
+        return None, f"{none}: random crops only"
     resized, crops = [], []
     for file in files:
         image = cv2.imread(str(file))

@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import datetime as _dt
-import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -124,12 +123,7 @@ def import_palm(
     parity = {"checked": False, "why": "check_parity=False"}
     if check_parity:
         parity = palm_parity(tflite_path, staged, manifest, parity_images, where, log)
-    onnx_path = Path(out_dir) / staged.name
-    try:
-        onnx_path.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(staged, onnx_path)
-    except OSError as exc:
-        raise HandstreamError(f"{onnx_path}: cannot write it ({exc.strerror or exc})") from None
+    onnx_path = imp.publish(staged, out_dir)
     manifest.parity = parity
     manifest.provenance = {
         **source,
@@ -152,12 +146,9 @@ def palm_parity(tflite_path: Path, onnx_path: Path, manifest: PalmManifest, imag
                 log: Callable[[str], object] = print) -> dict:  # fmt: skip
     """The original TFLite file against the converted ONNX one (module docstring, step 4): the manifest's
     ``parity``."""
-    try:
-        from ai_edge_litert.interpreter import Interpreter
-    except ImportError as exc:
-        why = f"ai_edge_litert is not importable ({exc}); pip install 'handstream[import]' to compare with TFLite"
-        log(f"{where}: parity not checked: {why}")
-        return {"checked": False, "why": why}
+    Interpreter, unchecked = imp.tflite_interpreter(where, log)
+    if Interpreter is None:
+        return unchecked
     import onnxruntime as ort
 
     sets = {"random": np.random.default_rng(0).random((4, *INPUT_SHAPE[1:]), dtype=np.float32)}
@@ -208,15 +199,8 @@ def _real_inputs(folder: str | Path | None, prepare) -> tuple[np.ndarray | None,
     """Real images letterboxed into (M, 192, 192, 3) float32 RGB [0, 1] inputs (``prepare``), and what they are."""
     import cv2
 
-    if folder is None and not imp.DEFAULT_PARITY_IMAGES.is_dir():
-        return None, f"no real images ({imp.DEFAULT_PARITY_IMAGES} not found): random inputs only"
-    root = Path(folder) if folder is not None else imp.DEFAULT_PARITY_IMAGES
-    if not root.is_dir():
-        raise HandstreamError(f"{root}: parity images folder not found")
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
-    if any(p.parent.name == "images" for p in files):
-        files = [p for p in files if p.parent.name == "images"]
+    files, none, root = imp.parity_image_files(folder)
     x = [prepare(im)[0].transpose(1, 2, 0) for im in (cv2.imread(str(f)) for f in files) if im is not None]
     if not x:
-        return None, f"no readable images under {root}: random inputs only"
+        return None, f"{none or f'no readable images under {root}'}: random inputs only"
     return np.stack(x).astype(np.float32), f"{len(x)} images under {root.name}/ letterboxed to 192x192"
