@@ -1,9 +1,10 @@
 """Import MediaPipe's hand landmark network as a handstream crop model: ``NAME.onnx`` + ``NAME.onnx.json``.
 
-What comes in: a ``hand_landmark_{full,lite}.tflite`` (from the ``mediapipe`` wheel or the npm package
-``@mediapipe/hands``), a Tasks-API ``.task`` bundle (a zip holding the landmark and the palm network: the member
-whose input is 1x224x224x3), or nothing: then ``mediapipe==0.10.14`` is fetched by package name (``pip download
---no-deps``, else ``npm pack @mediapipe/hands``) and the network taken out of it. Never from a model hub.
+What comes in (found by :mod:`handstream.models.mediapipe_files`): a ``hand_landmark_{full,lite}.tflite`` (from
+the ``mediapipe`` wheel or the npm package ``@mediapipe/hands``), a Tasks-API ``.task`` bundle (a zip holding the
+landmark and the palm network: the member whose input is 1x224x224x3), or nothing: then ``mediapipe==0.10.14`` is
+fetched by package name (``pip download --no-deps``, else ``npm pack @mediapipe/hands``) and the network taken out
+of it. Never from a model hub.
 
 1. The TFLite flatbuffer is read (``tflite``) and checked: one float32 input 1x224x224x3, outputs 1x63, 1x1,
    1x1, 1x63 (landmarks, hand flag, handedness, world landmarks). A palm detector (1x192x192x3 -> anchors) is
@@ -41,14 +42,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import logging
-import os
-import shutil
-import subprocess
-import sys
 import tempfile
-import time
-import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -57,16 +51,21 @@ import numpy as np
 from handstream.errors import HandstreamError
 from handstream.models.landmarks import ROLES
 from handstream.models.manifest import ModelManifest, manifest_path
+from handstream.models.mediapipe_files import (
+    INPUT_SHAPE,
+    LICENCE,
+    convert,
+    fetch_landmark_network,
+    landmark_tflite,
+    package_version,
+    parity_image_files,
+    publish,
+    require,
+    tflite_interpreter,
+    tflite_io,
+)
 from handstream.records import file_sha256
 
-MEDIAPIPE_WHEEL = "mediapipe==0.10.14"
-"""The wheel the networks are taken from when no file is given (any platform's: the .tflite files are the same)."""
-MEDIAPIPE_NPM = "@mediapipe/hands@0.4.1675469240"
-"""The npm package tried when pip cannot fetch the wheel (its files sit in ``package/``)."""
-WHEEL_FOLDER = "mediapipe/modules/hand_landmark/"
-INPUT_SHAPE = (1, 224, 224, 3)
-PALM_INPUT_SHAPE = (1, 192, 192, 3)
-PALM_WHEEL_FOLDER = "mediapipe/modules/palm_detection/"
 OUTPUT_SHAPES = ((1, 63), (1, 1), (1, 1), (1, 63))
 """MediaPipe's order: landmarks, hand flag (presence), handedness, world landmarks (:data:`ROLES`)."""
 LAYER_NAMES = {"conv_landmarks": "landmarks", "conv_handflag": "presence", "conv_handedness": "handedness",
@@ -78,18 +77,8 @@ CROP = {"camera": "perspective", "margin": 1.5, "min_side": 24.0}
 """The engine's crop rule for this network (module docstring: how 1.5 was chosen)."""
 TOLERANCE = 1e-3
 """Largest ONNX Runtime vs TFLite difference accepted per output, in its unit (px, probability, metres)."""
-LICENCE = (
-    "Apache-2.0: MediaPipe's weights (Google LLC), converted unchanged; keep MediaPipe's LICENSE with this model. "
-    "Not part of handstream's distribution."
-)
 PARITY_KEYS = {"landmarks": "landmarks_px", "presence": "presence", "handedness": "handedness",
                "world_landmarks": "world_landmarks_m"}  # fmt: skip
-DEFAULT_PARITY_IMAGES = (
-    Path(os.environ.get("HANDSTREAM_SHARED_DATA", Path(__file__).resolve().parents[3] / "shared" / "data"))
-    / "real"
-    / "images2d"
-)
-"""Real hand images for the parity check: ``../shared/data/real/images2d`` beside a checkout."""
 
 
 def import_mediapipe(
@@ -168,9 +157,9 @@ def import_mediapipe(
         **source,
         "variant": found,
         "parameters": n_params,
-        "converter": f"tflite2onnx {_version('tflite2onnx')}",
-        "tflite": _version("tflite"),
-        "onnx": _version("onnx"),
+        "converter": f"tflite2onnx {package_version('tflite2onnx')}",
+        "tflite": package_version("tflite"),
+        "onnx": package_version("onnx"),
         "opset": int(next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))),
         "conversion_s": round(seconds, 3),
         "batch": "dynamic" if dynamic else "1",
@@ -201,160 +190,17 @@ def import_mediapipe(
     return [onnx_path, mpath]
 
 
-def publish(staged: Path, out_dir: str | Path) -> Path:
-    """Copy a verified ``staged`` file into ``out_dir`` (created); returns its path there."""
-    out = Path(out_dir) / staged.name
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(staged, out)
-    except OSError as exc:
-        raise HandstreamError(f"{out}: cannot write it ({exc.strerror or exc})") from None
-    return out
-
-
 # --- finding the network -------------------------------------------------------------------------------------
-
-
-def landmark_tflite(path: str | Path, tmp_dir: Path, palm: bool = False) -> tuple[Path, str, dict]:
-    """The landmark ``.tflite`` of a file the user gave: itself, or the member of a ``.task`` bundle whose input is
-    1x224x224x3 (``palm``: 1x192x192x3, the palm detector), extracted into ``tmp_dir``. Returns (path, name for
-    messages, provenance)."""
-    path = Path(path)
-    if not path.is_file():
-        raise HandstreamError(f"{path}: file not found")
-    source = {"source": path.name, "source_sha256": file_sha256(path)}
-    with open(path, "rb") as f:
-        head = f.read(8)
-    if head[4:8] == b"TFL3":  # tested first: a .tflite with metadata may end with a zip of its associated files
-        return path, str(path), source
-    if not zipfile.is_zipfile(path):
-        raise HandstreamError(f"{path}: neither a TFLite model (no TFL3 identifier) nor a .task bundle (not a zip)")
-    _require("tflite", str(path))
-    try:
-        with zipfile.ZipFile(path) as bundle:
-            members = [m for m in bundle.namelist() if m.endswith(".tflite")]
-            shapes = {m: _input_shape(bundle.read(m)) for m in members}
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise HandstreamError(f"{path}: not a readable .task bundle ({exc})") from None
-    wanted = PALM_INPUT_SHAPE if palm else INPUT_SHAPE
-    found = [m for m in members if shapes[m] == wanted]
-    if not found:
-        listed = ", ".join(f"{m} ({'x'.join(map(str, shapes[m])) if shapes[m] else 'unreadable'})" for m in members)
-        what = "palm detector" if palm else "hand landmark network"
-        raise HandstreamError(
-            f"{path}: no {what} in the bundle (a .tflite with input {'x'.join(map(str, wanted))}); it holds: "
-            f"{listed or 'no .tflite file'}"
-        )
-    member = found[0]
-    out = tmp_dir / Path(member).name
-    with zipfile.ZipFile(path) as bundle:
-        out.write_bytes(bundle.read(member))
-    return out, f"{path}:{member}", {**source, "source_member": member, "source_member_sha256": file_sha256(out)}
-
-
-def fetch_landmark_network(variant: str, tmp_dir: Path, log: Callable[[str], object] = print,
-                           palm: bool = False) -> tuple[Path, str, dict]:  # fmt: skip
-    """``hand_landmark_{variant}.tflite`` (``palm``: ``palm_detection_{variant}.tflite``) fetched by package name:
-    the ``mediapipe`` wheel with pip (any platform's, no dependencies, not installed), else the npm package with
-    ``npm pack``. Needs a registry."""
-    file = f"palm_detection_{variant}.tflite" if palm else f"hand_landmark_{variant}.tflite"
-    folder = PALM_WHEEL_FOLDER if palm else WHEEL_FOLDER
-    out = tmp_dir / file
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--platform",
-           "manylinux_2_17_x86_64", "--python-version", "3.11", "--implementation", "cp", "--abi", "cp311",
-           MEDIAPIPE_WHEEL, "--dest", str(tmp_dir / "wheel"), "--quiet"]  # fmt: skip
-    log(f"fetching {MEDIAPIPE_WHEEL} (about 36 MB) with pip download --no-deps ...")
-    why = _run(cmd)
-    wheels = sorted((tmp_dir / "wheel").glob("mediapipe-*.whl"))
-    if why is None and wheels:
-        with zipfile.ZipFile(wheels[0]) as wheel:
-            if folder + file not in wheel.namelist():
-                raise HandstreamError(f"{wheels[0].name}: holds no {folder}{file}")
-            out.write_bytes(wheel.read(folder + file))
-        where = f"{wheels[0].name}:{folder}{file}"
-        return out, where, {"source": where, "source_package": MEDIAPIPE_WHEEL, "source_sha256": file_sha256(out)}
-    if shutil.which("npm") is None:
-        raise HandstreamError(f"could not fetch {MEDIAPIPE_WHEEL} with pip ({why}); pass the .tflite or .task file")
-    log(f"pip failed ({why}); trying npm pack {MEDIAPIPE_NPM} ...")
-    npm_why = _run(["npm", "pack", MEDIAPIPE_NPM, "--silent", "--pack-destination", str(tmp_dir)])
-    packs = sorted(tmp_dir.glob("mediapipe-hands-*.tgz"))
-    if npm_why is not None or not packs:
-        raise HandstreamError(
-            f"could not fetch {MEDIAPIPE_WHEEL} with pip ({why}) nor {MEDIAPIPE_NPM} with npm ({npm_why}); "
-            "pass the .tflite or .task file"
-        )
-    import tarfile
-
-    with tarfile.open(packs[0]) as tgz:
-        member = tgz.extractfile(f"package/{file}")
-        if member is None:
-            raise HandstreamError(f"{packs[0].name}: holds no package/{file}")
-        out.write_bytes(member.read())
-    where = f"{packs[0].name}:package/{file}"
-    return out, where, {"source": where, "source_package": MEDIAPIPE_NPM, "source_sha256": file_sha256(out)}
-
-
-def _run(cmd: list[str]) -> str | None:
-    """Run a fetch command; None when it worked, else its last line of output."""
-    try:
-        result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return str(exc)
-    if result.returncode == 0:
-        return None
-    lines = (result.stderr or result.stdout).strip().splitlines()
-    return lines[-1] if lines else f"exit status {result.returncode}"
 
 
 # --- checks ---------------------------------------------------------------------------------------------------
 
 
-def _require(module: str, where: str):
-    """``import module``, or a one-line error that says how to install the importer's packages."""
-    import importlib
-
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        raise HandstreamError(f"{where}: {module} not importable ({exc}); pip install 'handstream[import]'") from None
-
-
-def _tflite_io(buf: bytes) -> tuple[list[tuple[tuple[int, ...], int]], list[tuple[int, ...]]]:
-    """(inputs as (shape, tflite type), output shapes) of a TFLite flatbuffer; every tensor and buffer is
-    touched, so a truncated file raises here (``tflite`` must be importable)."""
-    import tflite
-
-    if len(buf) < 8 or buf[4:8] != b"TFL3":
-        raise ValueError("no TFL3 file identifier")
-    model = tflite.Model.GetRootAsModel(buf, 0)
-    graph = model.Subgraphs(0)
-    for i in range(graph.TensorsLength()):
-        graph.Tensors(i).ShapeAsNumpy()
-    sum(model.Buffers(i).DataLength() for i in range(model.BuffersLength()))
-    ins = [graph.Tensors(graph.Inputs(i)) for i in range(graph.InputsLength())]
-    outs = [graph.Tensors(graph.Outputs(i)) for i in range(graph.OutputsLength())]
-    return [(_shape(t), t.Type()) for t in ins], [_shape(t) for t in outs]
-
-
-def _shape(tensor) -> tuple[int, ...]:
-    shape = tensor.ShapeAsNumpy()
-    return tuple(int(v) for v in shape) if isinstance(shape, np.ndarray) else ()
-
-
-def _input_shape(buf: bytes) -> tuple[int, ...] | None:
-    """The first input's shape of a TFLite flatbuffer, None when it is unreadable (a bundle member)."""
-    try:
-        ins, _ = _tflite_io(buf)
-    except Exception:  # flatbuffers raise struct.error, IndexError, ... on a corrupt file
-        return None
-    return ins[0][0] if ins else None
-
-
 def check_landmark_tflite(buf: bytes, where: str) -> None:
     """One-line error unless ``buf`` is a readable TFLite hand landmark network (module docstring, step 1)."""
-    _require("tflite", where)
+    require("tflite", where)
     try:
-        ins, outs = _tflite_io(buf)
+        ins, outs = tflite_io(buf)
     except Exception as exc:  # flatbuffers raise struct.error, IndexError, ... on a truncated file
         raise HandstreamError(
             f"{where}: not a readable TFLite model (truncated or corrupt? {str(exc).splitlines()[0][:160]})"
@@ -374,23 +220,6 @@ def check_landmark_tflite(buf: bytes, where: str) -> None:
         raise HandstreamError(
             f"{where}: not a MediaPipe hand landmark network: outputs {out_dims}, expected 1x63, 1x1, 1x1, 1x63"
         )
-
-
-def convert(tflite_path: Path, onnx_path: Path, where: str):
-    """tflite2onnx on one file -> (the loaded ONNX model, seconds); its log lines are kept quiet."""
-    onnx, tflite2onnx = _require("onnx", where), _require("tflite2onnx", where)
-    logger = logging.getLogger("tflite2onnx")
-    level = logger.level
-    logger.setLevel(logging.ERROR)  # "float16 not supported/tested yet": parity below says whether it matters
-    start = time.perf_counter()
-    try:
-        tflite2onnx.convert(str(tflite_path), str(onnx_path))
-    except Exception as exc:  # the converter raises whatever its op handlers raise
-        line = str(exc).splitlines()[0][:160] if str(exc) else ""
-        raise HandstreamError(f"{where}: tflite2onnx could not convert it ({type(exc).__name__}: {line})") from None
-    finally:
-        logger.setLevel(level)
-    return onnx.load(str(onnx_path)), time.perf_counter() - start
 
 
 def _dims(value_info) -> list:
@@ -516,8 +345,8 @@ def parity_check(
     worst = {k: max(d[k] for d in by_input.values()) for k in PARITY_KEYS.values()}
     parity = {
         "checked": True,
-        "reference": f"TFLite interpreter (ai-edge-litert {_version('ai-edge-litert')}, CPU, one crop at a time)",
-        "runtime": f"onnxruntime {_version('onnxruntime')} CPUExecutionProvider (each input set as one batch)",
+        "reference": f"TFLite interpreter (ai-edge-litert {package_version('ai-edge-litert')}, CPU, a crop at a time)",
+        "runtime": f"onnxruntime {package_version('onnxruntime')} CPUExecutionProvider (each input set as one batch)",
         "max_abs_diff": worst,
         "by_input": by_input,
         "inputs": [f"{k} x{len(v)}" for k, v in sets.items()],
@@ -533,33 +362,6 @@ def parity_check(
             "nothing written"
         )
     return parity
-
-
-def tflite_interpreter(where: str, log: Callable[[str], object] = print):
-    """(the TFLite ``Interpreter`` class, None), or (None, the manifest's ``parity`` saying why it is not checked)
-    when ``ai_edge_litert`` is not importable (said in ``log``)."""
-    try:
-        from ai_edge_litert.interpreter import Interpreter
-    except ImportError as exc:
-        why = f"ai_edge_litert is not importable ({exc}); pip install 'handstream[import]' to compare with TFLite"
-        log(f"{where}: parity not checked: {why}")
-        return None, {"checked": False, "why": why}
-    return Interpreter, None
-
-
-def parity_image_files(folder: str | Path | None) -> tuple[list[Path], str | None, Path | None]:
-    """The real images for a parity check: every ``*.jpg``/``*.png`` under ``folder`` (default
-    :data:`DEFAULT_PARITY_IMAGES`; a dataset's ``images/`` only). Returns (files, why there are none or None,
-    the folder); a ``folder`` given that does not exist is a one-line error."""
-    if folder is None and not DEFAULT_PARITY_IMAGES.is_dir():
-        return [], f"no real images ({DEFAULT_PARITY_IMAGES} not found)", None
-    root = Path(folder) if folder is not None else DEFAULT_PARITY_IMAGES
-    if not root.is_dir():
-        raise HandstreamError(f"{root}: parity images folder not found")
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
-    if any(p.parent.name == "images" for p in files):  # a dataset's layout: not its vis/ overlays
-        files = [p for p in files if p.parent.name == "images"]
-    return files, None if files else f"no readable images under {root}", root
 
 
 def _layout(x: np.ndarray, layout: str) -> np.ndarray:
@@ -630,10 +432,3 @@ def _mediapipe_crop(image: np.ndarray, joints: np.ndarray) -> np.ndarray:
     return cv2.warpAffine(image, affine, INPUT_SHAPE[1:3][::-1], flags=cv2.INTER_LINEAR, borderValue=(0, 0, 0))
 
 
-def _version(package: str) -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(package)
-    except PackageNotFoundError:
-        return "?"

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from handstream.errors import HandstreamError
-from handstream.models import importer as imp
+from handstream.models import mediapipe_files as mpf
 from handstream.models.palm import INPUT_SIZE, PalmManifest, palm_input
 from handstream.records import file_sha256
 
@@ -39,7 +39,7 @@ LITE_MAX_PARAMETERS = 1_050_000
 def is_palm_tflite(buf: bytes) -> bool:
     """Does ``buf`` look like MediaPipe's palm detector (input 1x192x192x3, outputs 1x2016x18 and 1x2016x1)?"""
     try:
-        ins, outs = imp._tflite_io(buf)
+        ins, outs = mpf.tflite_io(buf)
     except Exception:  # flatbuffers raise their own types on a corrupt file
         return False
     return len(ins) == 1 and ins[0][0] == INPUT_SHAPE and tuple(outs) == OUTPUT_SHAPES
@@ -104,7 +104,7 @@ def import_palm(
     folded, n_folded = fold_fp16(buf, where)
     folded_path = tmp_dir / "palm-folded.tflite"
     folded_path.write_bytes(folded)
-    model, seconds = imp.convert(folded_path, tmp_dir / "palm.onnx", where)
+    model, seconds = mpf.convert(folded_path, tmp_dir / "palm.onnx", where)
     seconds = time.perf_counter() - t0
     log(f"{where}: {n_folded} fp16 constants folded, converted with tflite2onnx in {seconds:.2f} s")
     outs = {tuple(d.dim_value for d in o.type.tensor_type.shape.dim): o.name for o in model.graph.output}
@@ -123,19 +123,19 @@ def import_palm(
     parity = {"checked": False, "why": "check_parity=False"}
     if check_parity:
         parity = palm_parity(tflite_path, staged, manifest, parity_images, where, log)
-    onnx_path = imp.publish(staged, out_dir)
+    onnx_path = mpf.publish(staged, out_dir)
     manifest.parity = parity
     manifest.provenance = {
         **source,
         "variant": variant,
         "parameters": n_params,
-        "converter": f"fp16 constants folded ({n_folded}), then tflite2onnx {imp._version('tflite2onnx')}",
-        "onnx": imp._version("onnx"),
+        "converter": f"fp16 constants folded ({n_folded}), then tflite2onnx {mpf.package_version('tflite2onnx')}",
+        "onnx": mpf.package_version("onnx"),
         "conversion_s": round(seconds, 3),
         "batch": "1",
         "converted": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "sha256": file_sha256(onnx_path),
-        "licence": imp.LICENCE,
+        "licence": mpf.LICENCE,
     }
     mpath = manifest.save(onnx_path.with_name(onnx_path.name + ".json"))
     log(f"written {onnx_path} and {mpath.name} (palm detector, {n_params:,} parameters)")
@@ -146,7 +146,7 @@ def palm_parity(tflite_path: Path, onnx_path: Path, manifest: PalmManifest, imag
                 log: Callable[[str], object] = print) -> dict:  # fmt: skip
     """The original TFLite file against the converted ONNX one (module docstring, step 4): the manifest's
     ``parity``."""
-    Interpreter, unchecked = imp.tflite_interpreter(where, log)
+    Interpreter, unchecked = mpf.tflite_interpreter(where, log)
     if Interpreter is None:
         return unchecked
     import onnxruntime as ort
@@ -185,8 +185,8 @@ def palm_parity(tflite_path: Path, onnx_path: Path, manifest: PalmManifest, imag
         )
     return {
         "checked": True,
-        "reference": f"TFLite interpreter (ai-edge-litert {imp._version('ai-edge-litert')}) on the original file",
-        "runtime": f"onnxruntime {imp._version('onnxruntime')} CPUExecutionProvider",
+        "reference": f"TFLite interpreter (ai-edge-litert {mpf.package_version('ai-edge-litert')}) on the original",
+        "runtime": f"onnxruntime {mpf.package_version('onnxruntime')} CPUExecutionProvider",
         "max_abs_diff": worst,
         "by_input": by_input,
         "inputs": [f"{k} x{len(v)}" for k, v in sets.items()],
@@ -199,7 +199,7 @@ def _real_inputs(folder: str | Path | None, prepare) -> tuple[np.ndarray | None,
     """Real images letterboxed into (M, 192, 192, 3) float32 RGB [0, 1] inputs (``prepare``), and what they are."""
     import cv2
 
-    files, none, root = imp.parity_image_files(folder)
+    files, none, root = mpf.parity_image_files(folder)
     x = [prepare(im)[0].transpose(1, 2, 0) for im in (cv2.imread(str(f)) for f in files) if im is not None]
     if not x:
         return None, f"{none or f'no readable images under {root}'}: random inputs only"
