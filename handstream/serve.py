@@ -37,6 +37,7 @@ from handstream.errors import HandstreamError
 from handstream.geometry import Rig
 from handstream.models.defaults import refiner_option
 from handstream.poses import PoseMessage
+from handstream.runtime import EXIT_USER_ERROR
 from handstream.transport.messages import StatusMessage
 from handstream.transport.pubsub import PoseSubscriber
 from handstream.transport.security import curve_config
@@ -433,6 +434,12 @@ class Supervisor:
                 print(f"handstream serve: {child.name} exited with code {code}; not restarted", file=sys.stderr)
                 continue
             ran = now - child.started
+            if child.name == "engine" and code == EXIT_USER_ERROR and child.restarts == 0 and ran < sv.stable_s:
+                # its own one-line error at its first start (a model ONNX Runtime cannot load, ...): a restart
+                # would print it again, and a short --seconds or a finite video would then end serve with 0
+                print("handstream serve: error: the engine stopped at its start (see above); not restarted",
+                      file=sys.stderr)
+                return EXIT_USER_ERROR
             child.failures = child.failures + 1 if ran < sv.stable_s else 1
             if child.name == "engine" and child.failures >= ENGINE_GIVE_UP and ran < 5.0:
                 print(

@@ -225,6 +225,22 @@ def test_bad_config_and_calibration_give_one_line_and_exit_2(tmp_path, random_mo
         assert "Traceback" not in r.stderr
 
 
+def test_an_engine_that_fails_at_its_start_ends_serve_with_its_error_and_exit_2(tmp_path, random_model):
+    # a model whose manifest reads but ONNX Runtime cannot load: only the engine process finds out; before, serve
+    # restarted it (the same error again) and a short --seconds ended serve with exit 0
+    (tmp_path / "random.onnx").write_bytes(random_model.read_bytes()[:4000])
+    (tmp_path / "random.onnx.json").write_bytes(random_model.with_name("random.onnx.json").read_bytes())
+    args = ["serve", "--demo", "--model", str(tmp_path / "random.onnx"), "--seconds", "4", "--quiet",
+            "--frames-endpoint", f"tcp://127.0.0.1:{free_tcp_port()}",
+            "--poses-endpoint", f"tcp://127.0.0.1:{free_tcp_port()}"]  # fmt: skip
+    r = subprocess.run([sys.executable, "-m", "handstream.cli", *args], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2, r.stderr
+    errors = [line for line in r.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 2 and "random.onnx: onnxruntime cannot load it" in errors[0], r.stderr
+    assert errors[1].startswith("handstream serve: error: the engine stopped at its start"), r.stderr
+    assert "restarting" not in r.stderr and "Traceback" not in r.stderr
+
+
 def test_plan_renders_the_synthetic_loop_once_and_live_render_skips_it(random_model):
     from handstream.cli.serve import build_config
     from handstream.config import SourceConfig
