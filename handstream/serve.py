@@ -429,7 +429,7 @@ class Supervisor:
                 child.finished = True
                 print(f"handstream serve: error: the recorder exited with code {code}", file=sys.stderr)
                 continue
-            if child.module == "handstream.bridges" and (code == 2 or not sv.restart):
+            if child.module == "handstream.bridges" and (code == EXIT_USER_ERROR or not sv.restart):
                 child.finished = True  # a bridge's own error (e.g. its port): say so, keep the engine serving
                 print(f"handstream serve: {child.name} exited with code {code}; not restarted", file=sys.stderr)
                 continue
